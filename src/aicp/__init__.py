@@ -1,0 +1,40 @@
+"""aicp: multi-step content pipelines, every step in its own supervised worker process.
+
+The public API is small and re-exported here; it is loaded lazily, so that
+``import aicp`` (and ``aicp --version``) costs almost nothing::
+
+    import aicp
+    chain = aicp.load_chain("pipeline.yaml")
+    result = aicp.run_chain(chain, input="a lighthouse at dawn")
+    print(result.success, result.outputs)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aicp._version import __version__
+
+if TYPE_CHECKING:
+    from aicp._api import run_chain
+    from aicp._chain import Chain, Step, load_chain
+    from aicp._errors import AicpError, ChainError, ExitCode
+    from aicp._supervisor import ChainResult
+
+__all__ = ["AicpError", "Chain", "ChainError", "ChainResult", "ExitCode", "Step", "__version__",
+           "load_chain", "run_chain"]
+
+_LAZY = {
+    "load_chain": "aicp._chain", "Chain": "aicp._chain", "Step": "aicp._chain",
+    "run_chain": "aicp._api", "ChainResult": "aicp._supervisor",
+    "AicpError": "aicp._errors", "ChainError": "aicp._errors", "ExitCode": "aicp._errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aicp' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,42 @@
+"""The Python entry point for running a chain: ``aicp.run_chain``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aicp._chain import Chain, load_chain
+from aicp._events import EventLog, Observer
+from aicp._inputs import resolve_input
+from aicp._process import Cancel
+from aicp._supervisor import ChainResult, Supervisor
+
+
+def run_chain(chain: Chain | str | Path, input: Any = None, *, stream: bool = False,
+              log_file: str | None = None, observer: Observer | None = None,
+              cancel: Cancel | None = None) -> ChainResult:
+    """Run a chain (a loaded :class:`Chain`, or a path / YAML text) and return its result.
+
+    Every step runs in its own worker process, exactly as from the CLI.
+    ``input`` is the chain's input (text or a file path); by default the
+    chain's own ``prompt`` / ``input_image`` / ``input_video``. ``stream``
+    writes the JSON event stream (stderr, result on stdout); ``observer``
+    receives each event as a dict. Step failures do not raise: they are in
+    the result (``success``, ``error``, ``exit_code``).
+    """
+    if not isinstance(chain, Chain):
+        chain = load_chain(chain)
+    value = resolve_input(chain, input_text=input) if input is not None and not _is_file(input) \
+        else resolve_input(chain, input_file=str(input) if input is not None else None)
+    events = EventLog(stream=stream, log_file=log_file, observer=observer, secrets=chain.secrets)
+    try:
+        result = Supervisor(chain, events, cancel).run(value)
+        events.result(**result.event_fields())
+    finally:
+        events.close()
+    return result
+
+
+def _is_file(value: Any) -> bool:
+    return isinstance(value, Path) or (isinstance(value, str) and "\n" not in value
+                                       and len(value) < 4096 and Path(value).is_file())

@@ -1,0 +1,124 @@
+"""What a step's code sees: the ``ctx`` passed to every executor as ``fn(ctx)``.
+
+This module is imported in every worker before the step runs, so it imports
+almost nothing: a worker's start-up time is the per-step overhead of the whole
+tool. structlog is loaded only if the step actually asks for ``ctx.log``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+
+class StepFailed(Exception):
+    """Raise from a step to fail it with a precise reason instead of ``exception``.
+
+    The ``command`` step uses it to report the program's exit status or signal.
+    """
+
+    def __init__(self, message: str, *, reason: str = "exception",
+                 exit_code: int | None = None, signal: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.exit_code = exit_code
+        self.signal = signal
+
+
+class Channel:
+    """The worker's side of the result pipe: one JSON object per line.
+
+    The pipe is a file descriptor of its own, so nothing the step prints on
+    stdout or stderr can corrupt what travels here.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def send(self, kind: str, **fields: Any) -> None:
+        fields["k"] = kind
+        self.write_line(json.dumps(fields, default=str))
+
+    def write_line(self, line: str) -> None:
+        """Write one already-serialised JSON object (and the newline) to the pipe."""
+        view = memoryview((line + "\n").encode())
+        while view:
+            view = view[os.write(self._fd, view):]
+
+
+class StepContext:
+    """The step's view of its run.
+
+    Attributes: ``input`` (the previous step's output, or the chain's input),
+    ``params``, ``output_dir`` (created), ``step`` (index of the step among the
+    enabled steps), ``member`` (index inside a parallel group, else None),
+    ``name``, ``type``, ``model``, ``latest`` (the most recent output of each
+    kind so far: ``{"text": ..., "video": ...}``) and ``chain_dir`` (the folder
+    of the chain file, for resolving relative paths).
+    """
+
+    def __init__(self, spec: dict[str, Any], channel: Channel) -> None:
+        self.input: Any = spec.get("input")
+        self.params: dict[str, Any] = spec.get("params") or {}
+        self.output_dir = Path(spec["output_dir"])
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.step: int = spec["step"]
+        self.member: int | None = spec.get("member")
+        self.name: str = spec.get("name") or ""
+        self.type: str = spec.get("type", "")
+        self.model: str | None = spec.get("model")
+        self.latest: dict[str, Any] = spec.get("latest") or {}
+        self.chain_dir = Path(spec.get("chain_dir") or ".")
+        self._channel = channel
+        self._log: Any = None
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Report progress (0..1); it becomes a ``step_progress`` event."""
+        fraction = min(1.0, max(0.0, float(fraction)))
+        self._channel.send("progress", fraction=fraction, message=message)
+
+    @property
+    def log(self) -> Any:
+        """A structlog logger whose events are relayed as ``step_log`` events."""
+        if self._log is None:
+            import structlog
+
+            channel = self._channel
+
+            def relay(_logger: Any, method: str, event_dict: dict[str, Any]) -> str:
+                channel.send("log", level=method, fields=event_dict)
+                raise structlog.DropEvent
+
+            self._log = structlog.wrap_logger(
+                structlog.PrintLogger(), processors=[relay], context_class=dict
+            )
+        return self._log
+
+    def output_path(self, ext: str, suffix: str = "") -> Path:
+        """The predictable name of this step's output: ``step_{n}_{type}{suffix}.{ext}``.
+
+        Members of a parallel group get ``step_{n}_{member}_{type}...`` so they never collide.
+        """
+        stem = f"step_{self.step}" if self.member is None else f"step_{self.step}_{self.member}"
+        return self.output_dir / f"{stem}_{self.type}{suffix}.{ext.lstrip('.')}"
+
+    @contextmanager
+    def atomic_output(self, ext: str, suffix: str = "") -> Iterator[Path]:
+        """Yield a temporary path; rename it to :meth:`output_path` only when the block succeeds.
+
+        A step killed halfway leaves at most a hidden ``.part`` file, never a
+        file under the final name that looks finished.
+        """
+        final = self.output_path(ext, suffix)
+        tmp = final.with_name(f".{final.stem}.part{os.getpid()}{final.suffix}")
+        try:
+            yield tmp
+            if not tmp.exists():
+                raise RuntimeError(f"the step did not write {final.name}")
+            os.replace(tmp, final)
+        finally:
+            if tmp.exists():
+                tmp.unlink()

@@ -1,0 +1,78 @@
+"""Exit codes and the user-facing errors that map onto them.
+
+Scripts branch on the exit code, so the numbers are a public contract: they are
+listed once here, and every error that reaches the CLI carries its own code.
+An error that is the user's (a bad chain, a missing file) is printed as one
+line with no traceback; anything else is an internal error (exit 1).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    INTERNAL = 1
+    INVALID = 2
+    MISSING = 3
+    PROVIDER = 4
+    STEP_FAILED = 5
+    INTERRUPTED = 130
+    TERMINATED = 143
+
+
+EXIT_CODE_HELP = """\
+exit codes:
+  0    success
+  1    unexpected internal error (a bug; run with --debug for the traceback)
+  2    invalid arguments or invalid chain (YAML syntax, schema, type flow)
+  3    a file you named is missing or unreadable, or required credentials are missing
+  4    a provider failed (authentication, quota, network)
+  5    a step failed (the event stream says which and why)
+  130  interrupted by SIGINT (Ctrl-C)
+  143  terminated by SIGTERM"""
+
+
+class AicpError(Exception):
+    """An error meant for the user: one line, a stable exit code, no traceback."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UsageError(AicpError):
+    """Bad command-line arguments."""
+
+    exit_code = ExitCode.INVALID
+
+
+class ChainError(AicpError):
+    """The chain file is not valid: syntax, schema or type flow.
+
+    The message already names the file, the position and the field, in the
+    form editors and CI annotations understand: ``chain.yaml:7:5: steps[2].timeout: ...``.
+    """
+
+    exit_code = ExitCode.INVALID
+
+
+class MissingInputError(AicpError):
+    """A file the user named does not exist or cannot be read."""
+
+    exit_code = ExitCode.MISSING
+
+
+class CredentialsError(AicpError):
+    """A credential the chain needs is not set."""
+
+    exit_code = ExitCode.MISSING
+
+
+class ProviderError(AicpError):
+    """A remote provider refused or could not be reached."""
+
+    exit_code = ExitCode.PROVIDER

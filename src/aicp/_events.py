@@ -1,0 +1,204 @@
+"""The event stream: every lifecycle transition as one structlog event, rendered as a JSON line.
+
+The pipeline is structlog's: a bound logger whose processors are plain
+callables composed in a list. Ours add the envelope (``schema_version``,
+``timestamp``, ``elapsed_seconds``, ``level``, ``run_id``), mask secrets, let
+the human view observe the event, and render it with orjson straight to bytes.
+The "logger" at the end writes each line with one ``write(2)`` call, so a line
+is never split between two writes and readers never see half an event.
+
+Lifecycle events go to stderr (with ``--stream``) and to the ``--log-file``;
+the terminal ``pipeline_complete`` goes to stdout and the log file, never to
+stderr. Streams are resolved at write time, so the stream works under pytest's
+capsys and after ``contextlib.redirect_stderr``. A reader that goes away
+(``| head``) silences that one stream; the run goes on.
+
+We configure our own bound loggers with ``structlog.wrap_logger`` and never
+call ``structlog.configure``: a library must not change its host's logging.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+import threading
+import time
+import uuid
+from typing import Any, Callable, Iterable
+
+import orjson
+import structlog
+from structlog.processors import add_log_level
+
+from aicp._redact import Redactor
+
+SCHEMA_VERSION = "1"
+
+Observer = Callable[[dict[str, Any]], None]
+
+
+class StreamWriter:
+    """Writes whole lines to ``sys.<name>``, resolved at every write."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._stream: Any = None
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+        self.broken = False
+
+    def write(self, data: bytes) -> None:
+        if self.broken:
+            return
+        stream = getattr(sys, self._name)
+        if stream is None:
+            return
+        with self._lock:
+            try:
+                if stream is not self._stream:
+                    self._stream, self._fd = stream, _raw_fd(stream, self._name)
+                if self._fd is not None:
+                    write_all(self._fd, data)
+                else:
+                    stream.write(data.decode("utf-8"))
+                    stream.flush()
+            except (BrokenPipeError, ValueError):
+                self.broken = True
+            except OSError as exc:
+                if exc.errno not in (errno.EPIPE, errno.EBADF):
+                    raise
+                self.broken = True
+
+
+class FileWriter:
+    """Appends lines to a file (for shippers that tail files), one write each."""
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._lock = threading.Lock()
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            write_all(self._fd, data)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def _raw_fd(stream: Any, name: str) -> int | None:
+    """The stream's file descriptor if it is the interpreter's own stream, else None.
+
+    Writing the bytes straight to the descriptor is one system call; a replaced
+    stream (capsys, redirect_stderr) gets a text write instead.
+    """
+    if stream is not getattr(sys, f"__{name}__"):
+        return None
+    try:
+        stream.flush()
+        return stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class _Tee:
+    """The structlog "logger" at the end of the chain: hands the rendered line to each writer."""
+
+    def __init__(self, writers: Iterable[Any]) -> None:
+        self.writers = list(writers)
+
+    def msg(self, line: bytes) -> None:
+        for writer in self.writers:
+            writer.write(line)
+
+    info = warning = error = debug = critical = msg
+
+
+def _render(_logger: Any, _method: str, event_dict: dict[str, Any]) -> bytes:
+    return orjson.dumps(event_dict, default=str,
+                        option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
+
+
+class _Envelope:
+    """Puts the fields every event carries first, in a stable order."""
+
+    def __init__(self, run_id: str, started: float) -> None:
+        self.run_id = run_id
+        self.started = started
+
+    def __call__(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        event = event_dict.pop("event")
+        level = event_dict.pop("level")
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "event": event,
+            "timestamp": time.time(),
+            "elapsed_seconds": round(time.monotonic() - self.started, 3),
+            "level": level,
+            "run_id": self.run_id,
+            **event_dict,
+        }
+
+
+def _observe(observer: Observer) -> Callable[[Any, str, dict[str, Any]], dict[str, Any]]:
+    def processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        observer(event_dict)
+        return event_dict
+
+    return processor
+
+
+def _drop(_logger: Any, _method: str, _event_dict: dict[str, Any]) -> Any:
+    raise structlog.DropEvent
+
+
+_LEVELS = {"step_error": "error", "step_retry": "warning", "warning": "warning"}
+
+
+class EventLog:
+    """One run's event stream.
+
+    ``stream``: lifecycle events to stderr and the result to stdout (``--stream``).
+    ``log_file``: every event, the result included, appended to that file.
+    ``observer``: called with each event dict (the human view).
+    ``secrets``: values to mask, in addition to secret-looking environment variables.
+    """
+
+    def __init__(self, *, stream: bool = False, log_file: str | None = None,
+                 observer: Observer | None = None, secrets: Iterable[str] = (),
+                 run_id: str | None = None) -> None:
+        self.run_id = run_id or uuid.uuid4().hex[:16]
+        self.started = time.monotonic()
+        self._file = FileWriter(log_file) if log_file else None
+        self.redactor = Redactor.from_environment(extra=secrets)
+        files = [self._file] if self._file else []
+        self._lifecycle = self._logger([StreamWriter("stderr")] if stream else [], files, observer)
+        self._terminal = self._logger([StreamWriter("stdout")] if stream else [], files, observer)
+
+    def _logger(self, streams: list[Any], files: list[Any], observer: Observer | None) -> Any:
+        processors: list[Any] = [add_log_level, _Envelope(self.run_id, self.started), self.redactor]
+        if observer is not None:
+            processors.append(_observe(observer))
+        processors.append(_render if streams or files else _drop)
+        return structlog.wrap_logger(_Tee(streams + files), processors=processors,
+                                     wrapper_class=structlog.BoundLogger, context_class=dict)
+
+    def emit(self, event: str, **fields: Any) -> None:
+        """Emit a lifecycle event (to stderr / the log file / the observer)."""
+        getattr(self._lifecycle, _LEVELS.get(event, "info"))(event, **fields)
+
+    def result(self, **fields: Any) -> None:
+        """Emit the terminal ``pipeline_complete`` event (to stdout / the log file / the observer)."""
+        level = "info" if fields.get("success") else "error"
+        getattr(self._terminal, level)("pipeline_complete", **fields)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -1,0 +1,81 @@
+"""Where a run's input comes from: the command line, a file, stdin, or the chain itself.
+
+Precedence: ``--input-text``, ``--prompt-file``, ``--input FILE|-``, then the
+chain's ``prompt`` / ``input_image`` / ``input_video`` (by ``input_type``, or
+by what the first step takes when it is ``auto``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from aicp._chain import Chain
+from aicp._errors import MissingInputError, UsageError
+from aicp._steptypes import accepts
+from aicp._supervisor import kind_of
+
+
+def _read_text(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MissingInputError(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MissingInputError(f"cannot read {what} {path}: {exc}") from None
+
+
+def _existing_file(path: Path, what: str) -> str:
+    if not path.is_file():
+        raise MissingInputError(f"{what} not found: {path}")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise MissingInputError(f"cannot read {what} {path}: {exc}") from None
+    return str(path.resolve())
+
+
+def resolve_input(chain: Chain, *, input_text: str | None = None, prompt_file: str | None = None,
+                  input_file: str | None = None, stdin: TextIO | None = None) -> Any:
+    """Return the chain's input value (text, or an absolute file path) and check the first step takes it."""
+    if input_text is not None:
+        value: Any = input_text
+    elif prompt_file is not None:
+        value = _read_text(prompt_file, "prompt file").strip()
+    elif input_file == "-":
+        value = (stdin or sys.stdin).read().strip()
+    elif input_file is not None:
+        path = Path(input_file)
+        value = _read_text(input_file, "input file").strip() if kind_of(input_file) == "text" \
+            else _existing_file(path, "input file")
+    else:
+        value = _from_chain(chain)
+    first = chain.steps[0]
+    kind = kind_of(value)
+    if not accepts(first.consumes, kind) and not first.is_group:
+        raise UsageError(f"the first step ({first.type}) takes {first.consumes} input, "
+                         f"but the input is {kind}: {str(value)[:80]!r}")
+    return value
+
+
+def _from_chain(chain: Chain) -> Any:
+    wanted = chain.input_type
+    if wanted == "auto":
+        wanted = chain.steps[0].consumes
+    if wanted in ("any", "audio", "images", "videos"):
+        wanted = next((k for k, v in (("text", chain.prompt), ("image", chain.input_image),
+                                      ("video", chain.input_video)) if v), "text")
+    if wanted == "text":
+        if not chain.prompt:
+            raise UsageError(f"{chain.source}: the chain has no 'prompt'; give one with --input-text, "
+                             "--prompt-file or --input")
+        return chain.prompt
+    key = f"input_{wanted}"
+    value = getattr(chain, key, None)
+    if not value:
+        raise UsageError(f"{chain.source}: the first step takes {wanted} input, but the chain has no "
+                         f"'{key}'; give one with --input FILE")
+    path = Path(value)
+    return _existing_file(path if path.is_absolute() else chain.base_dir / path, key)

@@ -1,0 +1,26 @@
+"""Writing results to stdout: the JSON envelope of ``--json`` and plain text, safe against closed pipes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from aicp._events import SCHEMA_VERSION
+
+
+def write_stdout(text: str) -> None:
+    """Write to stdout; a reader that went away (``| head``) is not an error."""
+    if sys.stdout is None:
+        return
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        pass
+
+
+def print_envelope(command: str, data: Any) -> None:
+    """The ``--json`` output of every command: one object on one line."""
+    envelope = {"schema_version": SCHEMA_VERSION, "command": command, "data": data}
+    write_stdout(json.dumps(envelope, default=str) + "\n")

@@ -1,0 +1,437 @@
+"""One supervised worker: spawn it, watch it, stop it, and say exactly how it ended.
+
+The cancellation contract, stated once, here and nowhere else:
+
+1. When a step must stop early (its ``timeout`` expired, the run was cancelled
+   by SIGINT/SIGTERM, or a parallel group no longer needs it), SIGTERM goes to
+   the worker's process group *and* to every descendant that left the group
+   (``setsid``, double fork), which the supervisor has been tracking.
+2. The supervisor keeps relaying their output for ``kill_grace`` seconds
+   (default 5) while they clean up.
+3. Then SIGKILL goes to whatever is left. A memory-limit breach, or a second
+   Ctrl-C, skips the grace period and kills at once.
+4. However the worker ended, even on success, anything it started that is
+   still running is killed before the step is reported: no step outlives its
+   report.
+
+Descendants are found three ways: sampling the worker's tree (psutil, ten times
+a second, which also measures memory), an environment token that every
+process the worker starts inherits, and (in the CLI) the supervisor being the
+*child subreaper*, so that orphans are re-parented to it rather than to init.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import psutil
+
+from aicp._relay import LineSplitter
+
+SAMPLE_INTERVAL = 0.1
+MAX_LINE = 8 * 1024
+MAX_RESULT = 64 * 1024 * 1024
+TOKEN_VAR = "AICP_WORKER_TOKEN"
+_DRAIN_SECONDS = 2.0
+
+_BOOT = "import sys; sys.path[:0] = {path!r}; from aicp._worker import main; main()"
+
+
+class Cancel:
+    """A run-wide stop request, shared by every worker monitor.
+
+    ``set(message)`` asks running steps to stop (TERM, grace, KILL);
+    ``set(message, hard=True)`` skips the grace period (a second Ctrl-C).
+    ``exit_code`` is what the run exits with when it ends cancelled (130
+    for SIGINT, 143 for SIGTERM). Only flags are set here, so it is safe to
+    call from a signal handler.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.message = ""
+        self.hard = False
+        self.exit_code = 130
+
+    def set(self, message: str, hard: bool = False, exit_code: int | None = None) -> None:
+        if not self._event.is_set():
+            self.message = message
+            self.exit_code = exit_code or self.exit_code
+        self.hard = self.hard or hard
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        return self._event.wait(timeout)
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout: float | None = None
+    max_memory_mb: float | None = None
+    kill_grace: float = 5.0
+
+
+@dataclass
+class Outcome:
+    """How one attempt of one step ended, with the resources its tree used."""
+
+    ok: bool
+    pid: int | None = None
+    result: dict[str, Any] | None = None
+    reason: str | None = None
+    error: str | None = None
+    exit_code: int | None = None
+    signal: str | None = None
+    traceback: str | None = None
+    duration_seconds: float = 0.0
+    peak_rss_bytes: int = 0
+    cpu_seconds: float = 0.0
+
+    def failure_fields(self) -> dict[str, Any]:
+        """The ``step_error`` fields that describe this failure (None values left out)."""
+        fields = {"error": self.error, "reason": self.reason, "exit_code": self.exit_code,
+                  "signal": self.signal, "traceback": self.traceback}
+        return {k: v for k, v in fields.items() if v is not None}
+
+    def resource_fields(self) -> dict[str, Any]:
+        return {"pid": self.pid, "duration_seconds": round(self.duration_seconds, 3),
+                "peak_rss_bytes": self.peak_rss_bytes, "cpu_seconds": round(self.cpu_seconds, 3)}
+
+
+@dataclass
+class WorkerEvents:
+    """Where a worker's traffic goes: each callback turns into an event."""
+
+    started: Callable[[int], None]
+    output: Callable[[str, str, bool], None]  # stream, line, truncated
+    progress: Callable[[float, str | None], None]
+    log: Callable[[str, dict[str, Any]], None]  # level, fields
+
+
+def enable_subreaper() -> bool:
+    """Make this process adopt orphaned descendants (Linux), so none escape to init."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    PR_SET_CHILD_SUBREAPER = 36
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def _package_root() -> str:
+    import aicp
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(aicp.__file__)))
+
+
+@dataclass
+class _Tree:
+    """The processes of one worker, as far as sampling and the token can tell."""
+
+    root: psutil.Process
+    token: str
+    seen: dict[int, psutil.Process] = field(default_factory=dict)
+    cpu: dict[int, float] = field(default_factory=dict)
+    peak_rss: int = 0
+
+    def sample(self) -> int:
+        """Refresh the member list; return the tree's total RSS in bytes."""
+        try:
+            for child in self.root.children(recursive=True):
+                self.seen.setdefault(child.pid, child)
+        except psutil.Error:
+            pass
+        total = 0
+        for pid, proc in list(self.seen.items()) + [(self.root.pid, self.root)]:
+            try:
+                with proc.oneshot():
+                    total += proc.memory_info().rss
+                    times = proc.cpu_times()
+                    self.cpu[pid] = times.user + times.system
+            except psutil.Error:
+                continue
+        self.peak_rss = max(self.peak_rss, total)
+        return total
+
+    def adopt_orphans(self) -> None:
+        """Claim processes re-parented to us (as subreaper) that carry this worker's token."""
+        try:
+            children = psutil.Process().children()
+        except psutil.Error:
+            return
+        for child in children:
+            if child.pid in self.seen or child.pid == self.root.pid:
+                continue
+            try:
+                if child.environ().get(TOKEN_VAR) == self.token:
+                    self.seen[child.pid] = child
+            except psutil.Error:
+                continue
+
+    def signal_all(self, sig: int) -> None:
+        try:
+            os.killpg(self.root.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for proc in list(self.seen.values()):
+            try:
+                proc.send_signal(sig)  # psutil checks the pid was not reused
+            except psutil.Error:
+                pass
+
+    def survivors(self) -> list[psutil.Process]:
+        alive = []
+        for proc in self.seen.values():
+            try:
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(proc)
+            except psutil.Error:
+                continue
+        return alive
+
+    def reap_adopted(self) -> None:
+        """Collect the exit status of orphans that were re-parented to us, so no zombie stays."""
+        me = os.getpid()
+        for proc in self.seen.values():
+            try:
+                if proc.ppid() == me:
+                    os.waitpid(proc.pid, os.WNOHANG)
+            except (psutil.Error, ChildProcessError, OSError):
+                continue
+
+
+class _Monitor:
+    """Runs one worker from spawn to report. Not reusable."""
+
+    def __init__(self, spec: dict[str, Any], limits: Limits, cancel: Cancel,
+                 events: WorkerEvents, env: dict[str, str] | None) -> None:
+        self.spec = spec
+        self.limits = limits
+        self.cancel = cancel
+        self.events = events
+        self.env = env
+        self.result: dict[str, Any] | None = None
+        self.error: dict[str, Any] | None = None
+        self.stop_reason: str | None = None
+        self.stop_detail = ""
+        self.rss_at_stop = 0
+
+    def run(self) -> Outcome:
+        started = time.monotonic()
+        ctrl_r, ctrl_w = os.pipe()
+        res_r, res_w = os.pipe()
+        token = uuid.uuid4().hex
+        env = dict(os.environ if self.env is None else self.env)
+        env[TOKEN_VAR] = token
+        argv = [sys.executable, "-I", "-S", "-u", "-X", "utf8", "-c",
+                _BOOT.format(path=[_package_root()]), str(ctrl_r), str(res_w)]
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, pass_fds=(ctrl_r, res_w),
+                                    start_new_session=True, env=env)
+        except OSError as exc:
+            for fd in (ctrl_r, ctrl_w, res_r, res_w):
+                os.close(fd)
+            return Outcome(ok=False, reason="spawn_failed", error=f"cannot start a worker: {exc}",
+                           duration_seconds=time.monotonic() - started)
+        os.close(ctrl_r)
+        os.close(res_w)
+        self.events.started(proc.pid)
+        tree = _Tree(psutil.Process(proc.pid), token)  # unreaped, so it exists even if it died
+        try:
+            self._send_spec(ctrl_w)
+            status, rusage = self._watch(proc, tree, res_r, started)
+        finally:
+            os.close(ctrl_w)  # closes the lifeline: a worker still alive would end itself
+            os.close(res_r)
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+        proc.returncode = status
+        outcome = self._outcome(status, proc.pid)
+        outcome.duration_seconds = time.monotonic() - started
+        outcome.peak_rss_bytes = max(tree.peak_rss, rusage.ru_maxrss * 1024)
+        outcome.cpu_seconds = max(rusage.ru_utime + rusage.ru_stime, sum(tree.cpu.values()))
+        return outcome
+
+    def _send_spec(self, fd: int) -> None:
+        data = (json.dumps(self.spec, default=str) + "\n").encode()
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except BrokenPipeError:
+            pass  # the worker died before reading it; its exit status tells why
+
+    def _watch(self, proc: subprocess.Popen[bytes], tree: _Tree, res_r: int,
+               started: float) -> tuple[int, Any]:
+        assert proc.stdout is not None and proc.stderr is not None
+        sel = selectors.DefaultSelector()
+        splitters = {
+            proc.stdout.fileno(): LineSplitter(MAX_LINE, lambda line, cut: self.events.output("stdout", line, cut)),
+            proc.stderr.fileno(): LineSplitter(MAX_LINE, lambda line, cut: self.events.output("stderr", line, cut)),
+            res_r: LineSplitter(MAX_RESULT, self._on_message),
+        }
+        for fd in splitters:
+            os.set_blocking(fd, False)
+            sel.register(fd, selectors.EVENT_READ)
+        deadline = started + self.limits.timeout if self.limits.timeout else None
+        limit_bytes = int(self.limits.max_memory_mb * 1024 * 1024) if self.limits.max_memory_mb else None
+        kill_at: float | None = None
+        next_sample = 0.0
+        try:
+            while True:
+                now = time.monotonic()
+                if now >= next_sample:
+                    rss = tree.sample()
+                    next_sample = now + SAMPLE_INTERVAL
+                    if limit_bytes and rss > limit_bytes and self.stop_reason is None:
+                        self._stop("memory_limit", tree, now, hard=True, rss=rss)
+                        kill_at = now
+                if self.stop_reason is None:
+                    if self.cancel.is_set():
+                        kill_at = self._stop("cancelled", tree, now, hard=self.cancel.hard)
+                    elif deadline is not None and now >= deadline:
+                        kill_at = self._stop("timeout", tree, now)
+                elif self.cancel.hard and kill_at is not None and kill_at > now:
+                    kill_at = now
+                if kill_at is not None and now >= kill_at:
+                    tree.signal_all(signal.SIGKILL)
+                    kill_at = float("inf")
+                if self._exited(proc.pid):
+                    break
+                wait = next_sample - now
+                if self.stop_reason is None and deadline is not None:
+                    wait = min(wait, deadline - now)
+                if kill_at is not None:
+                    wait = min(wait, kill_at - now)
+                self._pump(sel, splitters, max(0.0, min(wait, 0.05)))
+            # The worker is gone; nothing it started may outlive it.
+            tree.adopt_orphans()
+            tree.signal_all(signal.SIGKILL)
+            _, status, rusage = os.wait4(proc.pid, 0)
+            self._drain(sel, splitters, tree)
+            tree.reap_adopted()
+        finally:
+            sel.close()
+        return os.waitstatus_to_exitcode(status), rusage
+
+    def _stop(self, reason: str, tree: _Tree, now: float, hard: bool = False, rss: int = 0) -> float:
+        """Begin the cancellation contract; return when SIGKILL is due."""
+        self.stop_reason = reason
+        self.rss_at_stop = rss
+        if hard:
+            tree.signal_all(signal.SIGKILL)
+            return float("inf")
+        tree.signal_all(signal.SIGTERM)
+        return now + self.limits.kill_grace
+
+    @staticmethod
+    def _exited(pid: int) -> bool:
+        """Whether the worker has exited, without reaping it (its group must be killed first)."""
+        try:
+            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True
+        return info is not None
+
+    @staticmethod
+    def _pump(sel: selectors.BaseSelector, splitters: dict[int, LineSplitter], timeout: float) -> None:
+        for key, _ in sel.select(timeout):
+            fd = key.fd
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if chunk:
+                splitters[fd].feed(chunk)
+            else:
+                sel.unregister(fd)
+                splitters[fd].close()
+
+    def _drain(self, sel: selectors.BaseSelector, splitters: dict[int, LineSplitter], tree: _Tree) -> None:
+        """Relay what is left in the pipes; give up if a stray writer keeps them open."""
+        give_up = time.monotonic() + _DRAIN_SECONDS
+        while sel.get_map() and time.monotonic() < give_up:
+            self._pump(sel, splitters, 0.05)
+            if sel.get_map():
+                tree.adopt_orphans()
+                tree.signal_all(signal.SIGKILL)
+        for key in list(sel.get_map().values()):
+            splitters[key.fd].close()
+
+    def _on_message(self, line: str, truncated: bool) -> None:
+        if truncated:
+            self.error = {"reason": "invalid_result", "error": "the step's result is larger than 64 MiB"}
+            return
+        try:
+            message = json.loads(line)
+        except ValueError:
+            self.error = {"reason": "invalid_result", "error": "the worker sent a malformed message"}
+            return
+        kind = message.pop("k", None)
+        if kind == "progress":
+            self.events.progress(message.get("fraction", 0.0), message.get("message"))
+        elif kind == "log":
+            self.events.log(message.get("level", "info"), message.get("fields") or {})
+        elif kind == "result":
+            self.result = message.get("value")
+        elif kind == "error":
+            self.error = message
+
+    def _outcome(self, status: int, pid: int) -> Outcome:
+        if self.stop_reason is not None:
+            return Outcome(ok=False, pid=pid, reason=self.stop_reason, error=self._stop_message(),
+                           **_status_fields(status))
+        if self.error is not None:
+            fields = {k: self.error.get(k) for k in ("reason", "error", "exit_code", "signal", "traceback")}
+            if fields["reason"] == "exception" and fields["exit_code"] is None:
+                fields["exit_code"] = status if status >= 0 else None
+            return Outcome(ok=False, pid=pid, **fields)
+        if status == 0 and self.result is not None:
+            return Outcome(ok=True, pid=pid, result=self.result)
+        if status < 0:
+            name = signal.Signals(-status).name
+            hint = " (possibly the kernel's out-of-memory killer)" if name == "SIGKILL" else ""
+            return Outcome(ok=False, pid=pid, reason="signal", signal=name,
+                           error=f"the worker was killed by {name}{hint}")
+        return Outcome(ok=False, pid=pid, reason="exit", exit_code=status,
+                       error=f"the worker exited with status {status} before returning a result")
+
+    def _stop_message(self) -> str:
+        if self.stop_reason == "timeout":
+            return f"timed out after {self.limits.timeout:g} s"
+        if self.stop_reason == "memory_limit":
+            return (f"exceeded its memory limit of {self.limits.max_memory_mb:g} MB "
+                    f"(the process tree reached {self.rss_at_stop / 2**20:.0f} MB)")
+        return self.cancel.message or "cancelled"
+
+
+def _status_fields(status: int) -> dict[str, Any]:
+    if status < 0:
+        return {"signal": signal.Signals(-status).name}
+    return {"exit_code": status}
+
+
+def run_worker(spec: dict[str, Any], limits: Limits, cancel: Cancel, events: WorkerEvents,
+               env: dict[str, str] | None = None) -> Outcome:
+    """Run one step in a new worker process and return how it ended.
+
+    ``spec`` is what the worker needs (executor target, input, params, ...);
+    it must be JSON-serialisable. Never raises for anything the step does.
+    """
+    return _Monitor(spec, limits, cancel, events, env).run()

@@ -1,0 +1,108 @@
+"""``aicp run-chain``: load, check, confirm, supervise, report.
+
+In ``--stream`` mode stdout carries exactly one line for every invocation,
+the terminal ``pipeline_complete`` event, even when the chain never started
+(invalid chain, missing input): scripts can always parse it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any
+
+from aicp._chain import Chain, load_chain
+from aicp._errors import AicpError, ExitCode
+from aicp._events import EventLog
+from aicp._human import HumanView, summary
+from aicp._inputs import resolve_input
+from aicp._output import print_envelope, write_stdout
+from aicp._process import Cancel, enable_subreaper
+from aicp._supervisor import Supervisor
+
+
+def _ensure_std_fds() -> None:
+    """Give closed stdin/stdout/stderr a /dev/null, so no pipe we open lands on fd 0-2."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
+def _confirm(chain: Chain, skip: bool) -> None:
+    """Ask before spending money, but only a person at a terminal, and never in CI."""
+    cost = chain.estimated_cost
+    if skip or cost <= 0 or os.environ.get("CI") or sys.stdin is None or not sys.stdin.isatty():
+        return
+    sys.stderr.write(f"'{chain.name}' is estimated to cost ${cost:.3f}. Run it? [y/N] ")
+    sys.stderr.flush()
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise AicpError("not confirmed; nothing was run (use --yes to skip this question)")
+
+
+class _Signals:
+    """SIGINT/SIGTERM stop the run cleanly; a second SIGINT kills the steps at once."""
+
+    def __init__(self, cancel: Cancel) -> None:
+        self.cancel = cancel
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_Signals":
+        self.previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_int)
+        self.previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._on_term)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _on_int(self, signum: int, frame: Any) -> None:
+        self.cancel.set("interrupted by SIGINT", hard=self.cancel.is_set(), exit_code=ExitCode.INTERRUPTED)
+
+    def _on_term(self, signum: int, frame: Any) -> None:
+        self.cancel.set("terminated by SIGTERM", exit_code=ExitCode.TERMINATED)
+
+
+def _failed_before_start(error: AicpError, args: Any) -> None:
+    if args.stream:
+        events = EventLog(stream=True, log_file=args.log_file)
+        events.result(success=False, steps_completed=0, total_steps=0, total_cost=0.0, total_time=0.0,
+                      outputs={}, error=error.message, exit_code=int(error.exit_code))
+        events.close()
+
+
+def run_chain_command(args: Any) -> int:
+    _ensure_std_fds()
+    try:
+        chain = load_chain(args.config, output_dir=args.output_dir)
+        chain_input = resolve_input(chain, input_text=args.input_text, prompt_file=args.prompt_file,
+                                    input_file=args.input)
+        _confirm(chain, args.no_confirm)
+    except AicpError as exc:
+        _failed_before_start(exc, args)
+        raise
+    quiet = args.stream or args.json or args.quiet
+    events = EventLog(stream=args.stream, log_file=args.log_file,
+                      observer=None if quiet else HumanView(), secrets=chain.secrets)
+    cancel = Cancel()
+    reaper = enable_subreaper()
+    try:
+        with _Signals(cancel):
+            result = Supervisor(chain, events, cancel, reap_strays=reaper).run(chain_input)
+            fields = result.event_fields()
+            events.result(**fields)
+    finally:
+        events.close()
+    if not args.stream:
+        if args.json:
+            print_envelope("run-chain", events.redactor.scrub(fields))
+        else:
+            write_stdout(summary(fields))
+        if result.error:
+            sys.stderr.write(f"error: {events.redactor.text(result.error)}\n")
+    return int(result.exit_code)

@@ -1,0 +1,343 @@
+"""The supervisor: runs a validated chain, one worker process per step attempt.
+
+It owns the order of things: which step runs next, with which input, how
+often it is retried, how a parallel group's members are scheduled and merged,
+and when the run stops. It turns every transition into an event. How a single
+worker is spawned, watched and stopped lives in :mod:`aicp._process`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from aicp._chain import Chain, Step
+from aicp._errors import ExitCode
+from aicp._events import EventLog
+from aicp._process import Cancel, Limits, Outcome, WorkerEvents, run_worker
+from aicp._steptypes import accepts
+
+IMAGE_EXT = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+VIDEO_EXT = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
+AUDIO_EXT = {".wav", ".mp3", ".m4a", ".aac", ".ogg", ".flac", ".opus"}
+
+
+def kind_of(value: Any) -> str:
+    """The kind of a value flowing between steps: a media kind by file extension, else text."""
+    if isinstance(value, list):
+        return kind_of(value[0]) + "s" if value and kind_of(value[0]) in ("image", "video") else "any"
+    if isinstance(value, str):
+        suffix = Path(value).suffix.lower() if len(value) < 4096 and "\n" not in value else ""
+        for kind, exts in (("image", IMAGE_EXT), ("video", VIDEO_EXT), ("audio", AUDIO_EXT)):
+            if suffix in exts:
+                return kind
+        return "text"
+    return "any"
+
+
+@dataclass
+class ChainResult:
+    """What a run ended with; the fields of the terminal ``pipeline_complete`` event."""
+
+    success: bool
+    steps_completed: int
+    total_steps: int
+    total_cost: float
+    total_time: float
+    outputs: dict[str, Any]
+    error: str | None = None
+    exit_code: int = ExitCode.OK
+    run_id: str | None = None
+    step_results: list[dict[str, Any]] = field(default_factory=list)
+
+    def event_fields(self) -> dict[str, Any]:
+        return {"success": self.success, "steps_completed": self.steps_completed,
+                "total_steps": self.total_steps, "total_cost": round(self.total_cost, 6),
+                "total_time": round(self.total_time, 3), "outputs": self.outputs,
+                "error": self.error, "exit_code": int(self.exit_code)}
+
+
+class _StepFailed(Exception):
+    def __init__(self, message: str, exit_code: int = ExitCode.STEP_FAILED, reason: str = "cancelled") -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.reason = reason
+
+
+class _LinkedCancel(Cancel):
+    """A group's own stop request, which the run-wide one also triggers."""
+
+    def __init__(self, parent: Cancel) -> None:
+        super().__init__()
+        self.parent = parent
+
+    def is_set(self) -> bool:
+        if self.parent.is_set() and not super().is_set():
+            self.set(self.parent.message, self.parent.hard)
+        return super().is_set()
+
+    def set(self, message: str, hard: bool = False, exit_code: int | None = None) -> None:
+        super().set(message, hard or self.parent.hard, exit_code)
+
+
+class Supervisor:
+    """Runs one chain. ``cancel`` is shared with whoever handles signals."""
+
+    def __init__(self, chain: Chain, events: EventLog, cancel: Cancel | None = None,
+                 env: dict[str, str] | None = None, reap_strays: bool = False) -> None:
+        self.chain = chain
+        self.events = events
+        self.cancel = cancel or Cancel()
+        self.env = env
+        self.reap_strays = reap_strays
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self, chain_input: Any) -> ChainResult:
+        chain = self.chain
+        started = self.events.started
+        self.events.emit("pipeline_start", name=chain.name, total_steps=len(chain.steps),
+                         config=chain.source, description=chain.description or None,
+                         estimated_cost=round(chain.estimated_cost, 6))
+        for warning in chain.warnings:
+            self.events.emit("warning", message=warning)
+        chain.output_dir.mkdir(parents=True, exist_ok=True)
+        latest: dict[str, Any] = {"text": chain_input if kind_of(chain_input) == "text" else chain.prompt}
+        latest[kind_of(chain_input)] = chain_input
+        current = chain_input
+        outputs: dict[str, Any] = {}
+        results: list[dict[str, Any]] = []
+        total_cost = 0.0
+        error: str | None = None
+        exit_code: int = ExitCode.OK
+        completed = 0
+        for index, step in enumerate(chain.steps):
+            try:
+                if self.cancel.is_set():
+                    raise _StepFailed(self.cancel.message, self.cancel.exit_code)
+                step_input = self._input_for(step, current, latest)
+                if step.is_group:
+                    result = self._run_group(index, step, step_input, latest)
+                else:
+                    result = self._run_attempts(index, step, None, step_input, latest, self.cancel)
+            except _StepFailed as exc:
+                error, exit_code = f"Step {index + 1} failed: {exc}", exc.exit_code
+                break
+            finally:
+                if self.reap_strays:
+                    _reap_strays()
+            completed += 1
+            total_cost += result["cost"]
+            results.append(result)
+            current = result["output"]
+            kind = kind_of(current)
+            latest[kind] = current
+            if kind.endswith("s") and kind != "any":
+                latest[kind[:-1]] = current[0]
+            outputs[f"step_{index + 1}_{step.type}"] = _output_entry(step, result)
+        result = ChainResult(
+            success=error is None, steps_completed=completed, total_steps=len(chain.steps),
+            total_cost=total_cost, total_time=_elapsed(started), outputs=outputs, error=error,
+            exit_code=exit_code, run_id=self.events.run_id, step_results=results,
+        )
+        return result
+
+    @staticmethod
+    def _input_for(step: Step, current: Any, latest: dict[str, Any]) -> Any:
+        """The previous output if this step can take it, else the latest output of the kind it needs."""
+        if step.is_group or accepts(step.consumes, kind_of(current)):
+            return current
+        return latest.get(step.consumes, current)
+
+    def _spec(self, index: int, step: Step, member: int | None, step_input: Any,
+              latest: dict[str, Any]) -> dict[str, Any]:
+        assert step.executor is not None
+        chain = self.chain
+        return {
+            "target": step.executor.target, "input": step_input, "params": step.params,
+            "output_dir": str(chain.output_dir), "step": index, "member": member,
+            "name": step.name, "type": step.type, "model": step.model, "latest": latest,
+            # The worker starts without site (-S) for speed; it gets our import path instead,
+            # with the chain's folder first so its modules are importable.
+            "chain_dir": str(chain.base_dir), "path": [str(chain.base_dir), *filter(None, sys.path)],
+        }
+
+    # ------------------------------------------------------------------ one step, with retries
+
+    def _run_attempts(self, index: int, step: Step, member: int | None, step_input: Any,
+                      latest: dict[str, Any], cancel: Cancel) -> dict[str, Any]:
+        chain = self.chain
+        retries = step.retry_count if step.retry_count is not None else chain.retry_count
+        limits = Limits(timeout=step.timeout or chain.timeout, max_memory_mb=step.max_memory_mb,
+                        kill_grace=chain.kill_grace)
+        base = {"step": index, **({"member": member} if member is not None else {})}
+        spec = self._spec(index, step, member, step_input, latest)
+        attempt = 0
+        while True:
+            attempt += 1
+            outcome = run_worker(spec, limits, cancel, self._worker_events(step, base, attempt), self.env)
+            if outcome.ok:
+                return self._complete(step, base, attempt, outcome)
+            retryable = outcome.reason != "cancelled" and not cancel.is_set()
+            if retryable and attempt <= retries:
+                delay = min(chain.retry_max_delay, chain.retry_delay * 2 ** (attempt - 1))
+                delay = round(delay * random.uniform(0.5, 1.0), 3)
+                self.events.emit("step_retry", **base, type=step.type, attempt=attempt + 1,
+                                 delay_seconds=delay, reason=outcome.reason, error=outcome.error)
+                if cancel.wait(delay):
+                    outcome = Outcome(ok=False, reason="cancelled", error=cancel.message)
+                else:
+                    continue
+            self.events.emit("step_error", **base, type=step.type, model=step.model, name=step.name,
+                             attempt=attempt, **outcome.failure_fields(), **outcome.resource_fields())
+            exit_code = self.cancel.exit_code if self.cancel.is_set() else ExitCode.STEP_FAILED
+            raise _StepFailed(outcome.error or outcome.reason or "failed", exit_code, outcome.reason or "exception")
+
+    def _worker_events(self, step: Step, base: dict[str, Any], attempt: int) -> WorkerEvents:
+        emit = self.events.emit
+
+        def started(pid: int) -> None:
+            emit("step_start", **base, type=step.type, model=step.model, name=step.name,
+                 attempt=attempt, pid=pid)
+
+        return WorkerEvents(
+            started=started,
+            output=lambda stream, line, cut: emit("step_log", **base, stream=stream, line=line,
+                                                  **({"truncated": True} if cut else {})),
+            progress=lambda fraction, message: emit("step_progress", **base, fraction=fraction,
+                                                    message=message),
+            log=lambda level, fields: emit("step_log", **base, stream="log",
+                                           line=str(fields.pop("event", "")), log_level=level,
+                                           fields=fields),
+        )
+
+    def _complete(self, step: Step, base: dict[str, Any], attempt: int, outcome: Outcome) -> dict[str, Any]:
+        value = outcome.result or {}
+        cost = value.get("cost")
+        if not isinstance(cost, (int, float)) or isinstance(cost, bool):
+            cost = step.estimated_cost
+        files = value.get("outputs") or ([value["output"]] if kind_of(value.get("output")) not in ("text", "any") else [])
+        result = {**value, "cost": float(cost), "outputs": files}
+        self.events.emit("step_complete", **base, type=step.type, model=step.model, name=step.name,
+                         attempt=attempt, cost=float(cost), output=value.get("output"), outputs=files,
+                         **outcome.resource_fields())
+        return result
+
+    # ------------------------------------------------------------------ parallel groups
+
+    def _run_group(self, index: int, group: Step, step_input: Any, latest: dict[str, Any]) -> dict[str, Any]:
+        members = [(j, m) for j, m in enumerate(group.members) if m.enabled]
+        self.events.emit("step_start", step=index, type=group.type, model=None, name=group.name,
+                         members=len(members), max_workers=group.max_workers,
+                         merge_strategy=group.merge_strategy)
+        cancel = _LinkedCancel(self.cancel)
+        results: dict[int, dict[str, Any]] = {}
+        failures: list[tuple[int, _StepFailed]] = []  # in the order they ended: the first is the cause
+
+        def run_member(j: int, member: Step) -> dict[str, Any] | None:
+            if cancel.is_set():
+                self.events.emit("step_skipped", step=index, member=j, type=member.type,
+                                 reason="the group finished before this member started")
+                return None
+            member_input = self._input_for(member, step_input, latest)
+            return self._run_attempts(index, member, j, member_input, latest, cancel)
+
+        with ThreadPoolExecutor(max_workers=group.max_workers, thread_name_prefix="aicp-member") as pool:
+            futures: dict[Future[dict[str, Any] | None], int] = {
+                pool.submit(run_member, j, m): j for j, m in members
+            }
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                for future in done:
+                    j = futures[future]
+                    try:
+                        value = future.result()
+                    except _StepFailed as exc:
+                        failures.append((j, exc))
+                        if group.merge_strategy == "collect_all":
+                            cancel.set("cancelled: another member of the group failed")
+                        continue
+                    if value is not None:
+                        results[j] = value
+                        if group.merge_strategy == "first_success":
+                            cancel.set("cancelled: another member of the group succeeded first")
+        return self._merge_group(index, group, members, results, failures)
+
+    def _merge_group(self, index: int, group: Step, members: list[tuple[int, Step]],
+                     results: dict[int, dict[str, Any]],
+                     failures: list[tuple[int, _StepFailed]]) -> dict[str, Any]:
+        ok = bool(results) if group.merge_strategy == "first_success" else len(results) == len(members)
+        if self.cancel.is_set():
+            ok = False
+        cost = sum(r["cost"] for r in results.values())
+        if not ok:
+            if self.cancel.is_set():
+                message, exit_code, reason = self.cancel.message, self.cancel.exit_code, "cancelled"
+            else:
+                member, cause = failures[0]
+                message, exit_code, reason = f"member {member} failed: {cause}", cause.exit_code, cause.reason
+            self.events.emit("step_error", step=index, type=group.type, name=group.name, error=message,
+                             reason=reason, cost=cost)
+            raise _StepFailed(message, exit_code, reason)
+        ordered = [results[j] for j, _ in members if j in results]
+        if group.merge_strategy == "first_success":
+            output: Any = ordered[0]["output"]
+        else:
+            output = [r["output"] for r in ordered]
+        files = [f for r in ordered for f in r["outputs"]]
+        self.events.emit("step_complete", step=index, type=group.type, name=group.name, cost=cost,
+                         output=output, outputs=files, members_completed=len(results))
+        return {"output": output, "outputs": files, "cost": cost, "members": ordered}
+
+
+def _elapsed(started: float) -> float:
+    import time
+
+    return time.monotonic() - started
+
+
+def _output_entry(step: Step, result: dict[str, Any]) -> dict[str, Any]:
+    """One entry of the final ``outputs``, in the shape the old tool used (path, url, text, model, metadata)."""
+    output = result.get("output")
+    kind = kind_of(output)
+    metadata = {k: v for k, v in result.items() if k not in ("output", "outputs", "cost", "members")}
+    return {
+        "path": output if kind in ("image", "video", "audio") else None,
+        "paths": output if isinstance(output, list) else None,
+        "url": result.get("url"),
+        "text": output if kind == "text" else None,
+        "model": step.model,
+        "files": result.get("outputs") or [],
+        "cost": result.get("cost", 0.0),
+        "metadata": metadata,
+    }
+
+
+def _reap_strays() -> None:
+    """Kill and reap any child left between steps (orphans re-parented to us as subreaper)."""
+    try:
+        strays = psutil.Process().children()
+    except psutil.Error:
+        return
+    for proc in strays:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return

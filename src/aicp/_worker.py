@@ -1,0 +1,144 @@
+"""The worker: the child process that runs exactly one step, then exits.
+
+Started by the supervisor as ``python -I -S -X utf8 -c <boot> CTRL_FD RESULT_FD``
+in a session of its own. Its contract with the supervisor:
+
+* It reads the step's spec (one JSON line) from ``CTRL_FD``, then keeps that
+  pipe open as a *lifeline*: when it reads EOF, the supervisor is gone, and the
+  worker kills its own process tree and exits.
+* It reports progress, log events and finally the result (or the error) as JSON
+  lines on ``RESULT_FD``. Whatever the step prints goes to stdout/stderr, which
+  the supervisor relays; it cannot corrupt the result.
+* SIGTERM raises :class:`StepCancelled` in the step, so ``finally`` blocks (a
+  remote cancel request, a temp file removal) run within the grace period.
+
+Start-up cost is the per-step overhead of the tool, so this module imports
+only what every step needs; everything else is imported lazily.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+from typing import Any, NoReturn
+
+from aicp._context import Channel, StepContext, StepFailed
+from aicp._targets import load_target
+
+
+class StepCancelled(BaseException):
+    """Raised in the step when the supervisor asks it to stop (SIGTERM)."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise StepCancelled("the supervisor stopped this step")
+
+
+def _read_spec(fd: int) -> dict[str, Any]:
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            raise SystemExit(70)  # the supervisor went away before sending the spec
+        buf += chunk
+    return json.loads(buf)
+
+
+def _kill_own_tree() -> NoReturn:
+    """The supervisor died: end everything this step started, then ourselves."""
+    try:
+        import psutil
+
+        for child in psutil.Process().children(recursive=True):
+            try:
+                child.kill()
+            except psutil.Error:
+                pass
+    finally:
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+        os._exit(137)
+
+
+def _watch_lifeline(fd: int) -> None:
+    while True:
+        try:
+            if not os.read(fd, 4096):
+                break
+        except InterruptedError:
+            continue
+        except OSError:
+            break
+    _kill_own_tree()
+
+
+def _normalise(value: Any) -> dict[str, Any]:
+    """A step's return value as the result dict: ``output`` plus any other keys."""
+    if isinstance(value, dict) and "output" in value:
+        result = dict(value)
+    elif isinstance(value, dict):
+        result = {"output": None, **value}
+    else:
+        result = {"output": value}
+    if hasattr(result["output"], "__fspath__"):
+        result["output"] = os.fspath(result["output"])
+    return result
+
+
+def run(spec: dict[str, Any], channel: Channel) -> int:
+    """Run the step described by ``spec`` and report its result; return the exit status."""
+    try:
+        ctx = StepContext(spec, channel)
+        fn = load_target(spec["target"])
+        value = fn(ctx)
+    except StepCancelled:
+        raise
+    except StepFailed as exc:
+        channel.send("error", reason=exc.reason, error=str(exc), exit_code=exc.exit_code, signal=exc.signal)
+        return 1
+    except BaseException as exc:  # noqa: BLE001 - every failure of the step is reported
+        import traceback
+
+        if isinstance(exc, SystemExit) and exc.code in (0, None):
+            channel.send("error", reason="exit", error="the step called sys.exit(0) before returning a result")
+            return 1
+        channel.send(
+            "error",
+            reason="exception",
+            error=f"{type(exc).__name__}: {exc}",
+            traceback="".join(traceback.format_exception(exc)),
+        )
+        return 1
+    try:
+        payload = json.dumps(_normalise(value), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        channel.send("error", reason="invalid_result",
+                     error=f"the step returned a value that is not JSON-serialisable: {exc}")
+        return 1
+    channel.write_line('{"k": "result", "value": ' + payload + "}")
+    return 0
+
+
+def main() -> NoReturn:
+    ctrl_fd, result_fd = int(sys.argv[1]), int(sys.argv[2])
+    # Programs the step starts must not inherit our private pipes: a grandchild
+    # holding the lifeline open would hide the supervisor's death from us.
+    os.set_inheritable(ctrl_fd, False)
+    os.set_inheritable(result_fd, False)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    spec = _read_spec(ctrl_fd)
+    threading.Thread(target=_watch_lifeline, args=(ctrl_fd,), daemon=True).start()
+    sys.path[:0] = spec.get("path", [])
+    try:
+        status = run(spec, Channel(result_fd))
+    except StepCancelled:
+        status = 128 + signal.SIGTERM
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)

@@ -1,0 +1,155 @@
+"""The ``aicp`` command line: parse arguments, dispatch, and map every error to its exit code.
+
+Start-up time matters (people run ``aicp --version`` and ``validate`` in
+loops and hooks), so this module imports only argparse at the top; each
+command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable, NoReturn, Sequence
+
+from aicp._errors import EXIT_CODE_HELP, AicpError, ExitCode
+from aicp._version import __version__
+
+DESCRIPTION = """\
+Run multi-step content pipelines ("chains", YAML or JSON) with every step in its
+own crash-isolated, supervised worker process. Progress is a structured event
+stream: with --stream, one JSON object per line on stderr and the final result
+as one JSON line on stdout."""
+
+EXAMPLES = """\
+examples:
+  aicp run-chain --config examples/hello_offline.yaml --stream 2>progress.jsonl | jq .outputs
+  aicp validate --config chain.yaml
+  aicp list-steps --json"""
+
+
+def _global_flags(parser: Any, suppress: bool) -> None:
+    """--json/--quiet/--debug, accepted before or after the subcommand."""
+    import argparse
+
+    default = argparse.SUPPRESS if suppress else False
+    group = parser.add_argument_group("global options")
+    group.add_argument("--json", action="store_true", default=default,
+                       help='print one JSON envelope {"schema_version", "command", "data"} on stdout')
+    group.add_argument("--quiet", "-q", action="store_true", default=default,
+                       help="print nothing but errors and the result")
+    group.add_argument("--debug", action="store_true", default=default,
+                       help="print tracebacks for errors on stderr")
+
+
+def build_parser() -> Any:
+    import argparse
+
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="aicp", description=DESCRIPTION,
+                                     epilog=f"{EXAMPLES}\n\n{EXIT_CODE_HELP}", formatter_class=formatter)
+    parser.add_argument("--version", action="version", version=f"aicp {__version__}")
+    _global_flags(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help_text: str, description: str = "") -> Any:
+        p = sub.add_parser(name, help=help_text, description=description or help_text,
+                           epilog=EXIT_CODE_HELP, formatter_class=formatter)
+        _global_flags(p, suppress=True)
+        return p
+
+    run = command("run-chain", "run a chain",
+                  "Run a chain: each step in its own supervised worker process.\n"
+                  "With --stream, lifecycle events go to stderr as JSON lines and the final\n"
+                  "result is one JSON line on stdout (also when the chain is invalid).")
+    run.add_argument("--config", "-c", required=True, metavar="FILE",
+                     help="the chain file (YAML or JSON); '-' reads it from stdin")
+    source = run.add_mutually_exclusive_group()
+    source.add_argument("--input-text", metavar="TEXT", help="the chain's input text (instead of its prompt)")
+    source.add_argument("--prompt-file", metavar="FILE", help="read the input text from FILE")
+    source.add_argument("--input", metavar="FILE", help="an input file (image, video, audio or text); '-' reads text from stdin")
+    run.add_argument("--stream", action="store_true",
+                     help="JSON events on stderr, the final result as one JSON line on stdout")
+    run.add_argument("--log-file", metavar="PATH", help="also append every JSON event to PATH (any mode)")
+    run.add_argument("--output-dir", metavar="DIR", help="write outputs here instead of the chain's output_dir")
+    run.add_argument("--no-confirm", "--yes", "-y", dest="no_confirm", action="store_true",
+                     help="never ask before a run with a cost estimate above zero")
+
+    validate = command("validate", "validate a chain and print its plan",
+                       "Validate a chain without running it and print the normalised plan:\n"
+                       "steps, types, models, timeouts and estimated cost.")
+    validate.add_argument("--config", "-c", required=True, metavar="FILE",
+                          help="the chain file (YAML or JSON); '-' reads it from stdin")
+
+    command("list-steps", "list the step types, what each takes and produces, and its executors")
+
+    schema = command("schema", "print the JSON Schema of the event stream")
+    schema.add_argument("what", choices=["events"], help="which schema")
+    return parser
+
+
+def _run(command: str, args: Any) -> int:
+    handlers: dict[str, Callable[[Any], int]] = {}
+    if command == "run-chain":
+        from aicp._run_command import run_chain_command
+
+        handlers[command] = run_chain_command
+    else:
+        from aicp import _info_commands
+
+        handlers.update({"validate": _info_commands.validate, "list-steps": _info_commands.list_steps,
+                         "schema": _info_commands.schema})
+    return handlers[command](args)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list == ["--version"]:  # the hot path: no argparse, no imports
+        sys.stdout.write(f"aicp {__version__}\n")
+        raise SystemExit(0)
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if not args.command:
+        parser.print_help(sys.stderr)
+        raise SystemExit(ExitCode.INVALID)
+    try:
+        code = _run(args.command, args)
+    except AicpError as exc:
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        _print_error(exc.message)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        _print_error("interrupted")
+        code = ExitCode.INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: a bug, reported as such
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        _print_error(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)")
+        code = ExitCode.INTERNAL
+    _flush_stdout()
+    raise SystemExit(int(code))
+
+
+def _print_error(message: str) -> None:
+    if sys.stderr is not None:
+        try:
+            sys.stderr.write(f"error: {message}\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def _flush_stdout() -> None:
+    """Flush stdout; if the reader went away (``| head``), say nothing and keep the exit code."""
+    import os
+
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except (BrokenPipeError, ValueError, OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
