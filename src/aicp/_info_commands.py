@@ -1,0 +1,108 @@
+"""The commands that only tell: ``validate``, ``list-steps`` and ``schema``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aicp._chain import Chain, Step, load_chain
+from aicp._output import print_envelope, write_stdout
+from aicp._steptypes import STEP_TYPES
+
+
+def _step_plan(index: str, step: Step, chain: Chain) -> dict[str, Any]:
+    plan: dict[str, Any] = {
+        "step": index, "location": step.location, "type": step.type, "model": step.model,
+        "name": step.name, "consumes": step.consumes, "produces": step.produces,
+        "timeout": step.timeout or chain.timeout,
+        "retry_count": step.retry_count if step.retry_count is not None else chain.retry_count,
+        "max_memory_mb": step.max_memory_mb, "estimated_cost": round(step.estimated_cost, 6),
+    }
+    if step.is_group:
+        plan["max_workers"] = step.max_workers
+        plan["merge_strategy"] = step.merge_strategy
+        plan["members"] = [_step_plan(f"{index}.{j}", m, chain) for j, m in enumerate(step.members) if m.enabled]
+    else:
+        plan["executor"] = step.executor.target if step.executor else None
+    return plan
+
+
+def plan_of(chain: Chain) -> dict[str, Any]:
+    """The normalised plan of a chain, as ``validate`` prints it."""
+    return {
+        "name": chain.name, "source": chain.source, "output_dir": str(chain.output_dir),
+        "input_type": chain.input_type, "total_steps": len(chain.steps),
+        "disabled_steps": chain.disabled_steps, "kill_grace": chain.kill_grace,
+        "estimated_cost": round(chain.estimated_cost, 6), "warnings": list(chain.warnings),
+        "steps": [_step_plan(str(i), s, chain) for i, s in enumerate(chain.steps)],
+    }
+
+
+def _plan_lines(steps: list[dict[str, Any]], indent: str = "  ") -> list[str]:
+    lines = []
+    for s in steps:
+        model = f" ({s['model']})" if s["model"] else ""
+        name = f" '{s['name']}'" if s["name"] else ""
+        limits = []
+        if s["timeout"]:
+            limits.append(f"timeout {s['timeout']:g}s")
+        if s["retry_count"]:
+            limits.append(f"retries {s['retry_count']}")
+        if s["max_memory_mb"]:
+            limits.append(f"memory {s['max_memory_mb']:g} MB")
+        extra = f" [{', '.join(limits)}]" if limits else ""
+        lines.append(f"{indent}{s['step']}. {s['type']}{model}{name}: {s['consumes']} -> {s['produces']}"
+                     f"{extra}, ~${s['estimated_cost']:.3f}")
+        if s.get("members"):
+            lines.append(f"{indent}   {s['merge_strategy']}, at most {s['max_workers']} at a time:")
+            lines.extend(_plan_lines(s["members"], indent + "     "))
+    return lines
+
+
+def validate(args: Any) -> int:
+    chain = load_chain(args.config)
+    plan = plan_of(chain)
+    if args.json:
+        print_envelope("validate", plan)
+        return 0
+    lines = [f"valid: '{chain.name}' ({chain.source}): {plan['total_steps']} steps"
+             + (f", {chain.disabled_steps} disabled" if chain.disabled_steps else "")
+             + f", estimated cost ${plan['estimated_cost']:.3f}"]
+    lines += _plan_lines(plan["steps"])
+    lines += [f"warning: {w}" for w in chain.warnings]
+    if not args.quiet:
+        write_stdout("\n".join(lines) + "\n")
+    return 0
+
+
+def list_steps(args: Any) -> int:
+    rows = []
+    for t in STEP_TYPES.values():
+        executors = [{"model": model, "executor": e.target, "summary": e.summary, "provider": e.provider,
+                      "estimated_cost": e.cost} for model, e in t.executors.items()]
+        rows.append({"type": t.name, "consumes": t.consumes, "produces": t.produces, "summary": t.summary,
+                     "model_required": t.model_required, "available": bool(executors) or t.name == "parallel_group",
+                     "executors": executors})
+    if args.json:
+        print_envelope("list-steps", rows)
+        return 0
+    lines = []
+    for r in rows:
+        lines.append(f"{r['type']:<20} {r['consumes']:>6} -> {r['produces']:<7} {r['summary']}")
+        for e in r["executors"]:
+            lines.append(f"{'':<22}model {e['model'] or '(any)'}: {e['summary']} [{e['provider']}]")
+        if not r["available"]:
+            lines.append(f"{'':<22}not available in this version")
+    write_stdout("\n".join(lines) + "\n")
+    return 0
+
+
+def schema(args: Any) -> int:
+    from importlib.resources import files
+
+    text = files("aicp").joinpath("events.schema.json").read_text(encoding="utf-8")
+    if args.json:
+        print_envelope("schema", json.loads(text))
+    else:
+        write_stdout(text if text.endswith("\n") else text + "\n")
+    return 0
