@@ -4,14 +4,14 @@ The audio is ``params.audio`` or, by default, the most recent audio an earlier
 step produced (e.g. text_to_speech). Length policy: ``shortest`` cuts both to
 the shorter (default), ``loop`` repeats the audio over the whole video, ``pad``
 keeps the whole video and fills the end with silence. The video stream is
-copied, not re-encoded, whenever MP4 can carry it.
+copied, not re-encoded, whenever MP4 can carry it and it is not cut.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ._ffmpeg import probe, probe_audio, probe_video, run_ffmpeg, video_copy_args
+from ._ffmpeg import H264_ARGS, probe, probe_audio, probe_video, run_ffmpeg, video_copy_args
 from ._io import atomic_outputs, first_input, resolve_path, result
 from ._params import Problem, check_choice, check_paths, raise_problems
 
@@ -44,9 +44,13 @@ def run(ctx: Any) -> dict[str, Any]:
         audio_in, expected = ["-stream_loop", "-1", "-i", audio.path], vdur
     else:  # pad
         audio_in, expected = ["-i", audio.path, "-af", "apad"], vdur
+    # Cutting a copied stream stops at a packet boundary (B-frames: a few frames late);
+    # a cut picture is therefore re-encoded so sound and picture end together.
+    cuts_video = expected < vdur - 0.5 / (video.fps or 25)
+    vcodec = list(H264_ARGS) if cuts_video else video_copy_args(video)
     with atomic_outputs(ctx, [("mp4", "")]) as (tmp,):
         run_ffmpeg(["-i", video.path, *audio_in, "-map", "0:v:0", "-map", "1:a:0",
-                    *video_copy_args(video), "-c:a", "aac", "-t", f"{expected:.3f}", tmp],
+                    *vcodec, "-c:a", "aac", "-t", f"{expected:.3f}", tmp],
                    ctx, duration=expected, message=f"adding audio ({policy})")
         duration = probe(tmp).duration
     final = ctx.output_path("mp4")
