@@ -84,3 +84,54 @@ def write_module(tmp_path: Path):
         return path
 
     return write
+
+
+# --------------------------------------------------------------------------- event schema
+
+_EVENTS_SCHEMA_PATH = Path(__file__).resolve().parent.parent / "src" / "aicp" / "events.schema.json"
+_events_validator: Any = None
+
+
+def events_validator() -> Any:
+    """A jsonschema validator for one event of the stream (src/aicp/events.schema.json)."""
+    global _events_validator
+    if _events_validator is None:
+        import jsonschema
+
+        schema = json.loads(_EVENTS_SCHEMA_PATH.read_text())
+        cls = jsonschema.validators.validator_for(schema)
+        cls.check_schema(schema)
+        _events_validator = cls(schema)
+    return _events_validator
+
+
+def assert_valid_events(events: list[dict[str, Any]]) -> None:
+    """Fail with the first event that does not match the event schema (and why)."""
+    validator = events_validator()
+    for event in events:
+        errors = sorted(validator.iter_errors(event), key=lambda e: e.path)
+        if errors:
+            # oneOf hides the useful message: validate against the definition named by "event"
+            name = event.get("event")
+            definition = validator.schema["$defs"].get(name)
+            if definition is not None:
+                sub = validator.evolve(schema={**definition, "$defs": validator.schema["$defs"]})
+                errors = list(sub.iter_errors(event)) or errors
+            messages = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or '<event>'}: {e.message}"
+                                 for e in errors[:5])
+            raise AssertionError(f"event does not match the schema: {messages}\n{json.dumps(event)[:2000]}")
+
+
+@pytest.fixture
+def validate_events():
+    """``validate_events(run_or_events)``: schema-check every event of a :class:`Run` (result included)."""
+
+    def check(run: Any) -> None:
+        if isinstance(run, Run):
+            events = run.events
+            events += [json.loads(line) for line in run.stdout.splitlines() if line.strip()]
+        else:
+            events = list(run)
+        assert_valid_events(events)
+
+    return check
