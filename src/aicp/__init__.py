@@ -11,10 +11,9 @@ The public API is small and re-exported here; it is loaded lazily, so that
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from aicp._version import __version__
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs every worker ~10 ms
 if TYPE_CHECKING:
     from aicp._api import run_chain
     from aicp._chain import Chain, Step, load_chain
@@ -31,7 +30,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'aicp' has no attribute {name!r}")

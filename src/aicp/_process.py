@@ -99,6 +99,7 @@ class Outcome:
     duration_seconds: float = 0.0
     peak_rss_bytes: int = 0
     cpu_seconds: float = 0.0
+    run_exit_code: int | None = None  # what the run should exit with, if the step said (provider errors: 4)
 
     def failure_fields(self) -> dict[str, Any]:
         """The ``step_error`` fields that describe this failure (None values left out)."""
@@ -398,7 +399,8 @@ class _Monitor:
             return Outcome(ok=False, pid=pid, reason=self.stop_reason, error=self._stop_message(),
                            **_status_fields(status))
         if self.error is not None:
-            fields = {k: self.error.get(k) for k in ("reason", "error", "exit_code", "signal", "traceback")}
+            fields = {k: self.error.get(k)
+                      for k in ("reason", "error", "exit_code", "signal", "traceback", "run_exit_code")}
             if fields["reason"] == "exception" and fields["exit_code"] is None:
                 fields["exit_code"] = status if status >= 0 else None
             return Outcome(ok=False, pid=pid, **fields)

@@ -199,7 +199,8 @@ class Supervisor:
                     continue
             self.events.emit("step_error", **base, type=step.type, model=step.model, name=step.name,
                              attempt=attempt, **outcome.failure_fields(), **outcome.resource_fields())
-            exit_code = self.cancel.exit_code if self.cancel.is_set() else ExitCode.STEP_FAILED
+            exit_code = self.cancel.exit_code if self.cancel.is_set() else (
+                outcome.run_exit_code or ExitCode.STEP_FAILED)
             raise _StepFailed(outcome.error or outcome.reason or "failed", exit_code, outcome.reason or "exception")
 
     def _worker_events(self, step: Step, base: dict[str, Any], attempt: int) -> WorkerEvents:
