@@ -241,6 +241,10 @@ class Supervisor:
                          members=len(members), max_workers=group.max_workers,
                          merge_strategy=group.merge_strategy)
         cancel = _LinkedCancel(self.cancel)
+        # Fan-out: a list with one item per member (the tiles of split_image) gives member i item i.
+        fan_out = isinstance(step_input, list) and len(step_input) == len(members)
+        member_inputs = {j: self._input_for(m, step_input[k] if fan_out else step_input, latest)
+                         for k, (j, m) in enumerate(members)}
         results: dict[int, dict[str, Any]] = {}
         failures: list[tuple[int, _StepFailed]] = []  # in the order they ended: the first is the cause
 
@@ -249,8 +253,7 @@ class Supervisor:
                 self.events.emit("step_skipped", step=index, member=j, type=member.type,
                                  reason="the group finished before this member started")
                 return None
-            member_input = self._input_for(member, step_input, latest)
-            return self._run_attempts(index, member, j, member_input, latest, cancel)
+            return self._run_attempts(index, member, j, member_inputs[j], latest, cancel)
 
         with ThreadPoolExecutor(max_workers=group.max_workers, thread_name_prefix="aicp-member") as pool:
             futures: dict[Future[dict[str, Any] | None], int] = {
