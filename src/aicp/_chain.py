@@ -150,7 +150,12 @@ class _Positions:
                 self._walk(item, path + (i,))
 
     def of(self, path: tuple[Any, ...]) -> tuple[int, int] | None:
+        """The position of the value at ``path``: of its key when it is in a mapping
+        (``chain.yaml:7:5: steps[2].timeout``), else of the value; else of the nearest parent."""
         while path:
+            key = path[:-1] + ("<key>", path[-1])
+            if key in self._marks:
+                return self._marks[key]
             if path in self._marks:
                 return self._marks[path]
             path = path[:-1]
@@ -363,14 +368,14 @@ class _Validator:
 
     def executor(self, step_type: StepType, model: str | None, params: dict[str, Any],
                  path: tuple[Any, ...]) -> Executor:
+        if not step_type.executors:  # before 'model is required': no model would make it run
+            raise self.fail(path + ("type",), f"step type '{step_type.name}' is recognised but not available "
+                            "in this version of aicp (no executor serves it yet)")
         if step_type.model_required and not model:
             raise self.fail(path, f"'model' is required for {step_type.name} steps"
                             + _models_hint(step_type))
         executor = executor_for(step_type, model)
         if executor is None:
-            if not step_type.executors:
-                raise self.fail(path + ("type",), f"step type '{step_type.name}' is recognised but not available "
-                                "in this version of aicp (no executor serves it yet)")
             raise self.fail(path + ("model",), f"unknown model '{model}' for {step_type.name}"
                             + _did_you_mean(model, [k for k in step_type.executors if k])
                             + _models_hint(step_type))
@@ -389,14 +394,14 @@ class _Validator:
     def group(self, common: dict[str, Any], params: dict[str, Any], path: tuple[Any, ...]) -> Step:
         ppath = path + ("params",)
         members_data = params.get("parallel_steps")
-        if not isinstance(members_data, list) or not members_data:
-            raise self.fail(ppath + ("parallel_steps",) if "parallel_steps" in params else ppath,
-                            "a parallel_group needs params.parallel_steps, a non-empty list of steps")
         unknown = set(params) - {"parallel_steps", "max_workers", "merge_strategy"}
-        if unknown:
+        if unknown:  # first: a misspelt 'parallel_steps' deserves its did-you-mean
             key = sorted(unknown)[0]
             raise self.fail(ppath + ("<key>", key), f"unknown parallel_group param '{key}'"
                             + _did_you_mean(key, ("parallel_steps", "max_workers", "merge_strategy")))
+        if not isinstance(members_data, list) or not members_data:
+            raise self.fail(ppath + ("parallel_steps",) if "parallel_steps" in params else ppath,
+                            "a parallel_group needs params.parallel_steps, a non-empty list of steps")
         members = tuple(self.step(m, ppath + ("parallel_steps", i), in_group=True)
                         for i, m in enumerate(members_data))
         live = [m for m in members if m.enabled]
