@@ -109,6 +109,10 @@ def run(spec: dict[str, Any], channel: Channel) -> int:
         if isinstance(exc, SystemExit) and exc.code in (0, None):
             channel.send("error", reason="exit", error="the step called sys.exit(0) before returning a result")
             return 1
+        if isinstance(exc, SystemExit) and isinstance(exc.code, int) and not isinstance(exc.code, bool):
+            channel.send("error", reason="exit", exit_code=exc.code,
+                         error=f"the step called sys.exit({exc.code}) before returning a result")
+            return exc.code if 0 < exc.code < 256 else 1
         channel.send(
             "error",
             reason="exception",
