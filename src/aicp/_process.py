@@ -26,7 +26,6 @@ import json
 import os
 import selectors
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -36,6 +35,7 @@ from typing import Any, Callable
 
 import psutil
 
+from aicp._launch import ExitStatus, Launched, Launcher
 from aicp._relay import LineSplitter
 
 SAMPLE_INTERVAL = 0.1
@@ -43,8 +43,6 @@ MAX_LINE = 8 * 1024
 MAX_RESULT = 64 * 1024 * 1024
 TOKEN_VAR = "AICP_WORKER_TOKEN"
 _DRAIN_SECONDS = 2.0
-
-_BOOT = "import sys; sys.path[:0] = {path!r}; from aicp._worker import main; main()"
 
 
 class Cancel:
@@ -133,17 +131,12 @@ def enable_subreaper() -> bool:
     return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
-def _package_root() -> str:
-    import aicp
-
-    return os.path.dirname(os.path.dirname(os.path.abspath(aicp.__file__)))
-
-
 @dataclass
 class _Tree:
     """The processes of one worker, as far as sampling and the token can tell."""
 
-    root: psutil.Process
+    pgid: int
+    root: psutil.Process | None  # None: the worker was already gone when we looked
     token: str
     seen: dict[int, psutil.Process] = field(default_factory=dict)
     cpu: dict[int, float] = field(default_factory=dict)
@@ -151,13 +144,16 @@ class _Tree:
 
     def sample(self) -> int:
         """Refresh the member list; return the tree's total RSS in bytes."""
-        try:
-            for child in self.root.children(recursive=True):
-                self.seen.setdefault(child.pid, child)
-        except psutil.Error:
-            pass
+        members = list(self.seen.items())
+        if self.root is not None:
+            try:
+                for child in self.root.children(recursive=True):
+                    self.seen.setdefault(child.pid, child)
+            except psutil.Error:
+                pass
+            members = list(self.seen.items()) + [(self.root.pid, self.root)]
         total = 0
-        for pid, proc in list(self.seen.items()) + [(self.root.pid, self.root)]:
+        for pid, proc in members:
             try:
                 with proc.oneshot():
                     total += proc.memory_info().rss
@@ -175,7 +171,7 @@ class _Tree:
         except psutil.Error:
             return
         for child in children:
-            if child.pid in self.seen or child.pid == self.root.pid:
+            if child.pid in self.seen or child.pid == self.pgid:
                 continue
             try:
                 if child.environ().get(TOKEN_VAR) == self.token:
@@ -185,7 +181,7 @@ class _Tree:
 
     def signal_all(self, sig: int) -> None:
         try:
-            os.killpg(self.root.pid, sig)
+            os.killpg(self.pgid, sig)
         except (ProcessLookupError, PermissionError):
             pass
         for proc in list(self.seen.values()):
@@ -219,7 +215,8 @@ class _Monitor:
     """Runs one worker from spawn to report. Not reusable."""
 
     def __init__(self, spec: dict[str, Any], limits: Limits, cancel: Cancel,
-                 events: WorkerEvents, env: dict[str, str] | None) -> None:
+                 events: WorkerEvents, env: dict[str, str] | None, launcher: Launcher) -> None:
+        self.launcher = launcher
         self.spec = spec
         self.limits = limits
         self.cancel = cancel
@@ -238,35 +235,26 @@ class _Monitor:
         token = uuid.uuid4().hex
         env = dict(os.environ if self.env is None else self.env)
         env[TOKEN_VAR] = token
-        argv = [sys.executable, "-I", "-S", "-u", "-X", "utf8", "-c",
-                _BOOT.format(path=[_package_root()]), str(ctrl_r), str(res_w)]
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, pass_fds=(ctrl_r, res_w),
-                                    start_new_session=True, env=env)
+            worker = self.launcher.launch(ctrl_r, res_w, env)
         except OSError as exc:
-            for fd in (ctrl_r, ctrl_w, res_r, res_w):
-                os.close(fd)
+            os.close(ctrl_w)
+            os.close(res_r)
             return Outcome(ok=False, reason="spawn_failed", error=f"cannot start a worker: {exc}",
                            duration_seconds=time.monotonic() - started)
-        os.close(ctrl_r)
-        os.close(res_w)
-        self.events.started(proc.pid)
-        tree = _Tree(psutil.Process(proc.pid), token)  # unreaped, so it exists even if it died
+        self.events.started(worker.pid)
+        tree = _Tree(worker.pid, _process_or_none(worker.pid), token)
         try:
             self._send_spec(ctrl_w)
-            status, rusage = self._watch(proc, tree, res_r, started)
+            status = self._watch(worker, tree, res_r, started)
         finally:
-            os.close(ctrl_w)  # closes the lifeline: a worker still alive would end itself
+            os.close(ctrl_w)  # cuts the lifeline: a worker still alive would end itself
             os.close(res_r)
-            for pipe in (proc.stdout, proc.stderr):
-                if pipe is not None:
-                    pipe.close()
-        proc.returncode = status
-        outcome = self._outcome(status, proc.pid)
+            worker.close()
+        outcome = self._outcome(status.code, worker.pid)
         outcome.duration_seconds = time.monotonic() - started
-        outcome.peak_rss_bytes = max(tree.peak_rss, rusage.ru_maxrss * 1024)
-        outcome.cpu_seconds = max(rusage.ru_utime + rusage.ru_stime, sum(tree.cpu.values()))
+        outcome.peak_rss_bytes = max(tree.peak_rss, status.max_rss_bytes)
+        outcome.cpu_seconds = max(status.cpu_seconds, sum(tree.cpu.values()))
         return outcome
 
     def _send_spec(self, fd: int) -> None:
@@ -278,18 +266,18 @@ class _Monitor:
         except BrokenPipeError:
             pass  # the worker died before reading it; its exit status tells why
 
-    def _watch(self, proc: subprocess.Popen[bytes], tree: _Tree, res_r: int,
-               started: float) -> tuple[int, Any]:
-        assert proc.stdout is not None and proc.stderr is not None
+    def _watch(self, worker: Launched, tree: _Tree, res_r: int, started: float) -> ExitStatus:
         sel = selectors.DefaultSelector()
         splitters = {
-            proc.stdout.fileno(): LineSplitter(MAX_LINE, lambda line, cut: self.events.output("stdout", line, cut)),
-            proc.stderr.fileno(): LineSplitter(MAX_LINE, lambda line, cut: self.events.output("stderr", line, cut)),
+            worker.stdout: LineSplitter(MAX_LINE, lambda line, cut: self.events.output("stdout", line, cut)),
+            worker.stderr: LineSplitter(MAX_LINE, lambda line, cut: self.events.output("stderr", line, cut)),
             res_r: LineSplitter(MAX_RESULT, self._on_message),
         }
         for fd in splitters:
             os.set_blocking(fd, False)
             sel.register(fd, selectors.EVENT_READ)
+        if worker.exit_fd is not None:
+            sel.register(worker.exit_fd, selectors.EVENT_READ)  # wakes us the moment it ends
         deadline = started + self.limits.timeout if self.limits.timeout else None
         limit_bytes = int(self.limits.max_memory_mb * 1024 * 1024) if self.limits.max_memory_mb else None
         kill_at: float | None = None
@@ -313,23 +301,23 @@ class _Monitor:
                 if kill_at is not None and now >= kill_at:
                     tree.signal_all(signal.SIGKILL)
                     kill_at = float("inf")
-                if self._exited(proc.pid):
+                if worker.exited():
                     break
                 wait = next_sample - now
                 if self.stop_reason is None and deadline is not None:
                     wait = min(wait, deadline - now)
                 if kill_at is not None:
                     wait = min(wait, kill_at - now)
-                self._pump(sel, splitters, max(0.0, min(wait, 0.05)))
+                self._pump(sel, splitters, max(0.0, min(wait, 0.05 if worker.exit_fd is None else 1.0)))
             # The worker is gone; nothing it started may outlive it.
             tree.adopt_orphans()
             tree.signal_all(signal.SIGKILL)
-            _, status, rusage = os.wait4(proc.pid, 0)
+            status = worker.wait()
             self._drain(sel, splitters, tree)
             tree.reap_adopted()
         finally:
             sel.close()
-        return os.waitstatus_to_exitcode(status), rusage
+        return status
 
     def _stop(self, reason: str, tree: _Tree, now: float, hard: bool = False, rss: int = 0) -> float:
         """Begin the cancellation contract; return when SIGKILL is due."""
@@ -342,18 +330,12 @@ class _Monitor:
         return now + self.limits.kill_grace
 
     @staticmethod
-    def _exited(pid: int) -> bool:
-        """Whether the worker has exited, without reaping it (its group must be killed first)."""
-        try:
-            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            return True
-        return info is not None
-
-    @staticmethod
     def _pump(sel: selectors.BaseSelector, splitters: dict[int, LineSplitter], timeout: float) -> None:
         for key, _ in sel.select(timeout):
             fd = key.fd
+            if fd not in splitters:  # the exit fd: nothing to read, the loop checks exited()
+                sel.unregister(fd)
+                continue
             try:
                 chunk = os.read(fd, 65536)
             except BlockingIOError:
@@ -373,7 +355,8 @@ class _Monitor:
                 tree.adopt_orphans()
                 tree.signal_all(signal.SIGKILL)
         for key in list(sel.get_map().values()):
-            splitters[key.fd].close()
+            if key.fd in splitters:
+                splitters[key.fd].close()
 
     def _on_message(self, line: str, truncated: bool) -> None:
         if truncated:
@@ -429,11 +412,20 @@ def _status_fields(status: int) -> dict[str, Any]:
     return {"exit_code": status}
 
 
+def _process_or_none(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.Error:
+        return None
+
+
 def run_worker(spec: dict[str, Any], limits: Limits, cancel: Cancel, events: WorkerEvents,
-               env: dict[str, str] | None = None) -> Outcome:
+               env: dict[str, str] | None = None, launcher: Launcher | None = None) -> Outcome:
     """Run one step in a new worker process and return how it ended.
 
     ``spec`` is what the worker needs (executor target, input, params, ...);
-    it must be JSON-serialisable. Never raises for anything the step does.
+    it must be JSON-serialisable. ``launcher`` starts the process (a fork of
+    the run's warm template, or a fresh interpreter). Never raises for
+    anything the step does.
     """
-    return _Monitor(spec, limits, cancel, events, env).run()
+    return _Monitor(spec, limits, cancel, events, env, launcher or Launcher("spawn")).run()

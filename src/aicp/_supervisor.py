@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import random
 import sys
-import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,7 @@ import psutil
 from aicp._chain import Chain, Step
 from aicp._errors import ExitCode
 from aicp._events import EventLog
+from aicp._launch import Launcher
 from aicp._process import Cancel, Limits, Outcome, WorkerEvents, run_worker
 from aicp._steptypes import accepts
 
@@ -98,11 +99,17 @@ class Supervisor:
         self.cancel = cancel or Cancel()
         self.env = env
         self.reap_strays = reap_strays
-        self._lock = threading.Lock()
+        self.launcher = Launcher()
 
     # ------------------------------------------------------------------ the run
 
     def run(self, chain_input: Any) -> ChainResult:
+        try:
+            return self._run(chain_input)
+        finally:
+            self.launcher.close()
+
+    def _run(self, chain_input: Any) -> ChainResult:
         chain = self.chain
         started = self.events.started
         self.events.emit("pipeline_start", name=chain.name, total_steps=len(chain.steps),
@@ -134,7 +141,7 @@ class Supervisor:
                 break
             finally:
                 if self.reap_strays:
-                    _reap_strays()
+                    _reap_strays(spare=self.launcher.helper_pids)
             completed += 1
             total_cost += result["cost"]
             results.append(result)
@@ -184,7 +191,8 @@ class Supervisor:
         attempt = 0
         while True:
             attempt += 1
-            outcome = run_worker(spec, limits, cancel, self._worker_events(step, base, attempt), self.env)
+            outcome = run_worker(spec, limits, cancel, self._worker_events(step, base, attempt), self.env,
+                                 self.launcher)
             if outcome.ok:
                 return self._complete(step, base, attempt, outcome)
             retryable = outcome.reason != "cancelled" and not cancel.is_set()
@@ -240,6 +248,7 @@ class Supervisor:
         self.events.emit("step_start", step=index, type=group.type, model=None, name=group.name,
                          members=len(members), max_workers=group.max_workers,
                          merge_strategy=group.merge_strategy)
+        started = time.monotonic()
         cancel = _LinkedCancel(self.cancel)
         # Fan-out: a list with one item per member (the tiles of split_image) gives member i item i.
         fan_out = isinstance(step_input, list) and len(step_input) == len(members)
@@ -253,7 +262,17 @@ class Supervisor:
                 self.events.emit("step_skipped", step=index, member=j, type=member.type,
                                  reason="the group finished before this member started")
                 return None
-            return self._run_attempts(index, member, j, member_inputs[j], latest, cancel)
+            try:
+                value = self._run_attempts(index, member, j, member_inputs[j], latest, cancel)
+            except _StepFailed:
+                # Stop the group here, in the member's own thread: once it returns, its pool
+                # slot starts the next queued member, before the loop below sees the failure.
+                if group.merge_strategy == "collect_all":
+                    cancel.set("cancelled: another member of the group failed")
+                raise
+            if group.merge_strategy == "first_success":
+                cancel.set("cancelled: another member of the group succeeded first")
+            return value
 
         with ThreadPoolExecutor(max_workers=group.max_workers, thread_name_prefix="aicp-member") as pool:
             futures: dict[Future[dict[str, Any] | None], int] = {
@@ -275,11 +294,11 @@ class Supervisor:
                         results[j] = value
                         if group.merge_strategy == "first_success":
                             cancel.set("cancelled: another member of the group succeeded first")
-        return self._merge_group(index, group, members, results, failures)
+        return self._merge_group(index, group, members, results, failures, started)
 
     def _merge_group(self, index: int, group: Step, members: list[tuple[int, Step]],
                      results: dict[int, dict[str, Any]],
-                     failures: list[tuple[int, _StepFailed]]) -> dict[str, Any]:
+                     failures: list[tuple[int, _StepFailed]], started: float) -> dict[str, Any]:
         ok = bool(results) if group.merge_strategy == "first_success" else len(results) == len(members)
         if self.cancel.is_set():
             ok = False
@@ -288,10 +307,11 @@ class Supervisor:
             if self.cancel.is_set():
                 message, exit_code, reason = self.cancel.message, self.cancel.exit_code, "cancelled"
             else:
-                member, cause = failures[0]
+                # the cause is the first real failure, not a member cancelled because of it
+                member, cause = next(((j, c) for j, c in failures if c.reason != "cancelled"), failures[0])
                 message, exit_code, reason = f"member {member} failed: {cause}", cause.exit_code, cause.reason
             self.events.emit("step_error", step=index, type=group.type, name=group.name, error=message,
-                             reason=reason, cost=cost)
+                             reason=reason, cost=cost, duration_seconds=round(_elapsed(started), 3))
             raise _StepFailed(message, exit_code, reason)
         ordered = [results[j] for j, _ in members if j in results]
         if group.merge_strategy == "first_success":
@@ -300,7 +320,8 @@ class Supervisor:
             output = [r["output"] for r in ordered]
         files = [f for r in ordered for f in r["outputs"]]
         self.events.emit("step_complete", step=index, type=group.type, name=group.name, cost=cost,
-                         output=output, outputs=files, members_completed=len(results))
+                         output=output, outputs=files, members_completed=len(results),
+                         duration_seconds=round(_elapsed(started), 3))
         return {"output": output, "outputs": files, "cost": cost, "members": ordered}
 
 
@@ -327,10 +348,10 @@ def _output_entry(step: Step, result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _reap_strays() -> None:
+def _reap_strays(spare: set[int]) -> None:
     """Kill and reap any child left between steps (orphans re-parented to us as subreaper)."""
     try:
-        strays = psutil.Process().children()
+        strays = [p for p in psutil.Process().children() if p.pid not in spare]
     except psutil.Error:
         return
     for proc in strays:

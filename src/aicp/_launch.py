@@ -1,0 +1,293 @@
+"""How a worker process comes to exist: a fresh interpreter, or a fork of a warm template.
+
+A worker's start-up is the per-step overhead of the whole tool. Starting a new
+interpreter costs a bare Python start plus our imports; forking a *template*
+process that has already imported the worker's code (as multiprocessing's
+forkserver does) costs a fraction of that. The template is started once per
+run, never runs step code itself, and forks one clean child per step, so crash
+isolation is unchanged: each step is still its own process, in its own
+session, with its own pipes, and a crash kills only that child.
+
+Both launchers give :mod:`aicp._process` the same thing: a pid whose process
+group is the worker's own, the read ends of its stdout and stderr, and a way
+to learn its exit status and resource usage. ``AICP_WORKER_START=spawn``
+forces fresh interpreters (for debugging); the template falls back to spawning
+if it cannot be started or dies.
+"""
+
+from __future__ import annotations
+
+import array
+import marshal
+import os
+import select
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+
+_BOOT = "import sys; sys.path[:0] = {path!r}; from aicp.{module} import main; main()"
+PYTHON_FLAGS = ("-I", "-S", "-u", "-X", "utf8")
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """How a worker ended: ``code`` as subprocess reports it (negative: killed by that signal)."""
+
+    code: int
+    cpu_seconds: float
+    max_rss_bytes: int
+
+
+def _package_root() -> str:
+    import aicp
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(aicp.__file__)))
+
+
+def interpreter_argv(module: str, *args: str) -> list[str]:
+    return [sys.executable, *PYTHON_FLAGS, "-c", _BOOT.format(path=[_package_root()], module=module), *args]
+
+
+class Launched:
+    """A started worker. ``stdout``/``stderr`` are read ends the caller closes.
+
+    ``exit_fd`` (Linux pidfd; None elsewhere or if the worker is already gone)
+    becomes readable when the worker ends, so a monitor can sleep in ``select``
+    and still wake the moment it happens.
+    """
+
+    pid: int
+    stdout: int
+    stderr: int
+    exit_fd: int | None = None
+
+    def _watch_exit(self) -> None:
+        try:
+            self.exit_fd = os.pidfd_open(self.pid)  # type: ignore[attr-defined]
+        except (AttributeError, OSError):
+            self.exit_fd = None
+
+    def close(self) -> None:
+        for fd in (self.stdout, self.stderr, self.exit_fd):
+            if fd is not None:
+                os.close(fd)
+
+    def exited(self) -> bool:
+        """Whether the worker has ended (its process group may still have members)."""
+        if self.exit_fd is not None and select.select([self.exit_fd], [], [], 0)[0]:
+            return True
+        return self._exited()
+
+    def _exited(self) -> bool:
+        raise NotImplementedError
+
+    def wait(self) -> ExitStatus:
+        """Block until the worker has ended; return its status. Call once."""
+        raise NotImplementedError
+
+
+class _Spawned(Launched):
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None and proc.stderr is not None
+        self._proc = proc
+        self.pid = proc.pid
+        self.stdout = os.dup(proc.stdout.fileno())
+        self.stderr = os.dup(proc.stderr.fileno())
+        proc.stdout.close()
+        proc.stderr.close()
+        self._watch_exit()
+
+    def _exited(self) -> bool:
+        # WNOWAIT: look without reaping, so the pid (and its group) cannot be reused
+        # before the supervisor has killed whatever the worker left behind.
+        try:
+            return os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            return True
+
+    def wait(self) -> ExitStatus:
+        _, status, usage = os.wait4(self.pid, 0)
+        self._proc.returncode = code = os.waitstatus_to_exitcode(status)
+        return ExitStatus(code, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024)
+
+
+def spawn(ctrl_r: int, res_w: int, env: dict[str, str]) -> Launched:
+    """Start a fresh interpreter running the worker on the pipe ends ``ctrl_r`` and ``res_w``."""
+    proc = subprocess.Popen(interpreter_argv("_worker", str(ctrl_r), str(res_w)),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            pass_fds=(ctrl_r, res_w), start_new_session=True, env=env)
+    return _Spawned(proc)
+
+
+class _Forked(Launched):
+    def __init__(self, template: "Template", pid: int, stdout: int, stderr: int) -> None:
+        self._template = template
+        self.pid, self.stdout, self.stderr = pid, stdout, stderr
+        self._watch_exit()
+
+    def _exited(self) -> bool:
+        return self._template.status_of(self.pid, block=False) is not None
+
+    def wait(self) -> ExitStatus:
+        status = self._template.status_of(self.pid, block=True)
+        assert status is not None
+        return status
+
+
+class Template:
+    """The supervisor's side of a worker template process (see :mod:`aicp._template`).
+
+    Requests go over a Unix socket with the worker's pipe ends attached
+    (SCM_RIGHTS); the template answers with the child's pid, and later reports
+    each child's exit status, which it alone can collect, being the parent.
+    """
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._proc = subprocess.Popen(interpreter_argv("_template", str(theirs.fileno())),
+                                          stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),),
+                                          start_new_session=True)
+        finally:
+            theirs.close()
+        self._sock = ours
+        self._lock = threading.Lock()  # one request at a time
+        self._cond = threading.Condition()
+        self._replies: list[int] = []
+        self._exits: dict[int, ExitStatus] = {}
+        self._alive = True
+        threading.Thread(target=self._read, name="aicp-template", daemon=True).start()
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = self._sock.recv(4096)
+            except OSError:
+                data = b""
+            with self._cond:
+                if not data:
+                    self._alive = False
+                    self._cond.notify_all()
+                    return
+                kind, payload = data[:1], marshal.loads(data[1:])
+                if kind == b"P":
+                    self._replies.append(payload)
+                else:
+                    pid, code, cpu, rss = payload
+                    self._exits[pid] = ExitStatus(code, cpu, rss)
+                self._cond.notify_all()
+
+    def launch(self, ctrl_r: int, res_w: int, env: dict[str, str]) -> Launched:
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            with self._lock:
+                fds = array.array("i", [out_w, err_w, ctrl_r, res_w])
+                self._sock.sendmsg([marshal.dumps(env)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+                with self._cond:
+                    self._cond.wait_for(lambda: self._replies or not self._alive)
+                    if not self._replies:
+                        raise OSError("the worker template exited")
+                    pid = self._replies.pop(0)
+            if pid < 0:
+                raise OSError(-pid, os.strerror(-pid))
+        except BaseException:
+            os.close(out_r)
+            os.close(err_r)
+            raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        return _Forked(self, pid, out_r, err_r)
+
+    def status_of(self, pid: int, block: bool) -> ExitStatus | None:
+        with self._cond:
+            if block:
+                self._cond.wait_for(lambda: pid in self._exits or not self._alive)
+            if pid in self._exits:
+                return self._exits.pop(pid) if block else self._exits[pid]
+            if not self._alive:
+                # The template died: its children were re-parented; the worker is
+                # treated as ended once its pid is gone.
+                if block or not _pid_alive(pid):
+                    return ExitStatus(-9, 0.0, 0)
+            return None
+
+    @property
+    def alive(self) -> bool:
+        return self._alive
+
+    def close(self) -> None:
+        # shutdown, not just close: our reader thread is blocked in recv on this socket,
+        # and a plain close would leave the file open (and the template waiting) until it returns.
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Launcher:
+    """Starts workers: by forking the template when possible, else fresh interpreters."""
+
+    def __init__(self, method: str | None = None) -> None:
+        self.method = method or os.environ.get("AICP_WORKER_START", "fork")
+        self._template: Template | None = None
+        self._lock = threading.Lock()
+
+    def launch(self, ctrl_r: int, res_w: int, env: dict[str, str]) -> Launched:
+        """Start a worker on the pipe ends ``ctrl_r`` and ``res_w`` (closed here, in any case)."""
+        try:
+            template = self._warm_template()
+            if template is not None:
+                try:
+                    return template.launch(ctrl_r, res_w, env)
+                except OSError:
+                    pass  # the template is gone, or the request too large: a fresh interpreter
+            return spawn(ctrl_r, res_w, env)
+        finally:
+            os.close(ctrl_r)
+            os.close(res_w)
+
+    def _warm_template(self) -> Template | None:
+        if self.method != "fork" or not sys.platform.startswith("linux"):
+            return None
+        with self._lock:
+            if self._template is None or not self._template.alive:
+                try:
+                    self._template = Template()
+                except OSError:
+                    self.method = "spawn"
+                    return None
+            return self._template
+
+    @property
+    def helper_pids(self) -> set[int]:
+        """Processes of ours that are not workers (the template), to spare when sweeping strays."""
+        return {self._template.pid} if self._template is not None else set()
+
+    def close(self) -> None:
+        if self._template is not None:
+            self._template.close()
+            self._template = None

@@ -1,0 +1,107 @@
+"""The worker template process: imports the worker's code once, then forks one worker per step.
+
+Runs as its own process (see :mod:`aicp._launch`), in its own session. It
+never runs step code: each request (the worker's environment, with its four
+pipe ends attached) becomes a child that starts its own session, takes the
+pipes as fds 0-2 and the private channels, and enters :func:`aicp._worker.main`
+exactly as a freshly started interpreter would. The template collects its
+children's exit status and resource usage and reports them, and exits when
+the supervisor's end of the socket closes.
+"""
+
+from __future__ import annotations
+
+import array
+import marshal
+import os
+import select
+import signal
+import socket
+import sys
+
+import aicp._worker  # the point of the template: these imports are paid once per run
+import aicp.steps.command_step  # noqa: F401
+import aicp.steps.python_step  # noqa: F401
+
+try:  # ctx.log uses structlog; pre-import it so a step's first log line is free
+    import structlog  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
+
+_FDS = 4  # stdout, stderr, control (lifeline), result
+
+
+def _fork_worker(sock: socket.socket, wake: tuple[int, int], fds: array.array[int], env: dict[str, str]) -> int:
+    out_w, err_w, ctrl_r, res_w = fds
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        return -(exc.errno or 1)
+    if pid:
+        return pid
+    try:  # the child: become a worker
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        for fd in (null, out_w, err_w, sock.fileno(), *wake):
+            os.close(fd)
+        os.environ.clear()
+        os.environ.update(env)
+        sys.argv = ["aicp-worker", str(ctrl_r), str(res_w)]
+        aicp._worker.main()
+    finally:
+        os._exit(70)
+
+
+def _report_exits(sock: socket.socket) -> None:
+    while True:
+        try:
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        record = (pid, os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime,
+                  usage.ru_maxrss * 1024)
+        sock.send(b"X" + marshal.dumps(record))
+
+
+def main() -> None:
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    fd_space = socket.CMSG_SPACE(_FDS * 4)
+    try:
+        while True:
+            ready, _, _ = select.select([sock, wake_r], [], [])
+            if wake_r in ready:
+                while True:
+                    try:
+                        if not os.read(wake_r, 512):
+                            break
+                    except BlockingIOError:
+                        break
+            if sock in ready:
+                data, ancdata, _, _ = sock.recvmsg(1 << 20, fd_space)
+                if not data:
+                    break
+                fds = array.array("i")
+                for level, kind, payload in ancdata:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+                pid = _fork_worker(sock, (wake_r, wake_w), fds, marshal.loads(data)) \
+                    if len(fds) == _FDS else -22
+                for fd in fds:
+                    os.close(fd)
+                sock.send(b"P" + marshal.dumps(pid))
+            _report_exits(sock)
+    except OSError:
+        pass  # the supervisor is gone
+    os._exit(0)
