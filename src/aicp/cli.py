@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable, NoReturn, Sequence
 
-from aicp._errors import EXIT_CODE_HELP, AicpError, ExitCode
+from aicp._errors import EXIT_CODE_HELP, AicpError, ExitCode, UsageError
 from aicp._version import __version__
 
 DESCRIPTION = """\
@@ -43,9 +43,13 @@ def _global_flags(parser: Any, suppress: bool) -> None:
 def build_parser() -> Any:
     import argparse
 
+    class Parser(argparse.ArgumentParser):  # subparsers inherit the class
+        def error(self, message: str) -> NoReturn:
+            raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
     formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(prog="aicp", description=DESCRIPTION,
-                                     epilog=f"{EXAMPLES}\n\n{EXIT_CODE_HELP}", formatter_class=formatter)
+    parser = Parser(prog="aicp", description=DESCRIPTION,
+                    epilog=f"{EXAMPLES}\n\n{EXIT_CODE_HELP}", formatter_class=formatter)
     parser.add_argument("--version", action="version", version=f"aicp {__version__}")
     _global_flags(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -103,10 +107,26 @@ def _run(command: str, args: Any) -> int:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list == ["--version"]:  # the hot path: no argparse, no imports
-        sys.stdout.write(f"aicp {__version__}\n")
+        try:
+            if sys.stdout is not None:  # None when started with stdout closed (>&-)
+                sys.stdout.write(f"aicp {__version__}\n")
+        except (OSError, ValueError):
+            pass
+        _flush_stdout()
         raise SystemExit(0)
     parser = build_parser()
-    args = parser.parse_args(args_list)
+    try:
+        args = parser.parse_args(args_list)
+    except UsageError as exc:  # argparse's complaint, as the one-line error every user error is
+        _print_error(exc.message)
+        if "run-chain" in args_list and "--stream" in args_list:  # the one stdout line, even now
+            import argparse
+
+            from aicp._run_command import _failed_before_start
+
+            _failed_before_start(exc, argparse.Namespace(stream=True, log_file=None))
+        _flush_stdout()
+        raise SystemExit(int(ExitCode.INVALID)) from None
     if not args.command:
         parser.print_help(sys.stderr)
         raise SystemExit(ExitCode.INVALID)
