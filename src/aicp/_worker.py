@@ -51,8 +51,13 @@ def _read_spec(fd: int) -> dict[str, Any]:
     return json.loads(buf)
 
 
-def _kill_own_tree() -> NoReturn:
-    """The supervisor died: end everything this step started, then ourselves."""
+def _kill_own_tree(token: str | None) -> NoReturn:
+    """The supervisor died: end everything this step started, then ourselves.
+
+    Descendants that left our tree (setsid, double fork) still carry the
+    worker's token in their environment: the dead supervisor cannot kill them,
+    so we look for them among all processes.
+    """
     try:
         import psutil
 
@@ -61,12 +66,20 @@ def _kill_own_tree() -> NoReturn:
                 child.kill()
             except psutil.Error:
                 pass
+        if token:
+            me = os.getpid()
+            for proc in psutil.process_iter():
+                try:
+                    if proc.pid != me and proc.environ().get("AICP_WORKER_TOKEN") == token:
+                        proc.kill()
+                except psutil.Error:
+                    continue
     finally:
         os.killpg(os.getpgrp(), signal.SIGKILL)
         os._exit(137)
 
 
-def _watch_lifeline(fd: int) -> None:
+def _watch_lifeline(fd: int, token: str | None) -> None:
     while True:
         try:
             if not os.read(fd, 4096):
@@ -75,7 +88,7 @@ def _watch_lifeline(fd: int) -> None:
             continue
         except OSError:
             break
-    _kill_own_tree()
+    _kill_own_tree(token)
 
 
 def _normalise(value: Any) -> dict[str, Any]:
@@ -138,7 +151,8 @@ def main() -> NoReturn:
     os.set_inheritable(result_fd, False)
     signal.signal(signal.SIGTERM, _on_sigterm)
     spec = _read_spec(ctrl_fd)
-    threading.Thread(target=_watch_lifeline, args=(ctrl_fd,), daemon=True).start()
+    token = os.environ.get("AICP_WORKER_TOKEN")  # read now: the step may change os.environ
+    threading.Thread(target=_watch_lifeline, args=(ctrl_fd, token), daemon=True).start()
     sys.path[:0] = spec.get("path", [])
     try:
         status = run(spec, Channel(result_fd))
