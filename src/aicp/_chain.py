@@ -91,7 +91,7 @@ class Chain:
     kill_grace: float = 5.0
     retry_delay: float = 1.0
     retry_max_delay: float = 30.0
-    disabled_steps: int = 0
+    disabled: tuple[Step, ...] = ()  # skipped, not counted; kept to be reported
     extra: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict)
@@ -99,6 +99,10 @@ class Chain:
     @property
     def estimated_cost(self) -> float:
         return sum(s.estimated_cost for s in self.steps)
+
+    @property
+    def disabled_steps(self) -> int:
+        return len(self.disabled)
 
     @property
     def secrets(self) -> list[str]:
@@ -313,7 +317,7 @@ class _Validator:
             kill_grace=5.0 if kill_grace is None else kill_grace,
             retry_delay=1.0 if retry_delay is None else retry_delay,
             retry_max_delay=30.0 if retry_max_delay is None else retry_max_delay,
-            disabled_steps=len(steps) - len(enabled),
+            disabled=tuple(s for s in steps if not s.enabled),
             extra=extra,
             warnings=warnings,
             raw=data,

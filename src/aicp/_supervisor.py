@@ -117,6 +117,9 @@ class Supervisor:
                          estimated_cost=round(chain.estimated_cost, 6))
         for warning in chain.warnings:
             self.events.emit("warning", message=warning)
+        for step in chain.disabled:
+            self.events.emit("step_skipped", type=step.type, name=step.name, location=step.location,
+                             reason="disabled")
         chain.output_dir.mkdir(parents=True, exist_ok=True)
         latest: dict[str, Any] = {"text": chain_input if kind_of(chain_input) == "text" else chain.prompt}
         latest[kind_of(chain_input)] = chain_input
