@@ -35,12 +35,15 @@ def test_lnav_reads_a_real_run_and_finds_its_failure(aicp, write_chain, write_mo
     run = aicp("run-chain", "--config", chain, "--log-file", str(log), "--quiet")
     assert run.returncode == 5
 
-    env = {**os.environ, "HOME": str(tmp_path / "home")}
-    installed = subprocess.run(["lnav", "-i", str(FORMAT)], env=env, capture_output=True, text=True, timeout=60)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+    installed = subprocess.run(["lnav", "-i", str(FORMAT)], env=env, cwd=tmp_path, capture_output=True,
+                               text=True, timeout=60)
     assert installed.returncode == 0, installed.stderr
     query = ";SELECT log_body, step, reason, error FROM aicp_log WHERE log_level = 'error'"
-    out = subprocess.run(["lnav", "-n", "-c", query, str(log)], env=env, capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(["lnav", "-n", "-c", query, str(log)], env=env, cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     rows = [line.split() for line in out.stdout.splitlines()[1:] if line.strip()]
     assert [r[0] for r in rows] == ["step_error", "pipeline_complete"]
@@ -48,6 +51,6 @@ def test_lnav_reads_a_real_run_and_finds_its_failure(aicp, write_chain, write_mo
     assert "the render farm is on fire" in out.stdout
 
     every = subprocess.run(["lnav", "-n", "-c", ";SELECT count(*) FROM aicp_log", str(log)], env=env,
-                           capture_output=True, text=True, timeout=60)
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     count = int(every.stdout.split()[-1])
     assert count == len(log.read_text().splitlines())  # lnav recognised every line
