@@ -32,6 +32,8 @@ def _ensure_std_fds() -> None:
             if null != fd:
                 os.dup2(null, fd)
                 os.close(null)
+            else:  # os.open makes it close-on-exec: the worker template would start without it
+                os.set_inheritable(fd, True)
 
 
 def _confirm(chain: Chain, skip: bool) -> None:
@@ -69,8 +71,8 @@ class _Signals:
 
 
 def _failed_before_start(error: AicpError, args: Any) -> None:
-    if args.stream:
-        events = EventLog(stream=True, log_file=args.log_file)
+    if args.stream or args.log_file:  # the log file records every invocation, in any mode
+        events = EventLog(stream=args.stream, log_file=args.log_file)
         events.result(success=False, steps_completed=0, total_steps=0, total_cost=0.0, total_time=0.0,
                       outputs={}, error=error.message, exit_code=int(error.exit_code))
         events.close()
@@ -103,6 +105,10 @@ def run_chain_command(args: Any) -> int:
             print_envelope("run-chain", events.redactor.scrub(fields))
         else:
             write_stdout(summary(fields))
-        if result.error:
-            sys.stderr.write(f"error: {events.redactor.text(result.error)}\n")
+        if result.error and sys.stderr is not None:  # None: started with stderr closed (2>&-)
+            try:
+                sys.stderr.write(f"error: {events.redactor.text(result.error)}\n")
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass  # the reader went away; the exit code still tells
     return int(result.exit_code)
