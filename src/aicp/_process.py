@@ -126,9 +126,14 @@ def enable_subreaper() -> bool:
         return False
     import ctypes
 
+    global _subreaper
     PR_SET_CHILD_SUBREAPER = 36
     libc = ctypes.CDLL(None, use_errno=True)
-    return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    _subreaper = _subreaper or libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    return _subreaper
+
+
+_subreaper = False  # whether enable_subreaper() succeeded in this process
 
 
 @dataclass
@@ -165,7 +170,14 @@ class _Tree:
         return total
 
     def adopt_orphans(self) -> None:
-        """Claim processes re-parented to us (as subreaper) that carry this worker's token."""
+        """Claim processes re-parented to us (as subreaper) that carry this worker's token.
+
+        Without the subreaper (the Python API in someone's process), escaped
+        descendants went to init: look for the token in every process instead.
+        """
+        if not _subreaper:
+            self._adopt_by_token()
+            return
         try:
             children = psutil.Process().children()
         except psutil.Error:
@@ -177,6 +189,22 @@ class _Tree:
                 if child.environ().get(TOKEN_VAR) == self.token:
                     self.seen[child.pid] = child
             except psutil.Error:
+                continue
+
+    def _adopt_by_token(self) -> None:
+        needle = f"{TOKEN_VAR}={self.token}".encode()
+        try:
+            names = os.listdir("/proc")
+        except OSError:
+            return
+        for name in names:
+            if not name.isdigit() or int(name) in self.seen or int(name) == self.pgid:
+                continue
+            try:
+                with open(f"/proc/{name}/environ", "rb") as f:
+                    if needle in f.read():
+                        self.seen[int(name)] = psutil.Process(int(name))
+            except (OSError, psutil.Error):
                 continue
 
     def signal_all(self, sig: int) -> None:
@@ -323,6 +351,7 @@ class _Monitor:
         """Begin the cancellation contract; return when SIGKILL is due."""
         self.stop_reason = reason
         self.rss_at_stop = rss
+        tree.adopt_orphans()  # escaped descendants get the same signals as the group
         if hard:
             tree.signal_all(signal.SIGKILL)
             return float("inf")
