@@ -9,12 +9,14 @@ from aicp._chain import Chain, load_chain
 from aicp._events import EventLog, Observer
 from aicp._inputs import resolve_input
 from aicp._process import Cancel
+from aicp._runrecord import Journal, open_record
 from aicp._supervisor import ChainResult, Supervisor
+from aicp.providers.credentials import check_credentials
 
 
 def run_chain(chain: Chain | str | Path, input: Any = None, *, stream: bool = False,
               log_file: str | None = None, observer: Observer | None = None,
-              cancel: Cancel | None = None) -> ChainResult:
+              cancel: Cancel | None = None, resume: str | None = None) -> ChainResult:
     """Run a chain (a loaded :class:`Chain`, or a path / YAML text) and return its result.
 
     Every step runs in its own worker process, exactly as from the CLI.
@@ -22,15 +24,20 @@ def run_chain(chain: Chain | str | Path, input: Any = None, *, stream: bool = Fa
     chain's own ``prompt`` / ``input_image`` / ``input_video``. ``stream``
     writes the JSON event stream (stderr, result on stdout); ``observer``
     receives each event as a dict. Step failures do not raise: they are in
-    the result (``success``, ``error``, ``exit_code``).
+    the result (``success``, ``error``, ``exit_code``). The run is recorded
+    under ``output_dir/runs/<run_id>/``; ``resume`` (a run id or ``"latest"``)
+    continues an earlier run, reusing its unchanged completed steps.
     """
     if not isinstance(chain, Chain):
         chain = load_chain(chain)
+    check_credentials(chain)
     value = resolve_input(chain, input_text=input) if input is not None and not _is_file(input) \
         else resolve_input(chain, input_file=str(input) if input is not None else None)
-    events = EventLog(stream=stream, log_file=log_file, observer=observer, secrets=chain.secrets)
+    record, resuming = open_record(chain, resume)
+    events = EventLog(stream=stream, log_file=[str(record.events_path), *([log_file] if log_file else [])],
+                      observer=observer, secrets=chain.secrets, run_id=record.run_id)
     try:
-        result = Supervisor(chain, events, cancel).run(value)
+        result = Supervisor(chain, events, cancel, journal=Journal(record, resume=resuming)).run(value)
         events.result(**result.event_fields())
     finally:
         events.close()

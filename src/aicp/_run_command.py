@@ -19,7 +19,9 @@ from aicp._human import HumanView, summary
 from aicp._inputs import resolve_input
 from aicp._output import print_envelope, write_stdout
 from aicp._process import Cancel, enable_subreaper
+from aicp._runrecord import Journal, open_record
 from aicp._supervisor import Supervisor
+from aicp.providers.credentials import check_credentials
 
 
 def _ensure_std_fds() -> None:
@@ -82,20 +84,24 @@ def run_chain_command(args: Any) -> int:
     _ensure_std_fds()
     try:
         chain = load_chain(args.config, output_dir=args.output_dir)
+        check_credentials(chain)
         chain_input = resolve_input(chain, input_text=args.input_text, prompt_file=args.prompt_file,
                                     input_file=args.input)
         _confirm(chain, args.no_confirm)
+        record, resuming = open_record(chain, args.resume)
     except AicpError as exc:
         _failed_before_start(exc, args)
         raise
     quiet = args.stream or args.json or args.quiet
-    events = EventLog(stream=args.stream, log_file=args.log_file,
+    log_files = [str(record.events_path), *([args.log_file] if args.log_file else [])]
+    events = EventLog(stream=args.stream, log_file=log_files, run_id=record.run_id,
                       observer=None if quiet else HumanView(), secrets=chain.secrets)
     cancel = Cancel()
     reaper = enable_subreaper()
     try:
         with _Signals(cancel):
-            result = Supervisor(chain, events, cancel, reap_strays=reaper).run(chain_input)
+            result = Supervisor(chain, events, cancel, reap_strays=reaper,
+                                journal=Journal(record, resume=resuming)).run(chain_input)
             fields = result.event_fields()
             events.result(**fields)
     finally:

@@ -117,6 +117,22 @@ STEP_TYPES: dict[str, StepType] = {
 }
 
 
+def _add_fal_models() -> None:
+    """Every row of the fal model table becomes an executor of its step type (one generic function)."""
+    from dataclasses import replace
+
+    from aicp.providers.fal_models import FAL_MODELS
+
+    for m in FAL_MODELS.values():
+        fal = Executor(target="aicp.providers.fal_step:run", summary=m.summary,
+                       check="aicp.providers.fal_step:check", cost=m.price, provider="fal")
+        step_type = STEP_TYPES[m.step_type]
+        STEP_TYPES[m.step_type] = replace(step_type, executors={**step_type.executors, m.key: fal})
+
+
+_add_fal_models()
+
+
 def executor_for(step_type: StepType, model: str | None) -> Executor | None:
     """The executor that serves ``model`` for this type, or None."""
     if step_type.any_model:

@@ -76,6 +76,9 @@ def build_parser() -> Any:
     run.add_argument("--output-dir", metavar="DIR", help="write outputs here instead of the chain's output_dir")
     run.add_argument("--no-confirm", "--yes", "-y", dest="no_confirm", action="store_true",
                      help="never ask before a run with a cost estimate above zero")
+    run.add_argument("--resume", nargs="?", const="latest", metavar="RUN_ID",
+                     help="continue an earlier run of this chain (default: the latest): steps whose "
+                          "definition, input and recorded outputs are unchanged are reused")
 
     validate = command("validate", "validate a chain and print its plan",
                        "Validate a chain without running it and print the normalised plan:\n"
@@ -84,6 +87,25 @@ def build_parser() -> Any:
                           help="the chain file (YAML or JSON); '-' reads it from stdin")
 
     command("list-steps", "list the step types, what each takes and produces, and its executors")
+
+    models = command("list-models", "list every model: its step type, provider, endpoint and price")
+    models.add_argument("--type", metavar="TYPE", help="only the models of this step type")
+
+    estimate = command("estimate-cost", "estimate what a chain will cost, step by step (no network)")
+    estimate.add_argument("--config", "-c", required=True, metavar="FILE",
+                          help="the chain file (YAML or JSON); '-' reads it from stdin")
+
+    runs = command("runs", "list or show the recorded runs (output_dir/runs/)")
+    runs_sub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
+    for action, text in (("list", "list the recorded runs, newest first"), ("show", "show one run's record")):
+        p = runs_sub.add_parser(action, help=text, description=text)
+        _global_flags(p, suppress=True)
+        if action == "show":
+            p.add_argument("run_id", metavar="RUN_ID", help="a run id, or 'latest'")
+        where = p.add_mutually_exclusive_group()
+        where.add_argument("--config", "-c", metavar="FILE", help="the runs of this chain (its output_dir)")
+        where.add_argument("--output-dir", metavar="DIR", default="output",
+                           help="the output_dir whose runs/ to read (default: output)")
 
     schema = command("schema", "print the JSON Schema of the event stream")
     schema.add_argument("what", choices=["events"], help="which schema")
@@ -96,6 +118,15 @@ def _run(command: str, args: Any) -> int:
         from aicp._run_command import run_chain_command
 
         handlers[command] = run_chain_command
+    elif command == "runs":
+        from aicp._runs_command import runs_command
+
+        handlers[command] = runs_command
+    elif command in ("list-models", "estimate-cost"):
+        from aicp import _model_commands
+
+        handlers.update({"list-models": _model_commands.list_models,
+                         "estimate-cost": _model_commands.estimate_cost})
     else:
         from aicp import _info_commands
 

@@ -1,0 +1,105 @@
+"""``aicp list-models`` and ``aicp estimate-cost``: what each model costs, and a chain, offline.
+
+Both read the catalogue (:mod:`aicp._steptypes`, which includes the fal model
+table); neither opens a connection nor needs a key. Prices are the estimate
+per request at a model's default settings, the same numbers ``step_complete``
+and ``total_cost`` report.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aicp._chain import Step, load_chain
+from aicp._errors import UsageError
+from aicp._output import print_envelope, write_stdout
+from aicp._steptypes import STEP_TYPES
+
+
+def model_rows(step_type: str | None = None) -> list[dict[str, Any]]:
+    """Every model of the catalogue (or of one step type), in catalogue order."""
+    from aicp.providers.fal_models import FAL_MODELS
+
+    rows = []
+    for t in STEP_TYPES.values():
+        if step_type and t.name != step_type:
+            continue
+        for model, executor in t.executors.items():
+            if model is None:
+                continue
+            fal = FAL_MODELS.get(model) if executor.provider == "fal" else None
+            rows.append({
+                "model": model, "type": t.name, "consumes": t.consumes, "produces": t.produces,
+                "provider": executor.provider, "endpoint": fal.endpoint if fal else None,
+                "name": fal.name if fal else None, "price": executor.cost, "summary": executor.summary,
+            })
+    return rows
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() + "\n" for r in rows)
+
+
+def list_models(args: Any) -> int:
+    wanted = getattr(args, "type", None)
+    if wanted and wanted not in STEP_TYPES:
+        raise UsageError(f"unknown step type '{wanted}'; 'aicp list-steps' shows them all")
+    rows = model_rows(wanted)
+    if args.json:
+        print_envelope("list-models", rows)
+        return 0
+    if not rows:
+        write_stdout(f"no models for {wanted}\n")
+        return 0
+    header = [["MODEL", "STEP TYPE", "PROVIDER", "PRICE", "ENDPOINT"]]
+    write_stdout(_table(header + [[r["model"], r["type"], r["provider"], f"${r['price']:.3f}",
+                                   r["endpoint"] or "-"] for r in rows]))
+    return 0
+
+
+def _step_costs(steps: tuple[Step, ...], prefix: str = "") -> list[dict[str, Any]]:
+    rows = []
+    for i, step in enumerate(steps):
+        if not step.enabled:
+            continue
+        index = f"{prefix}{i}"
+        row: dict[str, Any] = {"step": index, "location": step.location, "type": step.type,
+                               "model": step.model, "cost": round(step.estimated_cost, 6)}
+        if step.is_group:
+            row["members"] = _step_costs(step.members, f"{index}.")
+        else:
+            row["provider"] = step.executor.provider if step.executor else "local"
+        rows.append(row)
+    return rows
+
+
+def _cost_lines(rows: list[dict[str, Any]], indent: str = "  ") -> list[str]:
+    lines = []
+    for r in rows:
+        model = f" ({r['model']})" if r["model"] else ""
+        provider = f" [{r['provider']}]" if "provider" in r else ""
+        lines.append(f"{indent}{r['step']}. {r['type']}{model}{provider}: ${r['cost']:.3f}")
+        lines += _cost_lines(r.get("members", []), indent + "   ")
+    return lines
+
+
+def estimate_cost(args: Any) -> int:
+    import os
+
+    from aicp.providers.credentials import required_credentials
+
+    chain = load_chain(args.config)
+    rows = _step_costs(chain.steps)
+    needs = {variable: bool(os.environ.get(variable, "").strip()) for variable in required_credentials(chain)}
+    data = {"name": chain.name, "source": chain.source, "estimated_cost": round(chain.estimated_cost, 6),
+            "currency": "USD", "steps": rows, "credentials": needs}
+    if args.json:
+        print_envelope("estimate-cost", data)
+        return 0
+    lines = [f"'{chain.name}' ({chain.source}): estimated cost ${data['estimated_cost']:.3f}"]
+    lines += _cost_lines(rows)
+    lines += [f"needs {variable} ({'set' if ok else 'NOT set'})" for variable, ok in needs.items()]
+    if not args.quiet:
+        write_stdout("\n".join(lines) + "\n")
+    return 0
