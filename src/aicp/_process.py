@@ -329,8 +329,8 @@ class _Monitor:
                 if kill_at is not None and now >= kill_at:
                     tree.signal_all(signal.SIGKILL)
                     kill_at = float("inf")
-                if worker.exited():
-                    break
+                if worker.exited() and (kill_at is None or kill_at == float("inf") or not tree.survivors()):
+                    break  # (while stopping, what the worker started keeps its grace period too)
                 wait = next_sample - now
                 if self.stop_reason is None and deadline is not None:
                     wait = min(wait, deadline - now)
@@ -351,6 +351,7 @@ class _Monitor:
         """Begin the cancellation contract; return when SIGKILL is due."""
         self.stop_reason = reason
         self.rss_at_stop = rss
+        tree.sample()  # know every current descendant: each keeps its grace even if the worker ends first
         tree.adopt_orphans()  # escaped descendants get the same signals as the group
         if hard:
             tree.signal_all(signal.SIGKILL)
