@@ -167,8 +167,26 @@ def hang_with_child(ctx):
     time.sleep(60)
 
 
-def _daemon(ctx, clear_env: bool) -> int:
-    """Double fork + setsid: a grandchild in a session of its own, re-parented away from us."""
+DAEMON = """
+import os, signal, sys, time
+def on_term(signum, frame):
+    with open(sys.argv[2], "w") as f:
+        f.write("TERM")
+    os._exit(0)
+if sys.argv[2]:
+    signal.signal(signal.SIGTERM, on_term)
+os.write(int(sys.argv[1]), f"{os.getpid()}\\n".encode())  # only once the handler is in place
+os.close(int(sys.argv[1]))
+time.sleep(60)
+"""
+
+
+def _daemon(ctx, clear_env: bool, term_file: str = "") -> int:
+    """Double fork + setsid: a grandchild in a session of its own, re-parented away from us.
+
+    It reports its pid on a pipe once it is ready; with ``term_file`` it records
+    a SIGTERM there (and exits), else it just sleeps.
+    """
     r, w = os.pipe()
     first = os.fork()
     if first == 0:
@@ -176,10 +194,9 @@ def _daemon(ctx, clear_env: bool) -> int:
             os.close(r)
             os.setsid()
             if os.fork() == 0:
-                os.write(w, f"{os.getpid()}\n".encode())
-                os.close(w)
+                os.set_inheritable(w, True)
                 env = {} if clear_env else dict(os.environ)
-                os.execve(SLEEPER[0], SLEEPER, env)
+                os.execve(sys.executable, [sys.executable, "-I", "-S", "-c", DAEMON, str(w), term_file], env)
         finally:
             os._exit(0)
     os.close(w)
@@ -197,9 +214,10 @@ def _daemon(ctx, clear_env: bool) -> int:
 
 
 def daemon(ctx):
-    """Start an escaped daemon (params.clear_env: without our environment); hang or return."""
+    """Start an escaped daemon (params.clear_env: without our environment; params.term_file:
+    it records SIGTERM there); then hang (params.hang) or return."""
     record(ctx, os.getpid())
-    pid = _daemon(ctx, bool(ctx.params.get("clear_env")))
+    pid = _daemon(ctx, bool(ctx.params.get("clear_env")), ctx.params.get("term_file", ""))
     ready()
     if ctx.params.get("hang"):
         time.sleep(60)

@@ -240,6 +240,25 @@ def test_a_cancelled_step_runs_its_finally_blocks(env):
     assert only_error(run)["duration_seconds"] < 1.5, "the step ended on SIGTERM, not at the end of the grace"
 
 
+def test_a_program_the_step_started_gets_the_grace_period_to_clean_up(env):
+    """The worker ends at once on SIGTERM; the program it ran still gets its grace (not SIGKILL at once)."""
+    chain = env.chain("""
+        name: program-cleanup
+        kill_grace: 3
+        steps:
+          - type: command
+            timeout: 0.7
+            params:
+              run: "trap 'sleep 0.3; echo cleaned > {tmp}/program_cleaned; exit 0' TERM; echo ready; sleep 60 & wait"
+    """)
+    run = env.run(chain)
+    assert_failed_run(run)
+    error = only_error(run)
+    assert error["reason"] == "timeout"
+    assert (env.dir / "program_cleaned").read_text() == "cleaned\n", "the program was killed during its grace"
+    assert error["duration_seconds"] < 2.0, "the supervisor waited for the whole grace period"
+
+
 @pytest.mark.parametrize("clear_env", [False, True], ids=["token", "no-environment"])
 def test_timeout_kills_a_double_forked_setsid_daemon(env, clear_env):
     chain = env.chain("""
@@ -275,6 +294,50 @@ def test_a_successful_step_leaves_no_daemon_behind(env, clear_env):
     assert run.of("step_complete")[0]["output"] == "daemon started"
     assert run.of("step_complete")[1]["output"] == [], "processes of step 1 were alive when step 2 ran"
     assert wait_gone(env.processes(), within=0.5) == []
+
+
+def test_an_escaped_daemon_gets_sigterm_and_the_grace_too(env):
+    chain = env.chain("""
+        name: daemon-term
+        kill_grace: 3
+        steps:
+          - type: python
+            timeout: 1
+            params: {{function: "ssteps:daemon", hang: true, term_file: "{tmp}/daemon_term", pidfile: "{pidfile}"}}
+    """)
+    run = env.run(chain)
+    assert_failed_run(run)
+    assert only_error(run)["reason"] == "timeout"
+    assert (env.dir / "daemon_term").exists(), "the escaped daemon got no SIGTERM (only SIGKILL)"
+    assert wait_gone(env.processes(), within=0.5) == []
+
+
+API_DAEMON = r"""
+import sys
+import aicp
+result = aicp.run_chain(aicp.load_chain(sys.argv[1]))
+print(result.success, result.error)
+"""
+
+
+@pytest.mark.parametrize("hang", [False, True], ids=["returns", "times-out"])
+def test_python_api_leaves_no_escaped_daemon(env, hang):
+    """aicp.run_chain in a host process (no subreaper there): a daemon that keeps the token is found."""
+    chain = env.chain("""
+        name: api-daemon
+        kill_grace: 1
+        steps:
+          - type: python
+            timeout: 1
+            params: {{function: "ssteps:daemon", hang: {hang}, pidfile: "{pidfile}"}}
+    """, hang="true" if hang else "false")
+    proc = subprocess.run([sys.executable, "-c", API_DAEMON, str(chain)], cwd=env.dir, env=child_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith("False" if hang else "True"), proc.stdout
+    procs = env.processes()
+    assert len(procs) == 2
+    assert wait_gone(procs, within=0.5) == [], "the escaped daemon outlived aicp.run_chain"
 
 
 def test_a_background_child_holding_stdout_does_not_delay_the_step(env):
