@@ -165,29 +165,30 @@ class EventLog:
     """One run's event stream.
 
     ``stream``: lifecycle events to stderr and the result to stdout (``--stream``).
-    ``log_file``: every event, the result included, appended to that file.
+    ``log_file``: every event, the result included, appended to that file (or files).
     ``observer``: called with each event dict (the human view).
     ``secrets``: values to mask, in addition to secret-looking environment variables.
     """
 
-    def __init__(self, *, stream: bool = False, log_file: str | None = None,
+    def __init__(self, *, stream: bool = False, log_file: str | Iterable[str] | None = None,
                  observer: Observer | None = None, secrets: Iterable[str] = (),
                  run_id: str | None = None) -> None:
         self.run_id = run_id or uuid.uuid4().hex[:16]
         self.started = time.monotonic()
-        self._file = FileWriter(log_file) if log_file else None
+        paths = [log_file] if isinstance(log_file, str) else list(log_file or ())
+        self._files = [FileWriter(str(p)) for p in paths]
         self.redactor = Redactor.from_environment(extra=secrets)
-        files = [self._file] if self._file else []
-        self._lifecycle = self._logger([StreamWriter("stderr")] if stream else [], files, observer)
-        self._terminal = self._logger([StreamWriter("stdout")] if stream else [], files, observer)
+        self._lifecycle = self._logger([StreamWriter("stderr")] if stream else [], self._files, observer)
+        self._terminal = self._logger([StreamWriter("stdout")] if stream else [], self._files, observer)
 
     def _logger(self, streams: list[Any], files: list[Any], observer: Observer | None) -> Any:
         processors: list[Any] = [add_log_level, _Envelope(self.run_id, self.started), self.redactor]
         if observer is not None:
             processors.append(_observe(observer))
         processors.append(_render if streams or files else _drop)
+        # .bind() once: wrap_logger returns a lazy proxy that would build a new bound logger on every call
         return structlog.wrap_logger(_Tee(streams + files), processors=processors,
-                                     wrapper_class=structlog.BoundLogger, context_class=dict)
+                                     wrapper_class=structlog.BoundLogger, context_class=dict).bind()
 
     def emit(self, event: str, **fields: Any) -> None:
         """Emit a lifecycle event (to stderr / the log file / the observer)."""
@@ -199,6 +200,6 @@ class EventLog:
         getattr(self._terminal, level)("pipeline_complete", **fields)
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        for writer in self._files:
+            writer.close()
+        self._files.clear()

@@ -24,6 +24,7 @@ from aicp._errors import ExitCode
 from aicp._events import EventLog
 from aicp._launch import Launcher
 from aicp._process import Cancel, Limits, Outcome, WorkerEvents, run_worker
+from aicp._runrecord import Journal
 from aicp._steptypes import accepts
 
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
@@ -93,8 +94,10 @@ class Supervisor:
     """Runs one chain. ``cancel`` is shared with whoever handles signals."""
 
     def __init__(self, chain: Chain, events: EventLog, cancel: Cancel | None = None,
-                 env: dict[str, str] | None = None, reap_strays: bool = False) -> None:
+                 env: dict[str, str] | None = None, reap_strays: bool = False,
+                 journal: Journal | None = None) -> None:
         self.chain = chain
+        self.journal = journal or Journal(None, resume=False)
         self.events = events
         self.cancel = cancel or Cancel()
         self.env = env
@@ -131,16 +134,14 @@ class Supervisor:
         exit_code: int = ExitCode.OK
         completed = 0
         for index, step in enumerate(chain.steps):
+            step_input = self._input_for(step, current, latest)
             try:
                 if self.cancel.is_set():
                     raise _StepFailed(self.cancel.message, self.cancel.exit_code)
-                step_input = self._input_for(step, current, latest)
-                if step.is_group:
-                    result = self._run_group(index, step, step_input, latest)
-                else:
-                    result = self._run_attempts(index, step, None, step_input, latest, self.cancel)
+                result = self._run_step(index, step, step_input, latest)
             except _StepFailed as exc:
                 error, exit_code = f"Step {index + 1} failed: {exc}", exc.exit_code
+                self.journal.failed(str(index), step, step_input, str(exc))
                 break
             finally:
                 if self.reap_strays:
@@ -159,7 +160,31 @@ class Supervisor:
             total_cost=total_cost, total_time=_elapsed(started), outputs=outputs, error=error,
             exit_code=exit_code, run_id=self.events.run_id, step_results=results,
         )
+        status = "succeeded" if error is None else ("cancelled" if self.cancel.is_set() else "failed")
+        self.journal.finish(status, result.event_fields())
         return result
+
+    def _run_step(self, index: int, step: Step, step_input: Any, latest: dict[str, Any]) -> dict[str, Any]:
+        """Run (or, resuming, reuse) one top-level step and remember its result."""
+        key = str(index)
+        reused = self.journal.reuse(key, step, step_input)
+        if reused is not None:
+            self._skipped_as_reused({"step": index}, step, reused)
+            return reused
+        if step.is_group:
+            result = self._run_group(index, step, step_input, latest)
+        else:
+            self.journal.ran()
+            result = self._run_attempts(index, step, None, step_input, latest, self.cancel)
+        self.journal.ran()
+        self.journal.done(key, step, step_input, result)
+        return result
+
+    def _skipped_as_reused(self, base: dict[str, Any], step: Step, reused: dict[str, Any]) -> None:
+        record = self.journal.record
+        self.events.emit("step_skipped", **base, type=step.type, name=step.name, reason="reused",
+                         from_run=record.run_id if record else None, output=reused["output"],
+                         outputs=reused["outputs"])
 
     @staticmethod
     def _input_for(step: Step, current: Any, latest: dict[str, Any]) -> Any:
@@ -265,14 +290,21 @@ class Supervisor:
                 self.events.emit("step_skipped", step=index, member=j, type=member.type,
                                  reason="the group finished before this member started")
                 return None
+            key = f"{index}.{j}"
+            reused = self.journal.reuse(key, member, member_inputs[j])
+            if reused is not None:
+                self._skipped_as_reused({"step": index, "member": j}, member, reused)
+                return reused
             try:
                 value = self._run_attempts(index, member, j, member_inputs[j], latest, cancel)
-            except _StepFailed:
+            except _StepFailed as exc:
+                self.journal.failed(key, member, member_inputs[j], str(exc))
                 # Stop the group here, in the member's own thread: once it returns, its pool
                 # slot starts the next queued member, before the loop below sees the failure.
                 if group.merge_strategy == "collect_all":
                     cancel.set("cancelled: another member of the group failed")
                 raise
+            self.journal.done(key, member, member_inputs[j], value)
             if group.merge_strategy == "first_success":
                 cancel.set("cancelled: another member of the group succeeded first")
             return value

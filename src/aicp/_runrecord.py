@@ -1,0 +1,295 @@
+"""Durable runs: what a run keeps on disk so that a crashed, killed or cancelled run can resume.
+
+Every run writes ``output_dir/runs/<run_id>/``:
+
+* ``chain.json``: the chain as it was run;
+* ``manifest.json``: the run's state, rewritten atomically (temp file, fsync,
+  rename) after every step: each step's status, its output files with size
+  and SHA-256, cost, timings, and the hashes of the step's definition and of
+  its input; sealed with a digest of its own content, so an edited or
+  truncated record is refused instead of half-used;
+* ``events.jsonl``: the run's event stream.
+
+Resuming reuses a step only if its definition and input are unchanged and
+every output file it recorded still exists with the recorded hash; the first
+step that differs, and every step after it, runs again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from aicp._chain import Chain, Step
+from aicp._errors import ChainError, MissingInputError
+
+MANIFEST = "manifest.json"
+CHAIN_FILE = "chain.json"
+EVENTS_FILE = "events.jsonl"
+RECORD_VERSION = 1
+
+
+class RunRecordError(ChainError):
+    """A run record that cannot be trusted (edited, truncated, or of another chain): exit 2."""
+
+
+def canonical_hash(value: Any) -> str:
+    data = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_hash(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a reader sees the old or the new file, never a mix."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def definition_hash(step: Step) -> str:
+    """What the step does: its type, model, params and members (not its limits or retries)."""
+    def describe(s: Step) -> dict[str, Any]:
+        return {"type": s.type, "model": s.model, "params": s.params,
+                "members": [describe(m) for m in s.members if m.enabled]}
+
+    return canonical_hash(describe(step))
+
+
+def _paths_in(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [p for item in value for p in _paths_in(item)]
+    if isinstance(value, str) and "\n" not in value and len(value) < 4096 and os.path.isfile(value):
+        return [value]
+    return []
+
+
+def input_hash(value: Any) -> str:
+    """The input's value and, for files it names, their content."""
+    return canonical_hash({"value": value, "files": {p: file_hash(p) for p in _paths_in(value)}})
+
+
+def runs_dir(output_dir: Path) -> Path:
+    return output_dir / "runs"
+
+
+def new_run_id() -> str:
+    """Sortable and unique: ``20261125T121630-3fa9c2``."""
+    import uuid
+
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+def open_record(chain: Chain, resume: str | None) -> tuple[RunRecord, bool]:
+    """The record for this run: a new one, or (``resume``: a run id or ``latest``) the one to continue."""
+    if resume is None:
+        return RunRecord.create(chain, new_run_id()), False
+    record = RunRecord.load(chain.output_dir, resume, chain.name)
+    record.begin_resume()
+    return record, True
+
+
+class RunRecord:
+    """One run's record. Not thread-safe by itself: the supervisor serialises updates."""
+
+    def __init__(self, root: Path, manifest: dict[str, Any]) -> None:
+        self.root = root
+        self.manifest = manifest
+
+    @property
+    def run_id(self) -> str:
+        return self.manifest["run_id"]
+
+    @property
+    def events_path(self) -> Path:
+        return self.root / EVENTS_FILE
+
+    # -------------------------------------------------------------- create and load
+
+    @classmethod
+    def create(cls, chain: Chain, run_id: str) -> "RunRecord":
+        root = runs_dir(chain.output_dir) / run_id
+        root.mkdir(parents=True, exist_ok=False)
+        write_atomic(root / CHAIN_FILE, json.dumps({"source": chain.source, "chain": chain.raw},
+                                                   indent=2, default=str).encode())
+        now = time.time()
+        record = cls(root, {"record_version": RECORD_VERSION, "run_id": run_id, "chain_name": chain.name,
+                            "chain_source": chain.source, "created": now, "updated": now,
+                            "status": "running", "resumed": 0, "steps": {}})
+        record._save()
+        return record
+
+    @classmethod
+    def load(cls, output_dir: Path, run_id: str, chain_name: str | None = None) -> "RunRecord":
+        """Load and verify a record; ``run_id`` may be ``latest`` (the newest run of ``chain_name``)."""
+        base = runs_dir(output_dir)
+        if run_id == "latest":
+            return cls._latest(base, chain_name)
+        root = base / run_id
+        if "/" in run_id or not (root / MANIFEST).is_file():
+            raise MissingInputError(f"no run record '{run_id}' in {base}")
+        record = cls(root, cls._read_manifest(root))
+        if chain_name is not None and record.manifest.get("chain_name") != chain_name:
+            raise RunRecordError(f"run {run_id} is a run of chain '{record.manifest.get('chain_name')}', "
+                                 f"not of '{chain_name}'; refusing to resume it")
+        return record
+
+    @classmethod
+    def _latest(cls, base: Path, chain_name: str | None) -> "RunRecord":
+        candidates = []
+        for root in base.iterdir() if base.is_dir() else ():
+            try:
+                manifest = cls._read_manifest(root)
+            except (RunRecordError, OSError):
+                continue  # only a run named explicitly is worth an error
+            if chain_name is None or manifest.get("chain_name") == chain_name:
+                candidates.append((manifest["updated"], root.name, manifest))
+        if not candidates:
+            raise MissingInputError(f"no earlier run of chain '{chain_name}' in {base}")
+        _, name, manifest = max(candidates)
+        return cls(base / name, manifest)
+
+    @staticmethod
+    def _read_manifest(root: Path) -> dict[str, Any]:
+        path = root / MANIFEST
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise MissingInputError(f"run record {root} has no {MANIFEST}") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RunRecordError(f"run record {path} is damaged (truncated or not JSON: {exc}); "
+                                 "refusing to resume it") from None
+        if not isinstance(manifest, dict) or manifest.get("record_version") != RECORD_VERSION:
+            raise RunRecordError(f"run record {path} is not a version-{RECORD_VERSION} aicp run record")
+        sealed = manifest.pop("digest", None)
+        if sealed != canonical_hash(manifest):
+            raise RunRecordError(f"run record {path} was modified after aicp wrote it (its digest does "
+                                 "not match); refusing to resume it")
+        if manifest.get("run_id") != root.name:
+            raise RunRecordError(f"run record {path} belongs to run {manifest.get('run_id')}, not {root.name}")
+        return manifest
+
+    def _save(self) -> None:
+        self.manifest["updated"] = time.time()
+        body = dict(self.manifest)
+        body["digest"] = canonical_hash(self.manifest)
+        write_atomic(self.root / MANIFEST, json.dumps(body, indent=2, default=str).encode())
+
+    # -------------------------------------------------------------- steps
+
+    def reusable(self, key: str, definition: str, step_input: str) -> dict[str, Any] | None:
+        """The recorded result of step ``key`` if it can stand for running it again, else None."""
+        entry = self.manifest["steps"].get(key)
+        if not entry or entry.get("status") != "completed":
+            return None
+        if entry.get("definition") != definition or entry.get("input") != step_input:
+            return None
+        for f in entry.get("files", []):
+            try:
+                if os.path.getsize(f["path"]) != f["size"] or file_hash(f["path"]) != f["sha256"]:
+                    return None
+            except OSError:
+                return None
+        return entry
+
+    def record(self, key: str, *, status: str, definition: str, step_input: str,
+               result: dict[str, Any] | None = None, error: str | None = None,
+               duration_seconds: float | None = None) -> None:
+        entry: dict[str, Any] = {"status": status, "definition": definition, "input": step_input,
+                                 "recorded": time.time()}
+        if result is not None:
+            entry["output"] = result.get("output")
+            entry["cost"] = result.get("cost", 0.0)
+            entry["files"] = [{"path": p, "size": os.path.getsize(p), "sha256": file_hash(p)}
+                              for p in result.get("outputs") or [] if os.path.isfile(p)]
+            entry["result"] = {k: v for k, v in result.items() if k not in ("members",)}
+        if error is not None:
+            entry["error"] = error
+        if duration_seconds is not None:
+            entry["duration_seconds"] = round(duration_seconds, 3)
+        self.manifest["steps"][key] = entry
+        self._save()
+
+    def begin_resume(self) -> None:
+        self.manifest["status"] = "running"
+        self.manifest["resumed"] = self.manifest.get("resumed", 0) + 1
+        self._save()
+
+    def finish(self, status: str, summary: dict[str, Any]) -> None:
+        self.manifest["status"] = status
+        self.manifest["result"] = summary
+        self._save()
+
+    def summary(self) -> dict[str, Any]:
+        """What ``aicp runs list/show`` print."""
+        m = self.manifest
+        return {"run_id": m["run_id"], "chain_name": m["chain_name"], "chain_source": m.get("chain_source"),
+                "status": m["status"], "created": m["created"], "updated": m["updated"],
+                "resumed": m.get("resumed", 0), "path": str(self.root),
+                "steps": {k: {kk: vv for kk, vv in v.items() if kk != "result"} for k, v in m["steps"].items()},
+                "result": m.get("result")}
+
+
+class Journal:
+    """The supervisor's use of a run record: remember each step, and reuse what a resumed run may.
+
+    Reuse is strictly a prefix: once one step (or group member) runs again,
+    every later step runs again too. Safe to call from parallel members.
+    """
+
+    def __init__(self, record: RunRecord | None, resume: bool) -> None:
+        import threading
+
+        self.record = record
+        self.reusing = resume and record is not None
+        self._lock = threading.Lock()
+
+    def reuse(self, key: str, step: Step, step_input: Any) -> dict[str, Any] | None:
+        """The recorded result to reuse for this step, with its cost not charged again; or None."""
+        if not self.reusing or self.record is None:
+            return None
+        with self._lock:
+            entry = self.record.reusable(key, definition_hash(step), input_hash(step_input))
+        if entry is None:
+            return None
+        return {**entry.get("result", {}), "output": entry.get("output"), "cost": 0.0,
+                "outputs": [f["path"] for f in entry.get("files", [])], "reused": True}
+
+    def ran(self) -> None:
+        """A step is running for real: nothing after it may be reused."""
+        self.reusing = False
+
+    def done(self, key: str, step: Step, step_input: Any, result: dict[str, Any]) -> None:
+        if self.record is not None and not result.get("reused"):
+            with self._lock:
+                self.record.record(key, status="completed", definition=definition_hash(step),
+                                   step_input=input_hash(step_input), result=result)
+
+    def failed(self, key: str, step: Step, step_input: Any, error: str) -> None:
+        if self.record is not None:
+            with self._lock:
+                self.record.record(key, status="failed", definition=definition_hash(step),
+                                   step_input=input_hash(step_input), error=error)
+
+    def finish(self, status: str, summary: dict[str, Any]) -> None:
+        if self.record is not None:
+            with self._lock:
+                self.record.finish(status, summary)
