@@ -88,7 +88,10 @@ def build_parser() -> Any:
 
     command("list-steps", "list the step types, what each takes and produces, and its executors")
 
-    models = command("list-models", "list every model: its step type, provider, endpoint and price")
+    models = command("list-models", "list every model: its step type, provider, endpoint and price",
+                     "List every model: its step type, provider, endpoint and price (USD per request).\n"
+                     "fal models need FAL_KEY; AICP_FAL_QUEUE_URL replaces https://queue.fal.run\n"
+                     "(a proxy, a test server) and AICP_FAL_REST_URL fal's storage host.")
     models.add_argument("--type", metavar="TYPE", help="only the models of this step type")
 
     estimate = command("estimate-cost", "estimate what a chain will cost, step by step (no network)")
