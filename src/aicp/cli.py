@@ -21,9 +21,11 @@ as one JSON line on stdout."""
 
 EXAMPLES = """\
 examples:
-  aicp run-chain --config examples/hello_offline.yaml --stream 2>progress.jsonl | jq .outputs
+  aicp run-chain --config examples/prompt_to_video.yaml --stream 2>progress.jsonl | jq .outputs
+  aicp run-chain --config chain.yaml --resume          # continue the latest run of chain.yaml
   aicp validate --config chain.yaml
-  aicp list-steps --json"""
+  aicp estimate-cost --config chain.yaml
+  aicp runs list --config chain.yaml"""
 
 
 def _global_flags(parser: Any, suppress: bool) -> None:
