@@ -144,8 +144,9 @@ class FalClient:
         """One call, retried on 429/5xx and connection failures; a 2xx response or :class:`StepFailed`.
 
         ``content`` is a factory, so a retried upload sends its body again
-        from the start. A non-idempotent call (a submit) is retried after a
-        failure to connect, never after one that may have reached fal.
+        from the start. A non-idempotent call (a submit) is retried when fal
+        refused it (429, 5xx) or the connection never opened, never after a
+        connection broke off mid-call: fal may have queued (and billed) it.
         """
         attempt = 0
         while True:
@@ -176,6 +177,7 @@ class FalClient:
                 if attempt >= retries:
                     raise StepFailed(f"fal answered HTTP {status} to {what} {attempt + 1} times in a row: "
                                      f"{error_detail(response)}", run_exit_code=PROVIDER_EXIT)
+                response.close()
                 asked = retry_after(response)
                 delay = min(MAX_RETRY_DELAY, asked) if asked is not None else self._backoff(attempt)
                 why = f"HTTP {status}" + (f", Retry-After {asked:g} s" if asked is not None else "")
@@ -187,22 +189,14 @@ class FalClient:
     def _backoff(attempt: int) -> float:
         return min(MAX_RETRY_DELAY, 0.5 * 2 ** attempt) * random.uniform(0.75, 1.0)
 
-    def get_json(self, url: str, what: str, **kw: Any) -> dict[str, Any]:
-        response = self.send("GET", url, what=what, **kw)
-        try:
-            body = response.json()
-        except ValueError:
-            raise StepFailed(f"fal answered {what} with something that is not JSON: {response.text[:200]!r}") from None
-        if not isinstance(body, dict):
-            raise StepFailed(f"fal answered {what} with {type(body).__name__}, not an object")
-        return body
+    def get_json(self, url: str, what: str) -> dict[str, Any]:
+        return _object(self.send("GET", url, what=what), what)
 
     # ------------------------------------------------------------------ the queue
 
     def submit(self, endpoint: str, arguments: dict[str, Any]) -> Submission:
-        response = self.send("POST", f"{self.queue_url}/{endpoint}", what="submit", json=arguments,
-                             idempotent=False)
-        body = response.json()
+        body = _object(self.send("POST", f"{self.queue_url}/{endpoint}", what="submit", json=arguments,
+                                 idempotent=False), "submit")
         request_id = body.get("request_id")
         if not request_id:
             raise StepFailed(f"fal accepted the request but returned no request_id: {str(body)[:200]}")
@@ -238,9 +232,9 @@ class FalClient:
         size = path.stat().st_size
         if size <= DATA_URI_MAX_BYTES:
             return f"data:{content_type};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
-        response = self.send("POST", f"{self.rest_url}/storage/upload/initiate?storage_type=fal-cdn-v3",
-                             what="upload", json={"file_name": path.name, "content_type": content_type})
-        body = response.json()
+        body = _object(self.send("POST", f"{self.rest_url}/storage/upload/initiate?storage_type=fal-cdn-v3",
+                                 what="upload", json={"file_name": path.name, "content_type": content_type}),
+                       "upload")
         if not body.get("upload_url") or not body.get("file_url"):
             raise StepFailed(f"fal storage returned no upload_url/file_url: {str(body)[:200]}")
         self.send("PUT", body["upload_url"], what=f"upload of {path.name}", content=lambda: _chunks(path),
@@ -275,6 +269,17 @@ class FalClient:
                     raise StepFailed(f"fal: {url} is empty")
         finally:
             response.close()
+
+
+def _object(response: httpx.Response, what: str) -> dict[str, Any]:
+    """The JSON object of a successful answer, or :class:`StepFailed` saying what came instead."""
+    try:
+        body = response.json()
+    except ValueError:
+        raise StepFailed(f"fal answered {what} with something that is not JSON: {response.text[:200]!r}") from None
+    if not isinstance(body, dict):
+        raise StepFailed(f"fal answered {what} with {type(body).__name__}, not an object")
+    return body
 
 
 def _with_query(url: str, query: str) -> str:

@@ -103,6 +103,8 @@ def run(ctx: Any) -> dict[str, Any]:
     client = FalClient(key, notify=lambda message: ctx.log.warning(message))
     try:
         inputs = ctx.input if isinstance(ctx.input, list) and model.io.input_field.endswith("_url") else [ctx.input]
+        if not inputs:
+            raise StepFailed(f"{ctx.type} got an empty list as input")
         runs = [_Request(ctx, model, client, value, index if len(inputs) > 1 else None, len(inputs))
                 for index, value in enumerate(inputs)]
         results = [r.run() for r in runs]
