@@ -29,6 +29,13 @@ CHAIN = """
         params: {audio: tone.wav}
 """
 
+ONE_IMAGE = """
+    name: one image
+    prompt: a cat
+    steps:
+      - {type: text_to_image, model: flux_schnell}
+"""
+
 
 def env_for(fake=None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
@@ -130,12 +137,7 @@ def test_offline_chains_never_ask_for_fal_key(aicp, write_chain):
 
 
 def test_rejected_key_exits_4_and_never_shows_the_key(aicp, write_chain, fake_fal):
-    chain = write_chain("""
-        name: one image
-        prompt: a cat
-        steps:
-          - {type: text_to_image, model: flux_schnell}
-    """)
+    chain = write_chain(ONE_IMAGE)
     run = aicp("run-chain", "--config", chain, "--stream",
                env=env_for(fake_fal, FAL_KEY="wrong-key-123"))
     assert run.returncode == 4
@@ -146,12 +148,7 @@ def test_rejected_key_exits_4_and_never_shows_the_key(aicp, write_chain, fake_fa
 
 def test_the_key_is_masked_wherever_it_appears(aicp, write_chain, fake_fal):
     fake_fal.scripts["fal-ai/flux-1/schnell"] = Script(echo_key_in_logs=True)
-    chain = write_chain("""
-        name: one image
-        prompt: a cat
-        steps:
-          - {type: text_to_image, model: flux_schnell}
-    """)
+    chain = write_chain(ONE_IMAGE)
     run = aicp("run-chain", "--config", chain, "--stream", "--log-file", "events.jsonl", env=env_for(fake_fal))
     assert run.returncode == 0, run.stderr[-2000:]
     assert "auth header was Key ***" in [e["line"] for e in run.of("step_log")]
@@ -161,12 +158,7 @@ def test_the_key_is_masked_wherever_it_appears(aicp, write_chain, fake_fal):
 
 def test_a_failed_request_fails_the_run_with_fals_message(aicp, write_chain, fake_fal):
     fake_fal.scripts["fal-ai/flux-1/schnell"] = Script(fail="Unprocessable: prompt flagged")
-    chain = write_chain("""
-        name: one image
-        prompt: a cat
-        steps:
-          - {type: text_to_image, model: flux_schnell}
-    """)
+    chain = write_chain(ONE_IMAGE)
     run = aicp("run-chain", "--config", chain, "--stream", env=env_for(fake_fal))
     assert run.returncode == 5
     assert "prompt flagged" in run.of("step_error")[0]["error"]
