@@ -218,8 +218,11 @@ class RunRecord:
         if result is not None:
             entry["output"] = result.get("output")
             entry["cost"] = result.get("cost", 0.0)
+            # a file the output names counts too, declared in ``outputs`` or not (``return str(path)``)
+            declared = list(result.get("outputs") or [])
+            paths = declared + [p for p in _paths_in(result.get("output")) if p not in declared]
             entry["files"] = [{"path": p, "size": os.path.getsize(p), "sha256": file_hash(p)}
-                              for p in result.get("outputs") or [] if os.path.isfile(p)]
+                              for p in paths if os.path.isfile(p)]
             entry["result"] = {k: v for k, v in result.items() if k not in ("members",)}
         if error is not None:
             entry["error"] = error
@@ -270,8 +273,9 @@ class Journal:
             entry = self.record.reusable(key, definition_hash(step), input_hash(step_input))
         if entry is None:
             return None
-        return {**entry.get("result", {}), "output": entry.get("output"), "cost": 0.0,
-                "outputs": [f["path"] for f in entry.get("files", [])], "reused": True}
+        recorded = entry.get("result", {})
+        return {**recorded, "output": entry.get("output"), "cost": 0.0,
+                "outputs": recorded.get("outputs", [f["path"] for f in entry.get("files", [])]), "reused": True}
 
     def ran(self) -> None:
         """A step is running for real: nothing after it may be reused."""
