@@ -158,7 +158,8 @@ class Template:
         self._replies: list[int] = []
         self._exits: dict[int, ExitStatus] = {}
         self._alive = True
-        threading.Thread(target=self._read, name="aicp-template", daemon=True).start()
+        self._reader = threading.Thread(target=self._read, name="aicp-template", daemon=True)
+        self._reader.start()
 
     @property
     def pid(self) -> int:
@@ -231,6 +232,7 @@ class Template:
         except OSError:
             pass
         self._sock.close()
+        self._reader.join(5)  # it ends on the shutdown; no helper thread outlives the run
         try:
             self._proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
