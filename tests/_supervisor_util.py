@@ -199,10 +199,14 @@ class Env:
         path.write_text(body)
         return path
 
-    def run(self, chain: Path, *extra: str, timeout: float = 60, cwd: Path | None = None) -> Finished:
-        """Run the chain with the real CLI (``--stream``) to the end; schema-check every event."""
+    def run(self, chain: Path, *extra: str, timeout: float = 60, cwd: Path | None = None,
+            env: dict[str, str] | None = None) -> Finished:
+        """Run the chain with the real CLI (``--stream``) to the end; schema-check every event.
+
+        ``env``: extra environment variables for aicp.
+        """
         proc = subprocess.run(aicp_argv("run-chain", "-c", str(chain), "--stream", *extra),
-                              cwd=cwd or self.dir, env=child_env(), stdin=subprocess.DEVNULL,
+                              cwd=cwd or self.dir, env=child_env(**(env or {})), stdin=subprocess.DEVNULL,
                               capture_output=True, timeout=timeout)
         run = Finished(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
         self.check(run)

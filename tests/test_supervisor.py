@@ -152,6 +152,48 @@ def test_a_result_that_is_not_json_is_invalid_result(env, function):
     assert len(starts(run)) == 1
 
 
+@pytest.mark.parametrize("launcher", ["fork", "spawn"])
+def test_every_way_of_failing_with_either_launcher(env, launcher):
+    """One first_success group (failures do not cancel the others), with the template and with spawning."""
+    chain = env.chain("""
+        name: failures
+        kill_grace: 1
+        steps:
+          - type: parallel_group
+            params:
+              merge_strategy: first_success
+              max_workers: 7
+              parallel_steps:
+                - type: python
+                  params: {{function: "ssteps:raise_error"}}
+                - type: python
+                  params: {{function: "ssteps:exit_hard", code: 3}}
+                - type: python
+                  params: {{function: "ssteps:segfault"}}
+                - type: python
+                  params: {{function: "ssteps:not_serialisable"}}
+                - type: python
+                  max_memory_mb: 100
+                  params: {{function: "ssteps:hog", limit_mb: 3000}}
+                - type: python
+                  timeout: 0.5
+                  params: {{function: "ssteps:hang_with_child", pidfile: "{pidfile}"}}
+                - type: python
+                  params: {{function: "ssteps:sleep_then", seconds: 2.5, value: last one standing}}
+    """)
+    run = env.run(chain, env={"AICP_WORKER_START": launcher})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.result["outputs"]["step_1_parallel_group"]["text"] == "last one standing"
+    errors = {e["member"]: e for e in run.of("step_error")}
+    assert {j: errors[j]["reason"] for j in errors} == {
+        0: "exception", 1: "exit", 2: "signal", 3: "invalid_result", 4: "memory_limit", 5: "timeout"}
+    assert "traceback" in errors[0] and errors[1]["exit_code"] == 3 and errors[2]["signal"] == "SIGSEGV"
+    starts_ = {e["member"]: e for e in run.of("step_start") if "member" in e}
+    for j, error in errors.items():
+        assert_resources(error, starts_[j])
+    assert wait_gone(env.processes(), within=0.5) == []
+
+
 # =========================================================================== timeouts and escaped processes
 
 
@@ -904,7 +946,7 @@ result = aicp.run_chain(chain)
 after = sorted(os.listdir('/proc/self/fd'))
 children = psutil.Process().children(recursive=True)
 print(json.dumps({"success": result.success, "completed": result.steps_completed, "error": result.error,
-                  "before": before, "after": after, "threads": threading.active_count(),
+                  "before": before, "after": after, "threads": [t.name for t in threading.enumerate()],
                   "children": [(c.pid, c.status()) for c in children]}))
 """
 
@@ -931,4 +973,4 @@ def test_hundreds_of_steps_leak_no_fds_no_processes_no_threads(env, tmp_path):
     assert report["completed"] == steps
     assert report["after"] == report["before"], "file descriptors leaked"
     assert report["children"] == [], "child processes (or zombies) left behind"
-    assert report["threads"] == 1
+    assert report["threads"] == ["MainThread"], "threads still running after run_chain returned"
