@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 
 import pytest
 
@@ -11,7 +10,6 @@ from aicp.steps.media import add_audio, ken_burns, title_card, tts_espeak
 
 
 def test_title_card_to_ken_burns_to_add_audio(step, media, probes):
-    started = time.perf_counter()
     card = title_card.run(step("text_to_image", "A short film about pipes", model="title_card").ctx)
     clip = ken_burns.run(step("image_to_video", card["output"],
                               {"duration": 3, "resolution": "1280x720"}, model="ken_burns", n=1).ctx)
@@ -21,11 +19,8 @@ def test_title_card_to_ken_burns_to_add_audio(step, media, probes):
         audio = str(media["long.wav"])
     final = add_audio.run(step("add_audio", clip["output"], {"policy": "pad"},
                                latest={"audio": audio}, n=3).ctx)
-    elapsed = time.perf_counter() - started
     meta = probes.video_meta(final["output"])
     assert (meta["codec"], meta["pix_fmt"], meta["size"], meta["audio_codec"]) == (
         "h264", "yuv420p", (1280, 720), "aac")
     assert probes.frame_count(final["output"]) == 75
     assert probes.audio_seconds(final["output"]) == pytest.approx(3.0, abs=0.06)
-    assert elapsed < 30, f"the small chain took {elapsed:.1f} s"
-    print(f"title_card -> ken_burns(3 s, 1280x720) -> add_audio: {elapsed:.2f} s")
