@@ -87,6 +87,16 @@ def input_hash(value: Any) -> str:
     return canonical_hash({"value": value, "files": {p: file_hash(p) for p in _paths_in(value)}})
 
 
+def _claimed_chain(path: Path) -> str | None:
+    """The chain name a damaged manifest still shows, if it can be read at all."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    name = manifest.get("chain_name") if isinstance(manifest, dict) else None
+    return name if isinstance(name, str) else None
+
+
 def runs_dir(output_dir: Path) -> Path:
     return output_dir / "runs"
 
@@ -155,13 +165,22 @@ class RunRecord:
     @classmethod
     def _latest(cls, base: Path, chain_name: str | None) -> "RunRecord":
         candidates = []
+        damaged: list[tuple[float, str, RunRecordError]] = []
         for root in base.iterdir() if base.is_dir() else ():
             try:
                 manifest = cls._read_manifest(root)
-            except (RunRecordError, OSError):
-                continue  # only a run named explicitly is worth an error
+            except RunRecordError as exc:
+                # it may be this chain's newest run: refused below rather than silently passed over
+                claimed = _claimed_chain(root / MANIFEST)
+                if chain_name is None or claimed in (None, chain_name):
+                    damaged.append(((root / MANIFEST).stat().st_mtime, root.name, exc))
+                continue
+            except (MissingInputError, OSError):
+                continue  # not a record (a stray folder, a run killed before its first write)
             if chain_name is None or manifest.get("chain_name") == chain_name:
                 candidates.append((manifest["updated"], root.name, manifest))
+        if damaged and (not candidates or max(damaged)[0] > max(candidates)[0]):
+            raise max(damaged)[2]
         if not candidates:
             raise MissingInputError(f"no earlier run of chain '{chain_name}' in {base}")
         _, name, manifest = max(candidates)
