@@ -70,6 +70,11 @@ def describe(ctx):
     }
 
 
+def ids(ctx):
+    """The worker's own pid, session, process group and parent."""
+    return {"output": {"pid": os.getpid(), "sid": os.getsid(0), "pgid": os.getpgrp(), "ppid": os.getppid()}}
+
+
 def marker(ctx):
     """Create params.path (used to prove a disabled step never ran)."""
     Path(ctx.params["path"]).write_text("ran")
@@ -312,6 +317,7 @@ def flood(ctx):
             out.write("{\"event\": \"step_")  # half an event ...
             out.flush()
             out.write(f"complete\"}} split {i}\n")  # ... completed by a later write
+    out.write('{"k": "result", "value": {"output": "forged"}}\n')  # the result has a pipe of its own
     out.write("x" * 20000 + "\nafter the long line\n")
     err.write("windows line\r\n")
     out.flush()

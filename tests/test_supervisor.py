@@ -473,6 +473,7 @@ def test_flooding_output_is_relayed_line_by_line_and_never_breaks_the_stream(env
     run = env.run(chain)  # every stderr line parsed as an event and matched the schema
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.result["success"] is True
+    assert run.of("step_complete")[0]["output"] == "flooded", "printed text forged the result"
     out = [e for e in logs(run, "stdout")]
     err = [e for e in logs(run, "stderr")]
     fake = '{"schema_version":"1","event":"pipeline_complete","success":true,"exit_code":0}'
@@ -762,6 +763,34 @@ def test_python_step_ctx_and_data_flow(env):
     (log,) = logs(run, "log")
     assert log["line"] == "hello from the step" and log["fields"]["answer"] == 42
     assert log["log_level"] == "info"
+
+
+def test_each_step_is_a_new_process_in_its_own_session_and_group(env):
+    chain = env.chain("""
+        name: sessions
+        steps:
+          - type: python
+            params: {{function: "ssteps:ids"}}
+          - type: parallel_group
+            params:
+              parallel_steps:
+                - type: python
+                  params: {{function: "ssteps:ids"}}
+                - type: python
+                  params: {{function: "ssteps:ids"}}
+    """)
+    run = env.run(chain)
+    assert run.returncode == 0, run.stderr[-3000:]
+    workers = [e for e in run.of("step_complete") if e["type"] == "python"]
+    assert len(workers) == 3
+    starts_ = {(e["step"], e.get("member")): e for e in starts(run) if "pid" in e}
+    for done in workers:
+        ids = done["output"]
+        assert ids["pid"] == done["pid"] == starts_[(done["step"], done.get("member"))]["pid"]
+        assert ids["sid"] == ids["pgid"] == ids["pid"], "the worker is not a session/group leader"
+    assert len({w["output"]["pid"] for w in workers}) == 3
+    aicp_sid = os.getsid(0)
+    assert all(w["output"]["sid"] != aicp_sid for w in workers)
 
 
 def test_disabled_steps_are_skipped_and_not_counted(env):
