@@ -29,11 +29,12 @@ def _list(args: Any) -> int:
     rows: list[dict[str, Any]] = []
     for root in sorted(base.iterdir()) if base.is_dir() else ():
         try:
-            summary = RunRecord.load(output_dir, root.name, chain_name).summary()
+            summary = RunRecord.load(output_dir, root.name).summary()
         except (RunRecordError, MissingInputError) as exc:
-            if chain_name is None or root.name in str(exc):
-                rows.append({"run_id": root.name, "status": "unreadable", "error": exc.message})
+            rows.append({"run_id": root.name, "status": "unreadable", "error": exc.message})
             continue
+        if chain_name is not None and summary["chain_name"] != chain_name:
+            continue  # a run of another chain sharing the output_dir
         rows.append({k: summary[k] for k in ("run_id", "chain_name", "status", "created", "updated",
                                              "resumed", "path")}
                     | {"steps_completed": sum(1 for s in summary["steps"].values() if s["status"] == "completed")})
