@@ -114,7 +114,13 @@ def open_record(chain: Chain, resume: str | None) -> tuple[RunRecord, bool]:
         return RunRecord.create(chain, new_run_id()), False
     record = RunRecord.load(chain.output_dir, resume, chain.name)
     record.begin_resume()
+    write_chain(record.root, chain)  # the chain as run now (it may have been edited since)
     return record, True
+
+
+def write_chain(root: Path, chain: Chain) -> None:
+    write_atomic(root / CHAIN_FILE, json.dumps({"source": chain.source, "chain": chain.raw},
+                                               indent=2, default=str).encode())
 
 
 class RunRecord:
@@ -138,8 +144,7 @@ class RunRecord:
     def create(cls, chain: Chain, run_id: str) -> "RunRecord":
         root = runs_dir(chain.output_dir) / run_id
         root.mkdir(parents=True, exist_ok=False)
-        write_atomic(root / CHAIN_FILE, json.dumps({"source": chain.source, "chain": chain.raw},
-                                                   indent=2, default=str).encode())
+        write_chain(root, chain)
         now = time.time()
         record = cls(root, {"record_version": RECORD_VERSION, "run_id": run_id, "chain_name": chain.name,
                             "chain_source": chain.source, "created": now, "updated": now,
