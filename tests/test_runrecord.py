@@ -1,0 +1,915 @@
+"""Durable runs (issue 7): the run record, ``run-chain --resume``, ``aicp runs list/show``.
+
+Most tests go through the real CLI in a subprocess. Every step here is a
+``python`` step from ``rsteps.py`` (written next to the chain) that appends
+one line to ``<output_dir>/count_<label>`` each time it really runs, so "this
+step was not run again" is a fact on disk, not an inference from events. A
+step holds (prints ``ready <pid>`` and sleeps, with a child process) while the
+file named by ``params.hold`` exists in the chain's folder, so a test can kill
+aicp in the middle of exactly that step and then let the resumed run finish.
+Outputs depend on the *content* of the input, never on paths, so a resumed
+run can be compared byte for byte with an uninterrupted run in another
+output dir.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import psutil
+import pytest
+
+from conftest import Run, aicp_command, assert_valid_events, clean_env
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux process semantics")
+
+STEPS = r'''
+import hashlib
+import os
+import subprocess
+import sys
+import time
+
+
+def _count(ctx):
+    with open(os.path.join(str(ctx.output_dir), "count_" + ctx.params["label"]), "a") as f:
+        f.write("x\n")
+
+
+def _content(value):
+    if isinstance(value, list):
+        return b"[" + b",".join(_content(v) for v in value) + b"]"
+    if isinstance(value, str) and "\n" not in value and os.path.isfile(value):
+        with open(value, "rb") as f:
+            return f.read()
+    return str(value).encode()
+
+
+def _held(ctx):
+    hold = ctx.params.get("hold")
+    return bool(hold) and os.path.exists(os.path.join(str(ctx.chain_dir), hold))
+
+
+def _block():
+    child = subprocess.Popen([sys.executable, "-I", "-S", "-c", "import time; time.sleep(60)"])
+    print(f"ready {child.pid}", flush=True)
+    time.sleep(60)
+
+
+def produce(ctx):
+    """Write sha256(input content + params.text) * lines to this step's output file."""
+    _count(ctx)
+    if ctx.params.get("fail"):
+        raise RuntimeError("asked to fail")
+    digest = hashlib.sha256(_content(ctx.input) + str(ctx.params.get("text", "")).encode()).hexdigest()
+    data = ((digest + "\n") * int(ctx.params.get("lines", 2000))).encode()
+    half = len(data) // 2
+    ext = ctx.params.get("ext", "dat")
+    if ctx.params.get("mode", "atomic") == "atomic":
+        with ctx.atomic_output(ext) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(data[:half])
+                f.flush()
+                if _held(ctx):
+                    _block()
+                f.write(data[half:])
+    else:  # a plain file under its final name, written in two halves
+        with open(ctx.output_path(ext), "wb") as f:
+            f.write(data[:half])
+            f.flush()
+            if _held(ctx):
+                _block()
+            f.write(data[half:])
+    path = str(ctx.output_path(ext))
+    result = {"output": path, "cost": float(ctx.params.get("cost", 0.5))}
+    if ctx.params.get("declare", True):
+        result["outputs"] = [path]
+    return result
+'''
+
+
+# =========================================================================== helpers
+
+
+def step(label: str, **params: Any) -> str:
+    """A chain step (one YAML flow mapping) running rsteps:produce."""
+    fields = {"function": "rsteps:produce", "label": label, **params}
+    return "{type: python, params: " + json.dumps(fields) + "}"
+
+
+def chain_text(name: str, steps: list[str], **top: Any) -> str:
+    lines = [f"name: {name}", "prompt: go", "output_dir: out", "kill_grace: 1"]
+    lines += [f"{k}: {json.dumps(v)}" for k, v in top.items()]
+    lines.append("steps:")
+    lines += [f"  - {s}" for s in steps]
+    return "\n".join(lines) + "\n"
+
+
+def group(*members: str, max_workers: int = 3) -> str:
+    return ("{type: parallel_group, params: {max_workers: %d, merge_strategy: collect_all, "
+            "parallel_steps: [%s]}}" % (max_workers, ", ".join(members)))
+
+
+class Here:
+    """A test's folder: the chain file, rsteps.py, and helpers to run aicp there."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.dir = tmp_path
+        (tmp_path / "rsteps.py").write_text(STEPS.lstrip())
+        self.chain = tmp_path / "chain.yaml"
+        self.out = tmp_path / "out"
+
+    def write(self, name: str, steps: list[str], path: Path | None = None, **top: Any) -> Path:
+        path = path or self.chain
+        path.write_text(chain_text(name, steps, **top))
+        return path
+
+    def run(self, *args: str, check_events: bool = True, timeout: float = 30) -> Run:
+        """``aicp run-chain -c chain.yaml --stream ARGS`` to the end."""
+        proc = subprocess.run(aicp_command("run-chain", "-c", str(self.chain), "--stream", *args),
+                              cwd=self.dir, env=clean_env(), stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=timeout)
+        run = Run(proc.returncode, proc.stdout, proc.stderr)
+        if check_events:
+            check_stream(run)
+        return run
+
+    def cli(self, *args: str, timeout: float = 30) -> Run:
+        proc = subprocess.run(aicp_command(*args), cwd=self.dir, env=clean_env(), stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=timeout)
+        return Run(proc.returncode, proc.stdout, proc.stderr)
+
+    def start(self, *args: str) -> "Live":
+        return Live(aicp_command("run-chain", "-c", str(self.chain), "--stream", *args), self.dir)
+
+    def counts(self, out: Path | None = None) -> dict[str, int]:
+        out = out or self.out
+        return {p.name[len("count_"):]: len(p.read_text().splitlines())
+                for p in sorted(out.glob("count_*"))}
+
+    def runs(self) -> list[Path]:
+        base = self.out / "runs"
+        return sorted(base.iterdir()) if base.is_dir() else []
+
+    def record(self, run_id: str | None = None) -> Path:
+        if run_id is None:
+            runs = self.runs()
+            assert len(runs) == 1, runs
+            return runs[0]
+        return self.out / "runs" / run_id
+
+    def manifest(self, run_id: str | None = None) -> dict[str, Any]:
+        return json.loads((self.record(run_id) / "manifest.json").read_text())
+
+    def hold(self, name: str = "hold") -> Path:
+        path = self.dir / name
+        path.write_text("")
+        return path
+
+
+def check_stream(run: Run) -> None:
+    """stderr is only JSON events, stdout exactly one pipeline_complete; all match the schema."""
+    events = run.events
+    assert events and events[0]["event"] == "pipeline_start", run.stderr[-3000:]
+    assert all(e["event"] != "pipeline_complete" for e in events)
+    assert run.result["event"] == "pipeline_complete"
+    assert_valid_events(events + [run.result])
+    ids = {e["run_id"] for e in events + [run.result]}
+    assert len(ids) == 1, f"events carry several run ids: {ids}"
+
+
+def run_id_of(run: Run) -> str:
+    return run.result["run_id"]
+
+
+def skipped(run: Run) -> list[dict[str, Any]]:
+    return [e for e in run.of("step_skipped") if e["reason"] == "reused"]
+
+
+def started(run: Run) -> list[tuple[int, int | None]]:
+    """(step, member) of every worker that started (not the group's own step_start)."""
+    return [(e["step"], e.get("member")) for e in run.of("step_start") if "members" not in e]
+
+
+def outputs_of(out: Path) -> dict[str, str]:
+    """sha256 of every visible step output file in ``out``."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("step_*"))}
+
+
+def events_file(record: Path) -> list[dict[str, Any]]:
+    lines = (record / "events.jsonl").read_text().splitlines()
+    events = [json.loads(line) for line in lines if line.strip()]
+    assert_valid_events(events)
+    return events
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def recorded_steps(here: Here, *keys: str) -> Callable[[], bool]:
+    """Whether the (only) record has these step keys completed; tolerant of a manifest being replaced."""
+    def check() -> bool:
+        try:
+            steps = here.manifest()["steps"]
+        except (ValueError, OSError, AssertionError):
+            return False
+        return all(steps.get(k, {}).get("status") == "completed" for k in keys)
+    return check
+
+
+class Live:
+    """aicp started with Popen; its stderr events can be awaited as they arrive."""
+
+    def __init__(self, argv: list[str], cwd: Path) -> None:
+        self.proc = subprocess.Popen(argv, cwd=cwd, env=clean_env(), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._queue: queue.Queue[bytes | None] = queue.Queue()
+        self._err: list[bytes] = []
+        self._out = b""
+        self._threads = [threading.Thread(target=self._read_err, daemon=True),
+                         threading.Thread(target=self._read_out, daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def _read_err(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self._err.append(line)
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def _read_out(self) -> None:
+        assert self.proc.stdout is not None
+        self._out = self.proc.stdout.read()
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                line = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if line is None:
+                pytest.fail(f"aicp ended before the awaited event: {b''.join(self._err).decode()[-3000:]}")
+            event = json.loads(line)
+            if predicate(event):
+                return event
+        pytest.fail(f"no matching event within {timeout} s: {b''.join(self._err).decode()[-3000:]}")
+
+    def wait_ready(self, step: int, member: int | None = None) -> dict[str, Any]:
+        """Wait for the step (member) to hold; return its step_start with ``child`` (the pid it started)."""
+        start = self.wait_for(lambda e: e["event"] == "step_start" and e["step"] == step
+                              and e.get("member") == member and "pid" in e)
+        ready = self.wait_for(lambda e: e["event"] == "step_log" and e["step"] == step
+                              and e.get("member") == member and e["line"].startswith("ready "))
+        return {**start, "child": int(ready["line"].split()[1])}
+
+    def descendants(self) -> list[tuple[int, float]]:
+        """Every process below aicp (template, workers, what the steps started), with start times."""
+        pairs = []
+        for p in psutil.Process(self.proc.pid).children(recursive=True):
+            try:
+                pairs.append((p.pid, p.create_time()))
+            except psutil.Error:
+                pass
+        return pairs
+
+    def finish(self, timeout: float = 20) -> Run:
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail("aicp did not exit in time")
+        for t in self._threads:
+            t.join(5)
+        return Run(rc, self._out.decode(), b"".join(self._err).decode())
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def alive(pairs: list[tuple[int, float]]) -> list[int]:
+    left = []
+    for pid, created in pairs:
+        try:
+            p = psutil.Process(pid)
+            if abs(p.create_time() - created) < 0.01 and p.status() != psutil.STATUS_ZOMBIE:
+                left.append(pid)
+        except psutil.Error:
+            pass
+    return left
+
+
+def assert_all_gone(pairs: list[tuple[int, float]], within: float = 5) -> None:
+    deadline = time.monotonic() + within
+    while (left := alive(pairs)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for pid in left:  # do not leave sleepers behind a failing test
+        try:
+            psutil.Process(pid).kill()
+        except psutil.Error:
+            pass
+    assert not left, f"processes outlived aicp: {left}"
+
+
+@pytest.fixture
+def here(tmp_path: Path) -> Here:
+    return Here(tmp_path)
+
+
+# =========================================================================== kill -9 / SIGTERM, then --resume
+
+LINEAR = [step("a", cost=0.5), step("b", cost=0.25), step("slow", cost=1.0, hold="hold"), step("d", cost=2.0)]
+
+
+@pytest.mark.parametrize("mode", ["atomic", "plain"])
+def test_sigkill_of_aicp_mid_step_then_resume(here: Here, mode: str) -> None:
+    steps = [step("a", cost=0.5), step("b", cost=0.25), step("slow", cost=1.0, hold="hold", mode=mode),
+             step("d", cost=2.0)]
+    here.write("killed", steps)
+    reference = here.run("--output-dir", "ref")  # the same chain, uninterrupted, elsewhere
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    assert reference.result["total_cost"] == 3.75
+
+    hold = here.hold()
+    live = here.start()
+    slow = live.wait_ready(2)
+    wait_until(recorded_steps(here, "0", "1"), what="steps 0 and 1 in the manifest")
+    processes = live.descendants()
+    assert {slow["pid"], slow["child"]} <= {pid for pid, _ in processes}
+    os.kill(live.proc.pid, signal.SIGKILL)
+    killed = live.finish()
+    assert killed.returncode == -signal.SIGKILL
+    assert killed.stdout == ""
+    assert_all_gone(processes)  # the worker, what it started, the template
+
+    manifest = here.manifest()
+    run_id = manifest["run_id"]
+    assert manifest["status"] == "running"  # nobody could say otherwise
+    assert [k for k, v in manifest["steps"].items() if v["status"] == "completed"] == ["0", "1"]
+    assert "2" not in manifest["steps"]
+    final = here.out / "step_2_python.dat"
+    part = [p.name for p in here.out.glob(".step_2_python.part*")]
+    if mode == "atomic":
+        assert not final.exists() and part, "an atomic output appeared under its final name"
+    else:
+        assert 0 < final.stat().st_size < (here.dir / "ref" / final.name).stat().st_size
+    assert here.counts() == {"a": 1, "b": 1, "slow": 1}
+
+    hold.unlink()
+    resumed = here.run("--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert run_id_of(resumed) == run_id
+    assert [(e["step"], e.get("from_run")) for e in skipped(resumed)] == [(0, run_id), (1, run_id)]
+    assert started(resumed) == [(2, None), (3, None)]
+    assert here.counts() == {"a": 1, "b": 1, "slow": 2, "d": 1}
+    result = resumed.result
+    assert result["success"] and result["steps_completed"] == 4
+    assert result["total_cost"] == 3.0  # 0.5 + 0.25 were paid by the killed run
+    assert outputs_of(here.out) == outputs_of(here.dir / "ref")
+    assert len(outputs_of(here.out)) == 4
+    assert set(result["outputs"]) == set(reference.result["outputs"])
+
+    manifest = here.manifest()
+    assert manifest["status"] == "succeeded" and manifest["resumed"] == 1
+    for key in "0123":
+        entry = manifest["steps"][key]
+        assert entry["status"] == "completed"
+        [f] = entry["files"]
+        assert f["sha256"] == hashlib.sha256(Path(f["path"]).read_bytes()).hexdigest()
+        assert f["size"] == Path(f["path"]).stat().st_size
+    assert [manifest["steps"][k]["cost"] for k in "0123"] == [0.5, 0.25, 1.0, 2.0]
+    events = events_file(here.record())
+    assert [e["event"] for e in events].count("pipeline_start") == 2
+    assert [e["event"] for e in events].count("pipeline_complete") == 1
+    assert {e["run_id"] for e in events} == {run_id}
+
+
+def test_sigterm_cancels_records_and_resumes(here: Here) -> None:
+    here.write("termed", LINEAR)
+    hold = here.hold()
+    live = here.start()
+    slow = live.wait_ready(2)
+    processes = live.descendants()
+    live.proc.send_signal(signal.SIGTERM)
+    termed = live.finish()
+    check_stream(termed)
+    assert termed.returncode == 143
+    assert termed.result["exit_code"] == 143 and termed.result["steps_completed"] == 2
+    assert_all_gone(processes)
+    assert slow["pid"] in {pid for pid, _ in processes}
+
+    manifest = here.manifest()
+    assert manifest["status"] == "cancelled"
+    assert manifest["steps"]["2"]["status"] == "failed" and "SIGTERM" in manifest["steps"]["2"]["error"]
+    assert manifest["result"]["exit_code"] == 143
+
+    hold.unlink()
+    resumed = here.run("--resume", manifest["run_id"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert run_id_of(resumed) == manifest["run_id"]
+    assert [e["step"] for e in skipped(resumed)] == [0, 1]
+    assert here.counts() == {"a": 1, "b": 1, "slow": 2, "d": 1}
+    assert resumed.result["total_cost"] == 3.0
+    assert here.manifest()["status"] == "succeeded"
+    assert not list(here.out.glob(".step_2*"))  # SIGTERM let atomic_output clean up after itself
+
+
+def test_failed_step_fixed_in_the_chain_file_then_resume(here: Here) -> None:
+    here.write("fixme", [step("a"), step("b", fail=True), step("c")])
+    failed = here.run()
+    assert failed.returncode == 5
+    assert here.manifest()["status"] == "failed"
+    assert here.manifest()["steps"]["1"]["status"] == "failed"
+    assert "asked to fail" in here.manifest()["steps"]["1"]["error"]
+    assert here.counts() == {"a": 1, "b": 1}
+
+    # resuming the unchanged chain runs the failing step again (a failure is never reused)
+    again = here.run("--resume")
+    assert again.returncode == 5
+    assert [e["step"] for e in skipped(again)] == [0]
+    assert here.counts() == {"a": 1, "b": 2}
+
+    here.write("fixme", [step("a"), step("b", fail=False), step("c")])
+    fixed = here.run("--resume")
+    assert fixed.returncode == 0, fixed.stderr[-3000:]
+    assert [e["step"] for e in skipped(fixed)] == [0]
+    assert started(fixed) == [(1, None), (2, None)]
+    assert here.counts() == {"a": 1, "b": 3, "c": 1}
+    assert fixed.result["total_cost"] == 1.0
+    manifest = here.manifest()
+    assert manifest["status"] == "succeeded" and manifest["resumed"] == 2
+    assert len(here.runs()) == 1
+
+
+def test_parallel_group_reuses_the_members_that_finished(here: Here) -> None:
+    members = [step("m0", cost=0.1), step("m1", cost=0.2, hold="hold"), step("m2", cost=0.4)]
+    here.write("fan", [step("a"), group(*members), step("join", cost=1.0)])
+    reference = here.run("--output-dir", "ref")
+    assert reference.returncode == 0, reference.stderr[-2000:]
+
+    hold = here.hold()
+    live = here.start()
+    live.wait_ready(1, member=1)
+    wait_until(recorded_steps(here, "0", "1.0", "1.2"), what="members 0 and 2 in the manifest")
+    processes = live.descendants()
+    os.kill(live.proc.pid, signal.SIGKILL)
+    live.finish()
+    assert_all_gone(processes)
+    assert here.counts() == {"a": 1, "m0": 1, "m1": 1, "m2": 1}
+    assert "1" not in here.manifest()["steps"] and "1.1" not in here.manifest()["steps"]
+
+    hold.unlink()
+    resumed = here.run("--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert sorted((e["step"], e.get("member")) for e in skipped(resumed)) == [(0, None), (1, 0), (1, 2)]
+    assert sorted(started(resumed)) == [(1, 1), (2, None)]
+    assert here.counts() == {"a": 1, "m0": 1, "m1": 2, "m2": 1, "join": 1}
+    assert resumed.result["total_cost"] == pytest.approx(1.2)
+    group_done = [e for e in resumed.of("step_complete") if e["step"] == 1 and "member" not in e]
+    assert group_done and group_done[0]["members_completed"] == 3
+    assert outputs_of(here.out) == outputs_of(here.dir / "ref")
+    assert len(outputs_of(here.out)) == 5
+
+    # everything is recorded now: a second resume reuses the whole group at once, and charges nothing
+    again = here.run("--resume")
+    assert again.returncode == 0
+    assert [(e["step"], e.get("member")) for e in skipped(again)] == [(0, None), (1, None), (2, None)]
+    assert again.result["total_cost"] == 0
+    assert here.counts()["m1"] == 2 and here.counts()["join"] == 1
+    assert here.manifest()["resumed"] == 2
+
+
+# =========================================================================== what invalidates a step
+
+
+def test_changed_step_runs_again_with_everything_after_it(here: Here) -> None:
+    here.write("edit", [step("a"), step("b", text="one"), step("c")])
+    first = here.run()
+    assert first.returncode == 0
+    before = outputs_of(here.out)
+
+    # a change that is not part of what the step does (its timeout) keeps it reusable
+    here.write("edit", [step("a"), step("b", text="one").replace("}}", "}, timeout: 99}"), step("c")])
+    same = here.run("--resume")
+    assert same.returncode == 0, same.stderr[-2000:]
+    assert [e["step"] for e in skipped(same)] == [0, 1, 2]
+    assert here.counts() == {"a": 1, "b": 1, "c": 1}
+
+    here.write("edit", [step("a"), step("b", text="two"), step("c")])
+    changed = here.run("--resume")
+    assert changed.returncode == 0
+    assert [e["step"] for e in skipped(changed)] == [0]
+    assert started(changed) == [(1, None), (2, None)]
+    assert here.counts() == {"a": 1, "b": 2, "c": 2}
+    after = outputs_of(here.out)
+    assert after["step_0_python.dat"] == before["step_0_python.dat"]
+    assert after["step_1_python.dat"] != before["step_1_python.dat"]
+    assert after["step_2_python.dat"] != before["step_2_python.dat"]
+
+    # a different chain input changes the first step's input: everything runs
+    other = here.run("--resume", "--input-text", "something else")
+    assert other.returncode == 0
+    assert skipped(other) == []
+    assert here.counts() == {"a": 2, "b": 3, "c": 3}
+
+
+@pytest.mark.parametrize("damage,victim,reused", [
+    ("delete", 1, [0]),
+    ("modify", 1, [0]),        # same size, one byte different
+    ("modify", 2, [0, 1]),
+    ("append", 0, []),
+])
+def test_output_deleted_or_modified_runs_that_step_again(here: Here, damage: str, victim: int,
+                                                         reused: list[int]) -> None:
+    here.write("damage", [step("a"), step("b"), step("c")])
+    assert here.run().returncode == 0
+    before = outputs_of(here.out)
+    path = here.out / f"step_{victim}_python.dat"
+    if damage == "delete":
+        path.unlink()
+    elif damage == "modify":
+        data = bytearray(path.read_bytes())
+        data[10] ^= 1
+        path.write_bytes(bytes(data))
+    else:
+        with open(path, "ab") as f:
+            f.write(b"more")
+    resumed = here.run("--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert [e["step"] for e in skipped(resumed)] == reused
+    assert [s for s, _ in started(resumed)] == list(range(len(reused), 3))
+    assert outputs_of(here.out) == before  # the damaged file was made again, the same
+
+
+def test_a_text_output_naming_a_file_is_checked_too(here: Here) -> None:
+    """A step that returns a path to a file without declaring ``outputs`` (its kind is text): the file
+    still counts as the step's output, so deleting it must not let the step be reused."""
+    here.write("undeclared", [step("a"), step("b", declare=False, ext="json")])
+    assert here.run().returncode == 0
+    output = here.out / "step_1_python.json"
+    output.unlink()
+    resumed = here.run("--resume")
+    assert resumed.returncode == 0
+    assert [e["step"] for e in skipped(resumed)] == [0]
+    assert output.is_file(), "the step was reused although its output file is gone"
+    assert here.counts() == {"a": 1, "b": 2}
+    # reused, the step reports what it reported when it ran: no declared files
+    again = here.run("--resume")
+    assert [e["step"] for e in skipped(again)] == [0, 1]
+    assert skipped(again)[1]["outputs"] == []
+    assert again.result["outputs"]["step_2_python"]["files"] == []
+    assert again.result["outputs"]["step_2_python"]["text"] == str(output)
+
+
+# =========================================================================== refusals
+
+
+def test_refusals_leave_the_record_alone_and_print_one_line(here: Here) -> None:
+    here.write("guarded", [step("a"), step("b", fail=True)])
+    assert here.run().returncode == 5
+    record = here.record()
+    run_id = record.name
+    manifest_path = record / "manifest.json"
+    good = manifest_path.read_bytes()
+
+    def refused(*args: str, code: int, words: str) -> None:
+        run = here.run(*args, check_events=False)
+        assert run.returncode == code, (args, run.stderr)
+        result = run.result  # exactly one stdout line
+        assert result["event"] == "pipeline_complete" and result["exit_code"] == code
+        assert result["success"] is False and words in result["error"]
+        assert_valid_events([result])
+        lines = [line for line in run.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], run.stderr
+        assert here.counts() == {"a": 1, "b": 1}, "a refused resume ran a step"
+        assert [p.name for p in here.runs()] == [run_id], "a refused resume started a new run"
+
+    # edited: a field changed, the JSON still valid
+    edited = json.loads(good)
+    edited["steps"]["0"]["cost"] = 0.0
+    manifest_path.write_text(json.dumps(edited, indent=2))
+    refused("--resume", run_id, code=2, words="modified")
+    refused("--resume", code=2, words="modified")  # 'latest' must not skip it silently
+    assert json.loads(manifest_path.read_text()) == edited
+
+    # truncated
+    manifest_path.write_bytes(good[: len(good) // 2])
+    refused("--resume", run_id, code=2, words="damaged")
+    refused("--resume", code=2, words="damaged")
+    assert manifest_path.read_bytes() == good[: len(good) // 2]
+
+    # unknown run id, and a path instead of an id
+    manifest_path.write_bytes(good)
+    refused("--resume", "20990101T000000-abcdef", code=3, words="no run record")
+    refused("--resume", f"../runs/{run_id}", code=3, words="no run record")
+
+    # a folder without a manifest (a run killed before its first write) does not hide the real run
+    (record.parent / "20990101T000000-000000").mkdir()
+    resumed = here.run("--resume")
+    assert resumed.returncode == 5 and run_id_of(resumed) == run_id, resumed.stderr[-2000:]
+    assert [e["step"] for e in skipped(resumed)] == [0]
+
+
+def test_a_run_of_another_chain_is_refused(here: Here) -> None:
+    here.write("first", [step("a")])
+    first = here.run()
+    run_id = run_id_of(first)
+    here.write("second", [step("a")])  # the same steps, the same output_dir, another chain
+    run = here.run("--resume", run_id, check_events=False)
+    assert run.returncode == 2
+    assert "first" in run.result["error"] and "second" in run.result["error"]
+    assert here.counts() == {"a": 1}
+    # 'latest' of 'second' does not pick the run of 'first'
+    latest = here.run("--resume", check_events=False)
+    assert latest.returncode == 3 and "no earlier run" in latest.result["error"]
+    assert here.counts() == {"a": 1}
+    assert len(here.runs()) == 1
+
+
+def test_resume_without_an_earlier_run_is_exit_3(here: Here) -> None:
+    here.write("fresh", [step("a")])
+    run = here.run("--resume", check_events=False)
+    assert run.returncode == 3
+    assert run.result["exit_code"] == 3 and "no earlier run" in run.result["error"]
+    assert not here.out.joinpath("runs").exists() or here.runs() == []
+    assert not here.out.exists() or here.counts() == {}
+    # the plain (non-stream) CLI: one error line, exit 3
+    plain = here.cli("run-chain", "-c", str(here.chain), "--resume")
+    assert plain.returncode == 3 and plain.stdout == ""
+    assert plain.stderr.count("\n") == 1 and plain.stderr.startswith("error: no earlier run")
+
+
+# =========================================================================== runs list / runs show
+
+
+def test_runs_list_and_show(here: Here) -> None:
+    here.write("listed", [step("a", cost=0.5), step("b", fail=True)])
+    failed = here.run()
+    first_id = run_id_of(failed)
+    here.write("listed", [step("a", cost=0.5), step("b")])
+    assert here.run("--resume").returncode == 0
+    second = here.run()  # a new run, not resumed
+    second_id = run_id_of(second)
+    assert second_id != first_id
+
+    listed = here.cli("runs", "list", "--config", str(here.chain), "--json")
+    assert listed.returncode == 0, listed.stderr
+    envelope = listed.result
+    assert envelope["command"] == "runs list" and envelope["schema_version"] == "1"
+    rows = envelope["data"]
+    assert [r["run_id"] for r in rows] == [second_id, first_id]  # newest first
+    assert [(r["status"], r["resumed"], r["steps_completed"]) for r in rows] == [
+        ("succeeded", 0, 2), ("succeeded", 1, 2)]
+    assert all(r["chain_name"] == "listed" and Path(r["path"]).is_dir() for r in rows)
+
+    text = here.cli("runs", "list", "--output-dir", str(here.out))
+    assert text.returncode == 0
+    lines = text.stdout.splitlines()
+    assert lines[0].split()[:3] == ["RUN", "ID", "STATUS"]
+    assert lines[1].startswith(second_id) and "succeeded" in lines[1]
+    assert lines[2].startswith(first_id) and "resumed 1x" in lines[2]
+
+    shown = here.cli("runs", "show", first_id, "--config", str(here.chain), "--json")
+    assert shown.returncode == 0
+    data = shown.result["data"]
+    assert shown.result["command"] == "runs show"
+    assert data["run_id"] == first_id and data["status"] == "succeeded" and data["resumed"] == 1
+    assert set(data["steps"]) == {"0", "1"}
+    for entry in data["steps"].values():
+        assert entry["status"] == "completed"
+        assert len(entry["definition"]) == 64 and len(entry["input"]) == 64
+        [f] = entry["files"]
+        assert f["sha256"] == hashlib.sha256(Path(f["path"]).read_bytes()).hexdigest()
+    assert data["result"]["exit_code"] == 0 and data["result"]["total_cost"] == 0.5
+
+    show_text = here.cli("runs", "show", "latest", "--output-dir", str(here.out))
+    assert show_text.returncode == 0
+    assert show_text.stdout.startswith(f"run {second_id}: succeeded (listed, ")
+    assert "step 0: completed, $0.500" in show_text.stdout
+
+    missing = here.cli("runs", "show", "nope", "--output-dir", str(here.out))
+    assert missing.returncode == 3 and missing.stderr.startswith("error: no run record 'nope'")
+    empty = here.cli("runs", "list", "--output-dir", str(here.dir / "nowhere"), "--json")
+    assert empty.returncode == 0 and empty.result["data"] == []
+
+
+def test_runs_list_shows_damaged_records_and_only_the_chain_asked_for(here: Here) -> None:
+    here.write("mine", [step("a")])
+    mine = run_id_of(here.run())
+    other_chain = here.write("theirs", [step("t")], path=here.dir / "theirs.yaml")
+    theirs = json.loads(subprocess.run(
+        aicp_command("run-chain", "-c", str(other_chain), "--stream"), cwd=here.dir, env=clean_env(),
+        capture_output=True, text=True, timeout=30).stdout)["run_id"]
+    broken = here.run()
+    broken_id = run_id_of(broken)
+    path = here.record(broken_id) / "manifest.json"
+    path.write_text(path.read_text()[:50])
+
+    everything = here.cli("runs", "list", "--output-dir", str(here.out), "--json").result["data"]
+    assert {r["run_id"]: r["status"] for r in everything} == {
+        mine: "succeeded", theirs: "succeeded", broken_id: "unreadable"}
+    assert "damaged" in next(r for r in everything if r["run_id"] == broken_id)["error"]
+
+    only_mine = here.cli("runs", "list", "--config", str(here.chain), "--json").result["data"]
+    assert theirs not in [r["run_id"] for r in only_mine], "a run of another chain is listed for this chain"
+    assert mine in [r["run_id"] for r in only_mine]
+
+    shown = here.cli("runs", "show", broken_id, "--output-dir", str(here.out))
+    assert shown.returncode == 2 and shown.stderr.startswith("error: run record ")
+    assert shown.stderr.count("\n") == 1
+
+
+def test_status_values_in_the_record(here: Here) -> None:
+    here.write("states", [step("a"), step("b", fail=True)])
+    here.run()
+    assert here.manifest()["status"] == "failed"
+    assert here.manifest()["result"]["exit_code"] == 5
+    here.write("states", [step("a"), step("b")])
+    here.run("--resume")
+    manifest = here.manifest()
+    assert manifest["status"] == "succeeded" and manifest["resumed"] == 1
+    assert manifest["created"] <= manifest["updated"]
+    chain_json = json.loads((here.record() / "chain.json").read_text())
+    assert chain_json["chain"]["name"] == "states"
+    # the chain as run: after a resume with an edited chain, the record holds the edited one
+    assert "fail" not in json.dumps(chain_json["chain"]["steps"][1]), "chain.json still shows the old chain"
+
+
+# =========================================================================== RunRecord and Journal directly
+
+
+def _chain(tmp_path: Path, *steps: str, name: str = "direct") -> Any:
+    from aicp._chain import load_chain
+
+    (tmp_path / "rsteps.py").write_text(STEPS.lstrip())
+    path = tmp_path / "direct.yaml"
+    path.write_text(chain_text(name, list(steps)))
+    return load_chain(str(path), output_dir=tmp_path / "out")  # output_dir is relative to the cwd
+
+
+def test_the_seal_catches_any_edit(tmp_path: Path) -> None:
+    from aicp._runrecord import RunRecord, RunRecordError
+
+    chain = _chain(tmp_path, step("a"))
+    record = RunRecord.create(chain, "20260101T000000-aaaaaa")
+    out = tmp_path / "x.dat"
+    out.write_bytes(b"hello")
+    record.record("0", status="completed", definition="d", step_input="i",
+                  result={"output": str(out), "outputs": [str(out)], "cost": 1.5})
+    loaded = RunRecord.load(chain.output_dir, record.run_id, "direct")
+    assert loaded.manifest["steps"]["0"]["files"] == [
+        {"path": str(out), "size": 5, "sha256": hashlib.sha256(b"hello").hexdigest()}]
+    assert not [p for p in record.root.iterdir() if ".tmp" in p.name], "a temp file was left behind"
+
+    path = record.root / "manifest.json"
+    good = json.loads(path.read_text())
+    for edit in (lambda m: m.update(status="succeeded"),
+                 lambda m: m["steps"]["0"].update(cost=0.0),
+                 lambda m: m["steps"]["0"]["files"][0].update(sha256="0" * 64),
+                 lambda m: m.pop("digest"),
+                 lambda m: m.update(extra=1)):
+        changed = json.loads(json.dumps(good))
+        edit(changed)
+        path.write_text(json.dumps(changed))
+        with pytest.raises(RunRecordError, match="modified"):
+            RunRecord.load(chain.output_dir, record.run_id)
+    # a record copied under another run id is not that run
+    path.write_text(json.dumps(good))
+    (record.root.parent / "20260101T000000-bbbbbb").mkdir()
+    (record.root.parent / "20260101T000000-bbbbbb" / "manifest.json").write_text(json.dumps(good))
+    with pytest.raises(RunRecordError, match="belongs to run"):
+        RunRecord.load(chain.output_dir, "20260101T000000-bbbbbb")
+
+
+def test_reusable_checks_definition_input_and_every_file(tmp_path: Path) -> None:
+    from aicp._runrecord import RunRecord
+
+    chain = _chain(tmp_path, step("a"))
+    record = RunRecord.create(chain, "20260101T000000-cccccc")
+    files = [tmp_path / "one.dat", tmp_path / "two.dat"]
+    for f in files:
+        f.write_bytes(b"12345")
+    record.record("0", status="completed", definition="d", step_input="i",
+                  result={"output": [str(f) for f in files], "outputs": [str(f) for f in files], "cost": 1})
+    record.record("1", status="failed", definition="d", step_input="i", error="boom")
+    assert record.reusable("0", "d", "i") is not None
+    assert record.reusable("0", "other", "i") is None
+    assert record.reusable("0", "d", "other") is None
+    assert record.reusable("1", "d", "i") is None  # a failure is never reused
+    assert record.reusable("9", "d", "i") is None
+    files[1].write_bytes(b"12346")  # same size, other content
+    assert record.reusable("0", "d", "i") is None
+    files[1].write_bytes(b"12345")
+    assert record.reusable("0", "d", "i") is not None
+    files[0].unlink()
+    assert record.reusable("0", "d", "i") is None
+
+
+def test_definition_and_input_hashes(tmp_path: Path) -> None:
+    from aicp._runrecord import definition_hash, input_hash
+
+    base = _chain(tmp_path, step("a", text="x")).steps[0]
+    same = _chain(tmp_path, step("a", text="x").replace("}}", "}, timeout: 5, retry_count: 2}")).steps[0]
+    other = _chain(tmp_path, step("a", text="y")).steps[0]
+    assert definition_hash(base) == definition_hash(same)
+    assert definition_hash(base) != definition_hash(other)
+
+    g1 = _chain(tmp_path, group(step("m0"), step("m1"))).steps[0]
+    g2 = _chain(tmp_path, group(step("m0"), step("m1", text="z"))).steps[0]
+    assert definition_hash(g1) != definition_hash(g2)
+
+    f = tmp_path / "in.dat"
+    f.write_bytes(b"a")
+    before = input_hash(str(f))
+    assert input_hash(str(f)) == before
+    f.write_bytes(b"b")
+    assert input_hash(str(f)) != before
+    assert input_hash("text") != input_hash("other text")
+    assert input_hash([str(f)]) != input_hash([str(f), str(f)])
+
+
+def test_journal_reuse_is_a_prefix(tmp_path: Path) -> None:
+    from aicp._runrecord import Journal, RunRecord
+
+    chain = _chain(tmp_path, step("a"), step("b"), step("c"))
+    record = RunRecord.create(chain, "20260101T000000-dddddd")
+    first = Journal(record, resume=False)
+    for i, s in enumerate(chain.steps):
+        assert first.reuse(str(i), s, "in") is None  # a fresh run reuses nothing
+        first.done(str(i), s, "in", {"output": f"out{i}", "outputs": [], "cost": 2.0})
+
+    again = Journal(RunRecord.load(chain.output_dir, record.run_id, "direct"), resume=True)
+    reused = again.reuse("0", chain.steps[0], "in")
+    assert reused is not None and reused["cost"] == 0.0 and reused["output"] == "out0" and reused["reused"]
+    assert again.reuse("1", chain.steps[1], "changed input") is None
+    again.ran()
+    assert again.reuse("2", chain.steps[2], "in") is None, "a step after one that ran again was reused"
+    # done() of a reused result does not overwrite what the record says the step cost
+    again.done("0", chain.steps[0], "in", reused)
+    assert RunRecord.load(chain.output_dir, record.run_id).manifest["steps"]["0"]["cost"] == 2.0
+
+
+def test_latest_is_the_most_recently_updated_run_of_that_chain(tmp_path: Path) -> None:
+    from aicp._errors import MissingInputError
+    from aicp._runrecord import RunRecord
+
+    chain = _chain(tmp_path, step("a"))
+    other = _chain(tmp_path, step("a"), name="other")
+    old = RunRecord.create(chain, "20260101T000000-000001")
+    new = RunRecord.create(chain, "20260101T000000-000002")
+    RunRecord.create(other, "20260101T000000-000003")
+    assert RunRecord.load(chain.output_dir, "latest", "direct").run_id == new.run_id
+    old.finish("failed", {})  # updated later: resuming it made it the latest
+    assert RunRecord.load(chain.output_dir, "latest", "direct").run_id == old.run_id
+    assert RunRecord.load(chain.output_dir, "latest", "other").run_id == "20260101T000000-000003"
+    with pytest.raises(MissingInputError):
+        RunRecord.load(chain.output_dir, "latest", "nobody")
+
+
+def test_latest_never_passes_over_a_damaged_newer_run(tmp_path: Path) -> None:
+    from aicp._runrecord import RunRecord, RunRecordError
+
+    chain = _chain(tmp_path, step("a"))
+    other = _chain(tmp_path, step("a"), name="other")
+    older = RunRecord.create(chain, "20260101T000000-000001")
+    newer = RunRecord.create(chain, "20260101T000000-000002")
+    path = newer.root / "manifest.json"
+    edited = json.loads(path.read_text())
+    edited["status"] = "succeeded"
+    path.write_text(json.dumps(edited))
+    os.utime(path, (time.time() + 5, time.time() + 5))
+    with pytest.raises(RunRecordError, match="modified"):
+        RunRecord.load(chain.output_dir, "latest", "direct")
+    # a damaged run of another chain (its name still readable) is not this chain's business
+    edited["chain_name"] = "other"
+    path.write_text(json.dumps(edited))
+    os.utime(path, (time.time() + 5, time.time() + 5))
+    assert RunRecord.load(chain.output_dir, "latest", "direct").run_id == older.run_id
+    with pytest.raises(RunRecordError):
+        RunRecord.load(other.output_dir, "latest", "other")
+    # once the good run is newer again (resumed since), it is the latest
+    older.finish("failed", {})
+    path.write_text(json.dumps({**edited, "chain_name": "direct"}))
+    os.utime(path, (time.time() - 60, time.time() - 60))
+    assert RunRecord.load(chain.output_dir, "latest", "direct").run_id == older.run_id
