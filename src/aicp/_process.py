@@ -207,6 +207,29 @@ class _Tree:
             except (OSError, psutil.Error):
                 continue
 
+    def adopt_pipe_holders(self, fds: list[int]) -> None:
+        """Claim every process that holds one of these pipes (the worker's stdout, stderr, result).
+
+        Only the step's own processes can hold them, token or not: this finds an
+        escaped daemon that was started with an environment of its own.
+        """
+        try:
+            links = {f"pipe:[{os.fstat(fd).st_ino}]" for fd in fds}
+            names = os.listdir("/proc")
+        except OSError:
+            return
+        me = os.getpid()
+        for name in names:
+            if not name.isdigit() or int(name) in (me, self.pgid) or int(name) in self.seen:
+                continue
+            try:
+                for fd in os.listdir(f"/proc/{name}/fd"):
+                    if os.readlink(f"/proc/{name}/fd/{fd}") in links:
+                        self.seen[int(name)] = psutil.Process(int(name))
+                        break
+            except (OSError, psutil.Error):
+                continue
+
     def signal_all(self, sig: int) -> None:
         try:
             os.killpg(self.pgid, sig)
@@ -383,6 +406,7 @@ class _Monitor:
             self._pump(sel, splitters, 0.05)
             if sel.get_map():
                 tree.adopt_orphans()
+                tree.adopt_pipe_holders([fd for fd in sel.get_map() if fd in splitters])
                 tree.signal_all(signal.SIGKILL)
         for key in list(sel.get_map().values()):
             if key.fd in splitters:
