@@ -334,6 +334,8 @@ def test_a_successful_step_leaves_no_daemon_behind(env, clear_env):
     run = env.run(chain)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.of("step_complete")[0]["output"] == "daemon started"
+    # found at once (by its token, or as a holder of the worker's stdout), not after a drain timeout
+    assert run.of("step_complete")[0]["duration_seconds"] < 1.5
     assert run.of("step_complete")[1]["output"] == [], "processes of step 1 were alive when step 2 ran"
     assert wait_gone(env.processes(), within=0.5) == []
 
@@ -362,17 +364,19 @@ print(result.success, result.error)
 """
 
 
+@pytest.mark.parametrize("clear_env", [False, True], ids=["token", "no-environment"])
 @pytest.mark.parametrize("hang", [False, True], ids=["returns", "times-out"])
-def test_python_api_leaves_no_escaped_daemon(env, hang):
-    """aicp.run_chain in a host process (no subreaper there): a daemon that keeps the token is found."""
+def test_python_api_leaves_no_escaped_daemon(env, hang, clear_env):
+    """aicp.run_chain in a host process (no subreaper there): an escaped daemon is still found,
+    by its token or, without one, as a holder of the worker's output pipes."""
     chain = env.chain("""
         name: api-daemon
         kill_grace: 1
         steps:
           - type: python
             timeout: 1
-            params: {{function: "ssteps:daemon", hang: {hang}, pidfile: "{pidfile}"}}
-    """, hang="true" if hang else "false")
+            params: {{function: "ssteps:daemon", hang: {hang}, clear_env: {clear}, pidfile: "{pidfile}"}}
+    """, hang="true" if hang else "false", clear="true" if clear_env else "false")
     proc = subprocess.run([sys.executable, "-c", API_DAEMON, str(chain)], cwd=env.dir, env=child_env(),
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-3000:]
