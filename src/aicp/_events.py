@@ -102,9 +102,11 @@ def _raw_fd(stream: Any, name: str) -> int | None:
 
 
 def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+    written = os.write(fd, data)  # the whole line, almost always
+    if written < len(data):
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view):]
 
 
 class _Tee:
@@ -123,6 +125,21 @@ class _Tee:
 def _render(_logger: Any, _method: str, event_dict: dict[str, Any]) -> bytes:
     return orjson.dumps(event_dict, default=str,
                         option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
+
+
+def _redact_render(redactor: Redactor) -> Callable[[Any, str, dict[str, Any]], bytes]:
+    """The redactor and the renderer in one processor: render, and only if the line could hold
+    a secret (:meth:`Redactor.clean`), mask the dict and render again. Same bytes, most events
+    rendered once and never walked."""
+
+    def processor(logger: Any, method: str, event_dict: dict[str, Any]) -> bytes:
+        try:
+            line = _render(logger, method, event_dict)
+        except TypeError:  # orjson.JSONEncodeError: as before, after masking
+            return _render(logger, method, redactor.scrub(event_dict))
+        return line if redactor.clean(line, event_dict) else _render(logger, method, redactor.scrub(event_dict))
+
+    return processor
 
 
 class _Envelope:
@@ -182,10 +199,13 @@ class EventLog:
         self._terminal = self._logger([StreamWriter("stdout")] if stream else [], self._files, observer)
 
     def _logger(self, streams: list[Any], files: list[Any], observer: Observer | None) -> Any:
-        processors: list[Any] = [add_log_level, _Envelope(self.run_id, self.started), self.redactor]
+        processors: list[Any] = [add_log_level, _Envelope(self.run_id, self.started)]
         if observer is not None:
-            processors.append(_observe(observer))
-        processors.append(_render if streams or files else _drop)
+            processors += [self.redactor, _observe(observer), _render if streams or files else _drop]
+        elif streams or files:  # nobody looks at the dict: mask and render in one pass
+            processors.append(_redact_render(self.redactor))
+        else:
+            processors.append(_drop)
         # .bind() once: wrap_logger returns a lazy proxy that would build a new bound logger on every call
         return structlog.wrap_logger(_Tee(streams + files), processors=processors,
                                      wrapper_class=structlog.BoundLogger, context_class=dict).bind()

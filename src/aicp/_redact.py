@@ -19,6 +19,21 @@ SECRET_NAME = re.compile(r"api[_-]?key|token|secret|password|passwd|authorizatio
 _MIN_LENGTH = 4  # shorter values ("1", "yes") would mask ordinary text
 
 
+_SCALARS = frozenset({int, float, bool, type(None)})
+_SECRET_KEYS: dict[Any, bool] = {}
+_SECRET_KEY_SETS: dict[tuple[Any, ...], bool] = {}
+
+
+def _secret_name(key: Any) -> bool:
+    """Whether a mapping key names a secret (``api_key``, ``Authorization``...), cached per key."""
+    known = _SECRET_KEYS.get(key)
+    if known is None:
+        known = isinstance(key, str) and SECRET_NAME.search(key) is not None
+        if len(_SECRET_KEYS) < 4096:
+            _SECRET_KEYS[key] = known
+    return known
+
+
 def secret_env_values(environ: Mapping[str, str]) -> list[str]:
     return [v for k, v in environ.items() if k.upper().endswith(SECRET_ENV_SUFFIXES)]
 
@@ -45,6 +60,14 @@ class Redactor:
         values = sorted({s for s in secrets if isinstance(s, str) and len(s) >= _MIN_LENGTH},
                         key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, values))) if values else None
+        # The fast path (clean()) looks for each secret value in the event rendered as JSON, raw
+        # and JSON-escaped (JSON escapes character by character, so a secret inside a longer
+        # string is still found; UTF-8 bytes match exactly where the characters do).
+        import orjson
+
+        self._dumps = orjson.dumps
+        self._non_str_keys = orjson.OPT_NON_STR_KEYS
+        self._forms = tuple({f for v in values for f in (v.encode(), orjson.dumps(v)[1:-1])})
 
     @classmethod
     def from_environment(cls, extra: Iterable[str] = (),
@@ -52,7 +75,30 @@ class Redactor:
         return cls([*secret_env_values(os.environ if environ is None else environ), *extra])
 
     def __call__(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-        return self.scrub(event_dict)
+        # Most events hold no secret: rendering them (C speed) and a few substring searches are
+        # cheaper than walking every value (see clean()).
+        try:
+            line = self._dumps(event_dict, default=str, option=self._non_str_keys)
+        except Exception:  # noqa: BLE001 - the walk (and the renderer) will see it
+            return self.scrub(event_dict)
+        return event_dict if self.clean(line, event_dict) else self.scrub(event_dict)
+
+    def clean(self, line: bytes, event_dict: dict[str, Any]) -> bool:
+        """Whether ``event_dict`` (rendered as ``line``) holds nothing to mask, so :meth:`scrub`
+        would change nothing: no secret value in the line, no nested mapping (whose keys only the
+        walk checks), and no secret-looking name among its own keys."""
+        for form in self._forms:
+            if form in line:
+                return False
+        if line.find(b"{", 1) != -1:  # a nested mapping, or a brace inside a string: walk
+            return False
+        keys = tuple(event_dict)
+        known = _SECRET_KEY_SETS.get(keys)
+        if known is None:
+            known = any(_secret_name(k) for k in keys)
+            if len(_SECRET_KEY_SETS) < 1024:
+                _SECRET_KEY_SETS[keys] = known
+        return not known
 
     def text(self, value: str) -> str:
         return self._pattern.sub(MASK, value) if self._pattern is not None else value
@@ -61,9 +107,21 @@ class Redactor:
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
-            return {k: (MASK if isinstance(k, str) and isinstance(v, str) and SECRET_NAME.search(k)
-                        else self.scrub(v))
-                    for k, v in value.items()}
+            # Every event passes here: plain scalars are copied without a call, and key names
+            # are matched against SECRET_NAME once per distinct key (_secret_name's cache).
+            out = {}
+            for k, v in value.items():
+                if type(v) in _SCALARS:
+                    out[k] = v
+                elif isinstance(v, str):
+                    out[k] = MASK if _secret_name(k) else self.text(v)
+                else:
+                    out[k] = self.scrub(v)
+            return out
         if isinstance(value, (list, tuple)):
             return [self.scrub(v) for v in value]
+        if self._pattern is not None and type(value) not in _SCALARS:
+            shown = str(value)  # a Path, bytes...: rendered with str(), so it can carry a secret
+            if self._pattern.search(shown):
+                return self.text(shown)
         return value
