@@ -687,3 +687,65 @@ def test_human_mode_on_a_terminal(tmp_path):
     assert proc.returncode == 0
     assert "\x1b[2K" in screen and "done" in screen
     assert proc.stdout.startswith("succeeded: 2/2 steps")
+
+
+# ----------------------------------------------------------------------------- masking: the fast path agrees with the walk
+
+TRICKY_SECRETS = ['quote"back\\slash-1', "line\nbreak-22", "tab\there-333", "ünïcode-sëcret-4", "plain-secret-55555"]
+
+
+def tricky_events() -> list[dict[str, Any]]:
+    return [
+        {"event": "step_log", "line": "nothing to hide here", "step": 0, "n": 1, "f": 0.5, "b": True, "z": None},
+        {"event": "step_log", "line": f"prefix {TRICKY_SECRETS[0]} suffix", "step": 0},
+        {"event": "step_log", "line": f"{TRICKY_SECRETS[1]}", "stream": "stderr"},
+        {"event": "step_log", "fields": {"nested": [{"deep": f"x{TRICKY_SECRETS[2]}y"}], "k": (1, "two")}},
+        {"event": "warning", "message": f"café {TRICKY_SECRETS[3]} ☕"},
+        {"event": "warning", "message": "café, no secret ☕"},
+        {"event": "step_complete", "output": Path("/tmp") / TRICKY_SECRETS[4], "outputs": [TRICKY_SECRETS[4]]},
+        {"event": "step_log", "fields": {"API_KEY": "not-a-known-value", "x-api-key": "also-hidden",
+                                         "Authorization": "Bearer abc", "token_count": 5, "password": None}},
+        {"event": "step_log", "line": "the word token appears but no secret"},
+        {"event": "step_log", "fields": {1: "non-str key", "when": dt.datetime(2024, 1, 2)}},
+    ]
+
+
+def test_fast_masking_renders_the_same_bytes_as_the_full_walk():
+    from aicp._events import _redact_render, _render
+    from aicp._redact import Redactor
+
+    redactor = Redactor(TRICKY_SECRETS)
+    fast = _redact_render(redactor)
+    for event in tricky_events():
+        expected = _render(None, "info", redactor.scrub(event))
+        assert fast(None, "info", dict(event)) == expected, event
+        assert _render(None, "info", redactor(None, "info", dict(event))) == expected, event
+
+
+@pytest.mark.parametrize("with_observer", [False, True])
+def test_tricky_secrets_never_reach_the_stream(capsys, with_observer):
+    from aicp._events import EventLog
+
+    seen: list[dict[str, Any]] = []
+    log = EventLog(stream=True, secrets=TRICKY_SECRETS, observer=seen.append if with_observer else None)
+    for event in tricky_events():
+        fields = {k: v for k, v in event.items() if k != "event"}
+        log.emit(event["event"], **fields)
+    err = capsys.readouterr().err
+    for secret in TRICKY_SECRETS:
+        assert secret not in err
+        assert json.dumps(secret)[1:-1] not in err  # nor its JSON-escaped form
+    events = parse_lines(err)
+    assert events[0]["line"] == "nothing to hide here" and events[0]["n"] == 1
+    assert events[1]["line"] == "prefix *** suffix"
+    assert events[2]["line"] == "***"
+    assert events[3]["fields"]["nested"][0]["deep"] == "x***y"
+    assert events[4]["message"] == "café *** ☕"
+    assert events[6]["outputs"] == ["***"]
+    hidden = events[7]["fields"]
+    assert hidden == {"API_KEY": "***", "x-api-key": "***", "Authorization": "***", "token_count": 5,
+                      "password": None}
+    assert events[8]["line"] == "the word token appears but no secret"
+    assert events[9]["fields"] == {"1": "non-str key", "when": "2024-01-02T00:00:00"}
+    if with_observer:
+        assert seen[1]["line"] == "prefix *** suffix" and seen[7]["fields"]["Authorization"] == "***"
