@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""Events per second through aicp's event stream vs a plain ``print(json.dumps(...))``.
+
+Each measurement runs in a child process whose stderr (fd 2) is a pipe that
+this process drains on a reader thread, as a consumer of ``--stream`` would.
+The child times its own emit loop (imports and start-up excluded) and reports
+it on stdout; the parent checks that exactly N whole JSON lines arrived.
+
+* ours:  ``aicp._events.EventLog(stream=True).emit(...)``: structlog processors
+  (envelope, secret masking), orjson rendering, one ``write(2)`` per line.
+* print: ``print(json.dumps(event, default=str), file=sys.stderr, flush=True)``
+  with the same event dict (envelope included), built the same way per event.
+
+The events cycle through what a real run emits most: step_log lines,
+step_progress, step_start and step_complete. By default the child's
+environment holds two secret-looking variables (as a user's would: FAL_KEY,
+OPENAI_API_KEY), so the masking does real work; ``--no-secrets`` drops them.
+
+Then it verifies that our path makes exactly one write(2) per line: with
+``strace -f -e trace=write`` when strace is installed, else by counting
+``os.write`` calls in the child.
+
+Usage: python scripts/bench_events.py [--events 100000] [--rounds 5] [--no-secrets]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+
+CHILD = r'''
+import json, os, sys, time
+variant, n, count_writes = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+writes = 0
+if count_writes:
+    real_write = os.write
+    def counting_write(fd, data):
+        global writes
+        if fd == 2:
+            writes += 1
+        return real_write(fd, data)
+    os.write = counting_write
+
+def fields(i):
+    k = i % 4
+    if k == 0:
+        return "step_start", {"step": 1, "type": "text_to_image", "model": "title_card", "name": None,
+                              "attempt": 1, "pid": 12345}
+    if k == 1:
+        return "step_progress", {"step": 1, "fraction": (i % 100) / 100, "message": f"frame {i}"}
+    if k == 2:
+        return "step_log", {"step": 1, "stream": "stdout", "line": f"rendering frame {i} of 100000 at 1920x1080"}
+    return "step_complete", {"step": 1, "type": "text_to_image", "model": "title_card", "name": None,
+                             "attempt": 1, "cost": 0.0, "output": f"/tmp/out/step_1_{i}.png",
+                             "outputs": [f"/tmp/out/step_1_{i}.png"], "pid": 12345,
+                             "duration_seconds": 0.123, "peak_rss_bytes": 31457280, "cpu_seconds": 0.1}
+
+if variant == "ours":
+    from aicp._events import EventLog
+    log = EventLog(stream=True)
+    emit = log.emit
+    start, cpu = time.perf_counter(), time.process_time()
+    for i in range(n):
+        event, data = fields(i)
+        emit(event, **data)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+else:
+    run_id, started = "0123456789abcdef", time.monotonic()
+    start, cpu = time.perf_counter(), time.process_time()
+    for i in range(n):
+        event, data = fields(i)
+        event = {"schema_version": "1", "event": event, "timestamp": time.time(),
+                 "elapsed_seconds": round(time.monotonic() - started, 3), "level": "info",
+                 "run_id": run_id, **data}
+        print(json.dumps(event, default=str), file=sys.stderr, flush=True)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+sys.stdout.write(json.dumps({"seconds": seconds, "cpu": cpu, "writes": writes}) + "\n")
+'''
+
+SECRETS = {"FAL_KEY": "fal-0123456789abcdef0123456789abcdef", "OPENAI_API_KEY": "sk-proj-abcdefghijklmnopqrstuvwxyz012345"}
+
+
+def _env(secrets: bool) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.upper().endswith(("_KEY", "_TOKEN", "_SECRET", "_PASSWORD"))}
+    if secrets:
+        env.update(SECRETS)
+    return env
+
+
+def _drain(pipe, counts: dict[str, int]) -> None:
+    """Read everything the child writes on fd 2; count lines and keep the first and the last."""
+    head = tail = b""
+    first = None
+    while chunk := pipe.read1(1 << 16):
+        counts["bytes"] += len(chunk)
+        counts["lines"] += chunk.count(b"\n")
+        if first is None:
+            head += chunk
+            if b"\n" in head:
+                first = head[: head.index(b"\n")]
+        tail = (tail + chunk)[-4096:]
+    counts["first"] = first
+    counts["last"] = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+
+
+def measure(variant: str, n: int, env: dict[str, str], count_writes: bool = False) -> dict[str, float]:
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, variant, str(n), "1" if count_writes else "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    counts = {"bytes": 0, "lines": 0}
+    reader = threading.Thread(target=_drain, args=(proc.stderr, counts))
+    reader.start()
+    out = proc.stdout.read()
+    proc.wait()
+    reader.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"{variant}: the child failed with {proc.returncode}")
+    report = json.loads(out)
+    if counts["lines"] != n:
+        raise SystemExit(f"{variant}: {counts['lines']} lines arrived, expected {n}")
+    for line in (counts["first"], counts["last"]):
+        json.loads(line)  # whole JSON lines
+    return {"rate": n / report["seconds"], "cpu_rate": n / report["cpu"], "bytes": counts["bytes"],
+            "writes": report["writes"]}
+
+
+def strace_writes(variant: str, n: int, env: dict[str, str]) -> int | None:
+    """write(2) calls to fd 2 that the child made, as strace saw them; None without strace."""
+    strace = shutil.which("strace")
+    if strace is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        trace = os.path.join(tmp, "trace")
+        proc = subprocess.run([strace, "-f", "-qq", "-e", "trace=write", "-e", "signal=none", "-o", trace,
+                               sys.executable, "-c", CHILD, variant, str(n), "0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        if proc.returncode != 0:
+            return None
+        with open(trace, encoding="utf-8", errors="replace") as fh:
+            return sum(1 for line in fh if re.search(r"\bwrite\(2,", line))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds; the median is reported")
+    parser.add_argument("--no-secrets", action="store_true", help="no secret-looking variables in the environment")
+    args = parser.parse_args()
+    env = _env(not args.no_secrets)
+    rates: dict[str, list[float]] = {"ours": [], "print": []}
+    cpu_rates: dict[str, list[float]] = {"ours": [], "print": []}
+    size: dict[str, int] = {}
+    for r in range(args.rounds):
+        for variant in (("ours", "print") if r % 2 == 0 else ("print", "ours")):
+            result = measure(variant, args.events, env)
+            rates[variant].append(result["rate"])
+            cpu_rates[variant].append(result["cpu_rate"])
+            size[variant] = result["bytes"]
+    print(f"events: {args.events:,} per run, {args.rounds} alternating rounds, fd 2 a pipe drained by a reader "
+          f"thread, {'no secrets' if args.no_secrets else f'{len(SECRETS)} secret env vars'}")
+    for variant, label in (("ours", "aicp EventLog(stream=True)"), ("print", "print(json.dumps(...), flush=True)")):
+        runs = ", ".join(f"{x:,.0f}" for x in rates[variant])
+        print(f"  {label:<36} median {statistics.median(rates[variant]):>8,.0f}/s, best {max(rates[variant]):>8,.0f}/s"
+              f", CPU-time rate {statistics.median(cpu_rates[variant]):>8,.0f}/s  "
+              f"({size[variant] / args.events:.0f} bytes/line; runs: {runs})")
+    med = statistics.median(rates["ours"]) / statistics.median(rates["print"])
+    best = max(rates["ours"]) / max(rates["print"])
+    cpu = statistics.median(cpu_rates["ours"]) / statistics.median(cpu_rates["print"])
+    print(f"ratio ours/print: {med:.2f}x (median wall), {best:.2f}x (best wall), {cpu:.2f}x (median CPU)"
+          "  -- target >= 1.0x")
+
+    n = 2000
+    counted = measure("ours", n, env, count_writes=True)["writes"]
+    print(f"os.write calls to fd 2 for {n} events (ours): {counted} ({counted / n:.2f} per line)")
+    traced = {v: strace_writes(v, n, env) for v in ("ours", "print")}
+    if traced["ours"] is None:
+        print("strace not available: skipped the system-call check")
+    else:
+        for variant, writes in traced.items():
+            print(f"strace write(2, ...) calls for {n} events ({variant}): {writes} ({writes / n:.2f} per line)")
+    ok = counted == n and traced["ours"] in (None, n)
+    print("one write per line: " + ("yes" if ok else "NO"))
+    if not ok:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
