@@ -534,6 +534,29 @@ def test_changed_step_runs_again_with_everything_after_it(here: Here) -> None:
     assert here.counts() == {"a": 2, "b": 3, "c": 3}
 
 
+@pytest.mark.parametrize("where", ["step", "member"])
+def test_everything_after_a_changed_step_runs_even_if_its_output_is_the_same(here: Here, where: str) -> None:
+    """The first step that differs and everything after it run again: a step whose input looks unchanged
+    (the step before made the same bytes) is not reused once an earlier one ran."""
+    def chain(note: str | None) -> list[str]:
+        extra = {"note": note} if note else {}
+        if where == "step":
+            return [step("a"), step("b", **extra), step("c")]
+        return [step("a"), group(step("m0"), step("m1", **extra)), step("c")]
+
+    here.write("same", chain(None))
+    assert here.run().returncode == 0
+    before = outputs_of(here.out)
+    here.write("same", chain("a param the step ignores"))  # another definition, the same output
+    resumed = here.run("--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert outputs_of(here.out) == before
+    reran = "b" if where == "step" else "m1"
+    assert here.counts()[reran] == 2
+    assert here.counts()["c"] == 2, "the step after a step that ran again was reused"
+    assert (2, None) in started(resumed)
+
+
 @pytest.mark.parametrize("damage,victim,reused", [
     ("delete", 1, [0]),
     ("modify", 1, [0]),        # same size, one byte different
