@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Start-up time of the ``aicp`` command against a bare interpreter start.
+
+Times, in one run, the installed console script (the ``aicp`` next to this
+interpreter) for ``aicp --version``, ``aicp run-chain --help`` and ``aicp
+validate --config <a small chain>``, against ``python -c pass`` with the same
+interpreter (same site-packages, same .pth files). The commands are
+interleaved round by round so drift in machine load hits them all alike; the
+median of the runs is reported, with each command's ratio to the bare start.
+Bytecode is cached as after a normal install (PYTHONDONTWRITEBYTECODE is
+dropped from the commands' environment).
+
+Target: ``aicp --version`` at most 2x a bare start.
+
+Usage: python scripts/bench_startup.py [--runs 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CHAIN = """\
+name: startup
+prompt: hello
+steps:
+  - type: command
+    params: {argv: [echo, "{input}"]}
+  - type: python
+    params: {function: "mod:fn"}
+"""
+
+
+# As installed (pip compiles bytecode): a PYTHONDONTWRITEBYTECODE in our environment would make
+# every start recompile aicp's modules, which no user's machine does.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def time_once(argv: list[str], cwd: str) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, env=ENV)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} exited with {proc.returncode}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    aicp = str(Path(sys.executable).parent / "aicp")
+    if not os.path.exists(aicp):
+        raise SystemExit(f"no console script at {aicp}: install the package (pip install -e .)")
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "chain.yaml").write_text(CHAIN)
+        commands = {
+            "python -c pass": [sys.executable, "-c", "pass"],
+            "aicp --version": [aicp, "--version"],
+            "aicp run-chain --help": [aicp, "run-chain", "--help"],
+            "aicp validate --config chain.yaml": [aicp, "validate", "--config", "chain.yaml"],
+        }
+        for argv in commands.values():  # warm the page cache and write the .pyc files
+            time_once(argv, tmp)
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(args.runs):
+            for name, argv in commands.items():
+                times[name].append(time_once(argv, tmp))
+    base = statistics.median(times["python -c pass"])
+    note = " (PYTHONDONTWRITEBYTECODE unset for them)" if "PYTHONDONTWRITEBYTECODE" in os.environ else ""
+    print(f"{args.runs} runs each, interleaved{note}; median (min-max) wall time, ratio to a bare start")
+    for name, samples in times.items():
+        med = statistics.median(samples)
+        print(f"  {name:<36} {med * 1000:7.1f} ms  ({min(samples) * 1000:.1f}-{max(samples) * 1000:.1f})"
+              f"  {med / base:5.2f}x")
+    ratio = statistics.median(times["aicp --version"]) / base
+    print(f"aicp --version / python -c pass: {ratio:.2f}x (target <= 2x): {'ok' if ratio <= 2 else 'ABOVE TARGET'}")
+
+
+if __name__ == "__main__":
+    main()
