@@ -83,6 +83,15 @@ class HumanView:
         elif kind == "step_retry" and key in self.rows:
             self.rows[key].state = "retrying"
             self._say(event, f"retrying in {event.get('delay_seconds')}s: {event.get('error')}")
+        elif kind == "step_skipped":  # reused by a resumed run, disabled, or its group had finished
+            reason = event.get("reason")
+            text = "reused" if reason == "reused" else f"skipped ({reason})"
+            if event.get("step") is None:
+                self._write(f"{event.get('location') or 'step'}: {event.get('type', '')} {text}\n")
+            else:
+                self.rows[key] = _Row(_label(event), state="reused" if reason == "reused" else "skipped",
+                                      started=now, ended=now)
+                self._say(event, text)
         elif kind == "warning":
             self._write(f"warning: {event.get('message')}\n")
         elif kind == "pipeline_start":
