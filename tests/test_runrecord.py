@@ -936,3 +936,16 @@ def test_latest_never_passes_over_a_damaged_newer_run(tmp_path: Path) -> None:
     path.write_text(json.dumps({**edited, "chain_name": "direct"}))
     os.utime(path, (time.time() - 60, time.time() - 60))
     assert RunRecord.load(chain.output_dir, "latest", "direct").run_id == older.run_id
+
+
+def test_the_human_view_says_which_steps_were_reused(here: Here) -> None:
+    here.write("people", [step("a"), group(step("m0"), step("m1", fail=True)), step("c")])
+    assert here.run().returncode == 5
+    here.write("people", [step("a"), group(step("m0"), step("m1")), step("c")])
+    run = here.cli("run-chain", "-c", str(here.chain), "--resume")  # no --stream: the view for people
+    assert run.returncode == 0, run.stderr
+    lines = run.stderr.splitlines()
+    assert any(line.endswith("step 1: python reused") for line in lines), run.stderr
+    assert any(line.endswith("step 2.1: python reused") for line in lines), run.stderr
+    assert any(line.endswith("step 2.2: python started") for line in lines), run.stderr
+    assert not any("step 1: python started" in line for line in lines)
