@@ -32,8 +32,7 @@ import structlog
 from structlog.processors import add_log_level
 
 from aicp._redact import Redactor
-
-SCHEMA_VERSION = "1"
+from aicp._version import SCHEMA_VERSION
 
 Observer = Callable[[dict[str, Any]], None]
 

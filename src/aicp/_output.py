@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any
 
-from aicp._events import SCHEMA_VERSION
+from aicp._version import SCHEMA_VERSION  # not from _events: that would load structlog (~30 ms)
 
 
 def write_stdout(text: str) -> None:
