@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from aicp._chain import Chain, load_chain
-from aicp._errors import AicpError, ExitCode
+from aicp._errors import AicpError, ExitCode, UsageError
 from aicp._events import EventLog
 from aicp._human import HumanView, summary
 from aicp._inputs import resolve_input
@@ -83,6 +83,8 @@ def _failed_before_start(error: AicpError, args: Any) -> None:
 def run_chain_command(args: Any) -> int:
     _ensure_std_fds()
     try:
+        if args.config == "-" and args.input == "-":
+            raise UsageError("--config - and --input - cannot both read stdin; give one of them a file")
         chain = load_chain(args.config, output_dir=args.output_dir)
         check_credentials(chain)
         chain_input = resolve_input(chain, input_text=args.input_text, prompt_file=args.prompt_file,
