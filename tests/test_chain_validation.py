@@ -482,6 +482,34 @@ def test_recognised_type_without_executor_and_without_model_says_not_available(a
     check_error(aicp, write_chain, text, "steps[0].type", "type:", "not available in this version")
 
 
+def test_model_is_optional_for_local_and_single_implementation_types(aicp, write_chain):
+    write_chain("""
+        name: no models
+        prompt: p
+        steps:
+          - type: python
+            model: ignored-by-python
+            params: {function: "m:f"}
+          - type: command
+            params: {run: echo}
+          - type: parallel_group
+            params:
+              parallel_steps:
+                - {type: command, params: {run: echo}}
+    """)
+    run = aicp("validate", "--config", "chain.yaml", "--json")
+    assert run.returncode == 0, run.stderr
+    assert [s["model"] for s in run.result["data"]["steps"]] == ["ignored-by-python", None, None]
+    for step_type in ("add_audio", "split_image", "generate_subtitles", "concat_videos"):
+        write_chain(f"""
+            name: t
+            steps:
+              - type: {step_type}
+        """)
+        run = aicp("validate", "--config", "chain.yaml")
+        assert "'model' is required" not in run.stderr, (step_type, run.stderr)
+
+
 # ----------------------------------------------------------------------------- syntax and the safe loader
 
 

@@ -355,6 +355,14 @@ def test_config_dash_reads_the_chain_from_stdin(aicp):
     assert output_text(json_run) == "flag wins"
 
 
+def test_config_and_input_cannot_both_read_stdin(aicp):
+    chain = "name: s\nprompt: p\nsteps:\n  - type: command\n    params: {argv: [echo, '{input}']}\n"
+    run = aicp("run-chain", "--config", "-", "--input", "-", "--stream", input=chain)
+    assert run.returncode == 2
+    assert "stdin" in single_error_line(run)
+    assert run.result["exit_code"] == 2
+
+
 def test_no_input_anywhere_is_a_usage_error(aicp, write_chain):
     write_chain("""
         name: nothing
@@ -516,6 +524,13 @@ def test_api_load_and_run(write_chain, tmp_path, monkeypatch):
     assert result.error is None
     other = aicp_pkg.run_chain(path, input="api input")
     assert other.outputs["step_1_command"]["text"] == "got: api input"
+
+
+def test_api_keeps_unknown_top_level_keys_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    chain = aicp_pkg.load_chain("name: x\nauthor: me\nsteps:\n  - type: command\n    params: {run: echo}\n")
+    assert chain.extra == {"author": "me"}
+    assert any("'author'" in w for w in chain.warnings)
 
 
 def test_api_failure_is_in_the_result(write_chain, tmp_path, monkeypatch):
