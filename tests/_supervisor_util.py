@@ -54,11 +54,11 @@ def running(pid: int, created: float | None = None) -> bool:
         return False
 
 
-def survivors(pairs: list[tuple[int, float]]) -> list[int]:
+def survivors(pairs: list[tuple[int, float | None]]) -> list[int]:
     return [pid for pid, created in pairs if running(pid, created)]
 
 
-def wait_gone(pairs: list[tuple[int, float]], within: float) -> list[int]:
+def wait_gone(pairs: list[tuple[int, float | None]], within: float) -> list[int]:
     """Poll until every recorded process is gone, at most ``within`` seconds; return the survivors."""
     deadline = time.monotonic() + within
     while True:

@@ -180,17 +180,23 @@ def on_term(signum, frame):
     os._exit(0)
 if sys.argv[2]:
     signal.signal(signal.SIGTERM, on_term)
+if sys.argv[3]:  # a real daemon: detach from the step's stdin/stdout/stderr
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
 os.write(int(sys.argv[1]), f"{os.getpid()}\\n".encode())  # only once the handler is in place
 os.close(int(sys.argv[1]))
 time.sleep(60)
 """
 
 
-def _daemon(ctx, clear_env: bool, term_file: str = "") -> int:
+def _daemon(ctx, clear_env: bool, term_file: str = "", detach: bool = False) -> int:
     """Double fork + setsid: a grandchild in a session of its own, re-parented away from us.
 
     It reports its pid on a pipe once it is ready; with ``term_file`` it records
-    a SIGTERM there (and exits), else it just sleeps.
+    a SIGTERM there (and exits), else it just sleeps. ``detach``: it does not
+    keep the step's stdout/stderr.
     """
     r, w = os.pipe()
     first = os.fork()
@@ -201,7 +207,8 @@ def _daemon(ctx, clear_env: bool, term_file: str = "") -> int:
             if os.fork() == 0:
                 os.set_inheritable(w, True)
                 env = {} if clear_env else dict(os.environ)
-                os.execve(sys.executable, [sys.executable, "-I", "-S", "-c", DAEMON, str(w), term_file], env)
+                os.execve(sys.executable, [sys.executable, "-I", "-S", "-c", DAEMON, str(w), term_file,
+                                           "detach" if detach else ""], env)
         finally:
             os._exit(0)
     os.close(w)
@@ -220,9 +227,10 @@ def _daemon(ctx, clear_env: bool, term_file: str = "") -> int:
 
 def daemon(ctx):
     """Start an escaped daemon (params.clear_env: without our environment; params.term_file:
-    it records SIGTERM there); then hang (params.hang) or return."""
+    it records SIGTERM there; params.detach: without our stdio); then hang (params.hang) or return."""
     record(ctx, os.getpid())
-    pid = _daemon(ctx, bool(ctx.params.get("clear_env")), ctx.params.get("term_file", ""))
+    pid = _daemon(ctx, bool(ctx.params.get("clear_env")), ctx.params.get("term_file", ""),
+                  bool(ctx.params.get("detach")))
     ready()
     if ctx.params.get("hang"):
         time.sleep(60)
@@ -273,6 +281,14 @@ def hog(ctx):
         chunks.append(b"\x01" * (10 << 20))
         time.sleep(0.01)
     return f"allocated {len(chunks) * 10} MB"
+
+
+def spike(ctx):
+    """Hold params.mb MB for params.hold seconds only, then free it and return."""
+    block = b"\x01" * (int(ctx.params["mb"]) << 20)
+    time.sleep(float(ctx.params["hold"]))
+    del block
+    return "the spike went unnoticed"
 
 
 def child_hog(ctx):

@@ -386,6 +386,37 @@ def test_python_api_leaves_no_escaped_daemon(env, hang, clear_env):
     assert wait_gone(procs, within=0.5) == [], "the escaped daemon outlived aicp.run_chain"
 
 
+def test_a_detached_daemon_without_the_token_is_gone_before_the_next_step(env):
+    """No token, no pipe of the step's: the CLI still catches it, as the subreaper it was re-parented to."""
+    chain = env.chain("""
+        name: detached
+        steps:
+          - type: python
+            params: {{function: "ssteps:daemon", clear_env: true, detach: true, pidfile: "{pidfile}"}}
+          - type: python
+            params: {{function: "ssteps:check_dead", pidfile: "{pidfile}"}}
+    """)
+    run = env.run(chain)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.of("step_complete")[1]["output"] == []
+    assert run.of("step_complete")[0]["duration_seconds"] < 1.5
+
+
+@pytest.mark.xfail(strict=True, reason="known limitation: through the Python API (no subreaper), a daemon "
+                   "with neither the worker's token nor its pipes cannot be found")
+def test_python_api_and_a_fully_detached_daemon(env):
+    chain = env.chain("""
+        name: api-detached
+        steps:
+          - type: python
+            params: {{function: "ssteps:daemon", clear_env: true, detach: true, pidfile: "{pidfile}"}}
+    """)
+    proc = subprocess.run([sys.executable, "-c", API_DAEMON, str(chain)], cwd=env.dir, env=child_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert wait_gone(env.processes(), within=0.5) == []
+
+
 def test_a_background_child_holding_stdout_does_not_delay_the_step(env):
     chain = env.chain("""
         name: background
@@ -424,6 +455,20 @@ def test_memory_hog_is_killed_with_reason_memory_limit(env):
     # sampled at least 10 times a second while allocating ~1 GB/s at most: caught early
     assert error["peak_rss_bytes"] < 600 << 20, error["peak_rss_bytes"]
     assert error["duration_seconds"] < 5
+
+
+def test_a_short_memory_spike_is_caught(env):
+    """RSS is sampled at least 10 times a second: 150 MB held for a quarter of a second is seen."""
+    chain = env.chain("""
+        name: spike
+        steps:
+          - type: python
+            max_memory_mb: 100
+            params: {{function: "ssteps:spike", mb: 150, hold: 0.25}}
+    """)
+    run = env.run(chain)
+    assert_failed_run(run)
+    assert only_error(run)["reason"] == "memory_limit"
 
 
 def test_memory_limit_counts_the_whole_tree(env):
@@ -481,8 +526,6 @@ def test_flooding_output_is_relayed_line_by_line_and_never_breaks_the_stream(env
     out = [e for e in logs(run, "stdout")]
     err = [e for e in logs(run, "stderr")]
     fake = '{"schema_version":"1","event":"pipeline_complete","success":true,"exit_code":0}'
-    assert [e["line"] for e in out if e["line"].endswith(tuple(f"out {i}" for i in range(3)))][:3] == \
-        [f"{fake} out 0", f"{fake} out 1", f"{fake} out 2"]
     assert [e["line"] for e in out if " out " in e["line"]] == [f"{fake} out {i}" for i in range(n)]
     assert [e["line"] for e in err if " err " in e["line"]] == [f"{fake} err {i}" for i in range(n)]
     # a line written in two pieces is relayed as one line
@@ -722,15 +765,8 @@ def test_command_timeout_kills_the_program(env):
     run = env.run(chain)
     assert_failed_run(run)
     assert only_error(run)["reason"] == "timeout"
-    pid = int(Path(f"{env.pidfile}.sh").read_text())
-    assert wait_gone([(pid, psutil.Process(pid).create_time())] if _exists(pid) else [], within=0.5) == []
-
-
-def _exists(pid):
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+    pid = int(Path(f"{env.pidfile}.sh").read_text())  # the shell that exec'd sleep
+    assert wait_gone([(pid, None)], within=0.5) == [], "the command's program survived its timeout"
 
 
 # =========================================================================== python steps, data flow
@@ -857,9 +893,9 @@ def test_collect_all_keeps_member_order_and_runs_them_concurrently(env):
     assert json.loads((env.dir / "after_group.json").read_text()) == ["a", "b", "c"]
     member_starts = [e for e in starts(run) if "member" in e]
     assert sorted(e["member"] for e in member_starts) == [0, 1, 2]
-    # concurrent: member 0 (0.6 s) was still running when members 1 and 2 ended
-    spans = {e["member"]: e for e in member_done}
-    assert spans[0]["timestamp"] - min(s["timestamp"] for s in member_starts) < 1.5
+    # concurrent: every member started before the first one ended
+    first_end = min(e["timestamp"] for e in member_done)
+    assert all(s["timestamp"] < first_end for s in member_starts)
 
 
 def test_max_workers_is_respected(env):
