@@ -14,10 +14,15 @@ The cancellation contract, stated once, here and nowhere else:
    still running is killed before the step is reported: no step outlives its
    report.
 
-Descendants are found three ways: sampling the worker's tree (psutil, ten times
+Descendants are found four ways: sampling the worker's tree (psutil, ten times
 a second, which also measures memory), an environment token that every
-process the worker starts inherits, and (in the CLI) the supervisor being the
-*child subreaper*, so that orphans are re-parented to it rather than to init.
+process the worker starts inherits (looked for among our re-parented children
+in the CLI, and in every process through the Python API, where orphans go to
+init), the pipes of the worker that an escaped process still holds, and (in
+the CLI) the supervisor being the *child subreaper*, so that orphans are
+re-parented to it rather than to init and swept after each step. Only a
+process that dropped the token, the pipes and (through the API) its parent
+escapes them all.
 """
 
 from __future__ import annotations
