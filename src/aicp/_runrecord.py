@@ -30,6 +30,7 @@ from aicp._errors import ChainError, MissingInputError
 MANIFEST = "manifest.json"
 CHAIN_FILE = "chain.json"
 EVENTS_FILE = "events.jsonl"
+LOCK_FILE = "lock"  # flock()ed by the process running the run; the kernel releases it when that process dies
 RECORD_VERSION = 1
 
 
@@ -113,6 +114,7 @@ def open_record(chain: Chain, resume: str | None) -> tuple[RunRecord, bool]:
     if resume is None:
         return RunRecord.create(chain, new_run_id()), False
     record = RunRecord.load(chain.output_dir, resume, chain.name)
+    record.lock()
     record.begin_resume()
     write_chain(record.root, chain)  # the chain as run now (it may have been edited since)
     return record, True
@@ -129,6 +131,7 @@ class RunRecord:
     def __init__(self, root: Path, manifest: dict[str, Any]) -> None:
         self.root = root
         self.manifest = manifest
+        self._lock_fd: int | None = None
 
     @property
     def run_id(self) -> str:
@@ -149,6 +152,7 @@ class RunRecord:
         record = cls(root, {"record_version": RECORD_VERSION, "run_id": run_id, "chain_name": chain.name,
                             "chain_source": chain.source, "created": now, "updated": now,
                             "status": "running", "resumed": 0, "steps": {}})
+        record.lock()
         record._save()
         return record
 
@@ -255,6 +259,24 @@ class RunRecord:
         self.manifest["steps"][key] = entry
         self._save()
 
+    def lock(self) -> None:
+        """Hold the run while this process runs it, so that no second aicp resumes it meanwhile."""
+        import fcntl
+
+        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunRecordError(f"run {self.run_id} is in progress in another aicp process; "
+                                 "refusing to resume it") from None
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
     def begin_resume(self) -> None:
         self.manifest["status"] = "running"
         self.manifest["resumed"] = self.manifest.get("resumed", 0) + 1
@@ -264,6 +286,7 @@ class RunRecord:
         self.manifest["status"] = status
         self.manifest["result"] = summary
         self._save()
+        self.unlock()
 
     def summary(self) -> dict[str, Any]:
         """What ``aicp runs list/show`` print."""
