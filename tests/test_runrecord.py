@@ -949,3 +949,39 @@ def test_the_human_view_says_which_steps_were_reused(here: Here) -> None:
     assert any(line.endswith("step 2.1: python reused") for line in lines), run.stderr
     assert any(line.endswith("step 2.2: python started") for line in lines), run.stderr
     assert not any("step 1: python started" in line for line in lines)
+
+
+def test_a_run_still_in_progress_is_not_resumed_twice(here: Here) -> None:
+    here.write("busy", LINEAR)
+    hold = here.hold()
+    live = here.start()
+    try:
+        live.wait_ready(2)
+        run_id = here.manifest()["run_id"]
+        second = here.run("--resume", check_events=False)
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert run_id in second.result["error"] and "in progress" in second.result["error"]
+        assert here.counts() == {"a": 1, "b": 1, "slow": 1}
+        assert here.manifest()["resumed"] == 0
+    finally:
+        hold.unlink()
+        live.proc.send_signal(signal.SIGTERM)
+        live.finish()
+    # once it has ended (here: cancelled), it can be resumed
+    resumed = here.run("--resume")
+    assert resumed.returncode == 0 and run_id_of(resumed) == run_id
+
+
+def test_the_run_lock_is_held_until_the_run_finishes(tmp_path: Path) -> None:
+    from aicp._runrecord import RunRecord, RunRecordError, open_record
+
+    chain = _chain(tmp_path, step("a"))
+    running, resuming = open_record(chain, None)
+    assert not resuming
+    with pytest.raises(RunRecordError, match="in progress"):
+        open_record(chain, running.run_id)
+    assert RunRecord.load(chain.output_dir, running.run_id).manifest["resumed"] == 0  # nothing half-done
+    running.finish("failed", {})
+    again, resuming = open_record(chain, "latest")
+    assert resuming and again.run_id == running.run_id and again.manifest["resumed"] == 1
+    again.finish("succeeded", {})
