@@ -615,6 +615,7 @@ def test_refusals_leave_the_record_alone_and_print_one_line(here: Here) -> None:
     run_id = record.name
     manifest_path = record / "manifest.json"
     good = manifest_path.read_bytes()
+    events_before = (record / "events.jsonl").read_bytes()
 
     def refused(*args: str, code: int, words: str) -> None:
         run = here.run(*args, check_events=False)
@@ -627,6 +628,7 @@ def test_refusals_leave_the_record_alone_and_print_one_line(here: Here) -> None:
         assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], run.stderr
         assert here.counts() == {"a": 1, "b": 1}, "a refused resume ran a step"
         assert [p.name for p in here.runs()] == [run_id], "a refused resume started a new run"
+        assert (record / "events.jsonl").read_bytes() == events_before
 
     # edited: a field changed, the JSON still valid
     edited = json.loads(good)
@@ -958,7 +960,7 @@ def test_a_run_still_in_progress_is_not_resumed_twice(here: Here) -> None:
     try:
         live.wait_ready(2)
         run_id = here.manifest()["run_id"]
-        second = here.run("--resume", check_events=False)
+        second = here.run("--resume", check_events=False, timeout=10)
         assert second.returncode == 2, second.stderr[-2000:]
         assert run_id in second.result["error"] and "in progress" in second.result["error"]
         assert here.counts() == {"a": 1, "b": 1, "slow": 1}
