@@ -14,15 +14,9 @@ The cancellation contract, stated once, here and nowhere else:
    still running is killed before the step is reported: no step outlives its
    report.
 
-Descendants are found four ways: sampling the worker's tree (psutil, ten times
-a second, which also measures memory), an environment token that every
-process the worker starts inherits (looked for among our re-parented children
-in the CLI, and in every process through the Python API, where orphans go to
-init), the pipes of the worker that an escaped process still holds, and (in
-the CLI) the supervisor being the *child subreaper*, so that orphans are
-re-parented to it rather than to init and swept after each step. Only a
-process that dropped the token, the pipes and (through the API) its parent
-escapes them all.
+Who "everything it started" is (the worker's process tree, escaped descendants
+included) is :mod:`aicp._tree`'s job; how a worker comes to exist is
+:mod:`aicp._launch`'s.
 """
 
 from __future__ import annotations
@@ -31,22 +25,19 @@ import json
 import os
 import selectors
 import signal
-import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
-
-import psutil
 
 from aicp._launch import ExitStatus, Launched, Launcher
 from aicp._relay import LineSplitter
+from aicp._tree import TOKEN_VAR, ProcessTree
 
 SAMPLE_INTERVAL = 0.1
 MAX_LINE = 8 * 1024
 MAX_RESULT = 64 * 1024 * 1024
-TOKEN_VAR = "AICP_WORKER_TOKEN"
 _DRAIN_SECONDS = 2.0
 
 
@@ -125,148 +116,6 @@ class WorkerEvents:
     log: Callable[[str, dict[str, Any]], None]  # level, fields
 
 
-def enable_subreaper() -> bool:
-    """Make this process adopt orphaned descendants (Linux), so none escape to init."""
-    if not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-
-    global _subreaper
-    PR_SET_CHILD_SUBREAPER = 36
-    libc = ctypes.CDLL(None, use_errno=True)
-    _subreaper = _subreaper or libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    return _subreaper
-
-
-_subreaper = False  # whether enable_subreaper() succeeded in this process
-
-
-@dataclass
-class _Tree:
-    """The processes of one worker, as far as sampling and the token can tell."""
-
-    pgid: int
-    root: psutil.Process | None  # None: the worker was already gone when we looked
-    token: str
-    seen: dict[int, psutil.Process] = field(default_factory=dict)
-    cpu: dict[int, float] = field(default_factory=dict)
-    peak_rss: int = 0
-
-    def sample(self) -> int:
-        """Refresh the member list; return the tree's total RSS in bytes."""
-        members = list(self.seen.items())
-        if self.root is not None:
-            try:
-                for child in self.root.children(recursive=True):
-                    self.seen.setdefault(child.pid, child)
-            except psutil.Error:
-                pass
-            members = list(self.seen.items()) + [(self.root.pid, self.root)]
-        total = 0
-        for pid, proc in members:
-            try:
-                with proc.oneshot():
-                    total += proc.memory_info().rss
-                    times = proc.cpu_times()
-                    self.cpu[pid] = times.user + times.system
-            except psutil.Error:
-                continue
-        self.peak_rss = max(self.peak_rss, total)
-        return total
-
-    def adopt_orphans(self) -> None:
-        """Claim processes re-parented to us (as subreaper) that carry this worker's token.
-
-        Without the subreaper (the Python API in someone's process), escaped
-        descendants went to init: look for the token in every process instead.
-        """
-        if not _subreaper:
-            self._adopt_by_token()
-            return
-        try:
-            children = psutil.Process().children()
-        except psutil.Error:
-            return
-        for child in children:
-            if child.pid in self.seen or child.pid == self.pgid:
-                continue
-            try:
-                if child.environ().get(TOKEN_VAR) == self.token:
-                    self.seen[child.pid] = child
-            except psutil.Error:
-                continue
-
-    def _adopt_by_token(self) -> None:
-        needle = f"{TOKEN_VAR}={self.token}".encode()
-        try:
-            names = os.listdir("/proc")
-        except OSError:
-            return
-        for name in names:
-            if not name.isdigit() or int(name) in self.seen or int(name) == self.pgid:
-                continue
-            try:
-                with open(f"/proc/{name}/environ", "rb") as f:
-                    if needle in f.read():
-                        self.seen[int(name)] = psutil.Process(int(name))
-            except (OSError, psutil.Error):
-                continue
-
-    def adopt_pipe_holders(self, fds: list[int]) -> None:
-        """Claim every process that holds one of these pipes (the worker's stdout, stderr, result).
-
-        Only the step's own processes can hold them, token or not: this finds an
-        escaped daemon that was started with an environment of its own.
-        """
-        try:
-            links = {f"pipe:[{os.fstat(fd).st_ino}]" for fd in fds}
-            names = os.listdir("/proc")
-        except OSError:
-            return
-        me = os.getpid()
-        for name in names:
-            if not name.isdigit() or int(name) in (me, self.pgid) or int(name) in self.seen:
-                continue
-            try:
-                for fd in os.listdir(f"/proc/{name}/fd"):
-                    if os.readlink(f"/proc/{name}/fd/{fd}") in links:
-                        self.seen[int(name)] = psutil.Process(int(name))
-                        break
-            except (OSError, psutil.Error):
-                continue
-
-    def signal_all(self, sig: int) -> None:
-        try:
-            os.killpg(self.pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-        for proc in list(self.seen.values()):
-            try:
-                proc.send_signal(sig)  # psutil checks the pid was not reused
-            except psutil.Error:
-                pass
-
-    def survivors(self) -> list[psutil.Process]:
-        alive = []
-        for proc in self.seen.values():
-            try:
-                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(proc)
-            except psutil.Error:
-                continue
-        return alive
-
-    def reap_adopted(self) -> None:
-        """Collect the exit status of orphans that were re-parented to us, so no zombie stays."""
-        me = os.getpid()
-        for proc in self.seen.values():
-            try:
-                if proc.ppid() == me:
-                    os.waitpid(proc.pid, os.WNOHANG)
-            except (psutil.Error, ChildProcessError, OSError):
-                continue
-
-
 class _Monitor:
     """Runs one worker from spawn to report. Not reusable."""
 
@@ -299,7 +148,7 @@ class _Monitor:
             return Outcome(ok=False, reason="spawn_failed", error=f"cannot start a worker: {exc}",
                            duration_seconds=time.monotonic() - started)
         self.events.started(worker.pid)
-        tree = _Tree(worker.pid, _process_or_none(worker.pid), token)
+        tree = ProcessTree.of(worker.pid, token)
         try:
             self._send_spec(ctrl_w)
             status = self._watch(worker, tree, res_r, started)
@@ -322,7 +171,7 @@ class _Monitor:
         except BrokenPipeError:
             pass  # the worker died before reading it; its exit status tells why
 
-    def _watch(self, worker: Launched, tree: _Tree, res_r: int, started: float) -> ExitStatus:
+    def _watch(self, worker: Launched, tree: ProcessTree, res_r: int, started: float) -> ExitStatus:
         sel = selectors.DefaultSelector()
         splitters = {
             worker.stdout: LineSplitter(MAX_LINE, lambda line, cut: self.events.output("stdout", line, cut)),
@@ -375,7 +224,7 @@ class _Monitor:
             sel.close()
         return status
 
-    def _stop(self, reason: str, tree: _Tree, now: float, hard: bool = False, rss: int = 0) -> float:
+    def _stop(self, reason: str, tree: ProcessTree, now: float, hard: bool = False, rss: int = 0) -> float:
         """Begin the cancellation contract; return when SIGKILL is due."""
         self.stop_reason = reason
         self.rss_at_stop = rss
@@ -404,7 +253,7 @@ class _Monitor:
                 sel.unregister(fd)
                 splitters[fd].close()
 
-    def _drain(self, sel: selectors.BaseSelector, splitters: dict[int, LineSplitter], tree: _Tree) -> None:
+    def _drain(self, sel: selectors.BaseSelector, splitters: dict[int, LineSplitter], tree: ProcessTree) -> None:
         """Relay what is left in the pipes; give up if a stray writer keeps them open."""
         give_up = time.monotonic() + _DRAIN_SECONDS
         while sel.get_map() and time.monotonic() < give_up:
@@ -469,13 +318,6 @@ def _status_fields(status: int) -> dict[str, Any]:
     if status < 0:
         return {"signal": signal.Signals(-status).name}
     return {"exit_code": status}
-
-
-def _process_or_none(pid: int) -> psutil.Process | None:
-    try:
-        return psutil.Process(pid)
-    except psutil.Error:
-        return None
 
 
 def run_worker(spec: dict[str, Any], limits: Limits, cancel: Cancel, events: WorkerEvents,

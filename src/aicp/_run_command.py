@@ -18,7 +18,8 @@ from aicp._events import EventLog
 from aicp._human import HumanView, summary
 from aicp._inputs import resolve_input
 from aicp._output import print_envelope, write_stdout
-from aicp._process import Cancel, enable_subreaper
+from aicp._process import Cancel
+from aicp._tree import enable_subreaper
 from aicp._runrecord import Journal, open_record
 from aicp._supervisor import Supervisor
 from aicp.providers.credentials import check_credentials
