@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from aicp._chain import Chain, Step
 from aicp._errors import ChainError, MissingInputError
 
@@ -39,7 +41,7 @@ class RunRecordError(ChainError):
 
 
 def canonical_hash(value: Any) -> str:
-    data = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+    data = orjson.dumps(value, default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
     return hashlib.sha256(data).hexdigest()
 
 
@@ -52,18 +54,21 @@ def file_hash(path: str | Path) -> str:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a reader sees the old or the new file, never a mix."""
+    """Replace ``path`` with ``data`` so that a reader sees the old or the new file, never a mix.
+
+    The data is on disk (fsync) before the rename makes it visible; a power
+    loss right after may lose this update, never half of it.
+    """
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+
+
+def _dump(value: Any) -> bytes:
+    return orjson.dumps(value, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
 
 
 def definition_hash(step: Step) -> str:
@@ -121,8 +126,7 @@ def open_record(chain: Chain, resume: str | None) -> tuple[RunRecord, bool]:
 
 
 def write_chain(root: Path, chain: Chain) -> None:
-    write_atomic(root / CHAIN_FILE, json.dumps({"source": chain.source, "chain": chain.raw},
-                                               indent=2, default=str).encode())
+    write_atomic(root / CHAIN_FILE, _dump({"source": chain.source, "chain": chain.raw}))
 
 
 class RunRecord:
@@ -219,7 +223,7 @@ class RunRecord:
         self.manifest["updated"] = time.time()
         body = dict(self.manifest)
         body["digest"] = canonical_hash(self.manifest)
-        write_atomic(self.root / MANIFEST, json.dumps(body, indent=2, default=str).encode())
+        write_atomic(self.root / MANIFEST, _dump(body))
 
     # -------------------------------------------------------------- steps
 
