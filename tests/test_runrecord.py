@@ -23,13 +23,12 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import psutil
 import pytest
-
-from conftest import Run, aicp_command, assert_valid_events, clean_env
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux process semantics")
 
@@ -101,6 +100,39 @@ def produce(ctx):
 # =========================================================================== helpers
 
 
+@dataclass
+class Run:
+    """A finished ``aicp`` invocation (like conftest's; importing conftest by name is ambiguous)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stderr.splitlines() if line.strip()]
+
+    @property
+    def result(self) -> dict[str, Any]:
+        lines = [line for line in self.stdout.splitlines() if line.strip()]
+        assert len(lines) == 1, f"expected exactly one stdout line, got {lines!r}"
+        return json.loads(lines[0])
+
+    def of(self, event: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["event"] == event]
+
+
+def aicp_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "aicp", *args]
+
+
+def clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env.pop("CI", None)
+    return env
+
+
+
 def step(label: str, **params: Any) -> str:
     """A chain step (one YAML flow mapping) running rsteps:produce."""
     fields = {"function": "rsteps:produce", "label": label, **params}
@@ -123,8 +155,9 @@ def group(*members: str, max_workers: int = 3) -> str:
 class Here:
     """A test's folder: the chain file, rsteps.py, and helpers to run aicp there."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, validate: Callable[[Any], None]) -> None:
         self.dir = tmp_path
+        self.validate = validate  # conftest's validate_events: schema-checks a list of events
         (tmp_path / "rsteps.py").write_text(STEPS.lstrip())
         self.chain = tmp_path / "chain.yaml"
         self.out = tmp_path / "out"
@@ -141,7 +174,7 @@ class Here:
                               capture_output=True, text=True, timeout=timeout)
         run = Run(proc.returncode, proc.stdout, proc.stderr)
         if check_events:
-            check_stream(run)
+            self.check(run)
         return run
 
     def cli(self, *args: str, timeout: float = 30) -> Run:
@@ -171,21 +204,29 @@ class Here:
     def manifest(self, run_id: str | None = None) -> dict[str, Any]:
         return json.loads((self.record(run_id) / "manifest.json").read_text())
 
+    def check(self, run: Run) -> None:
+        """stderr is only JSON events, stdout exactly one pipeline_complete; all match the schema."""
+        events = run.events
+        assert events and events[0]["event"] == "pipeline_start", run.stderr[-3000:]
+        assert all(e["event"] != "pipeline_complete" for e in events)
+        assert run.result["event"] == "pipeline_complete"
+        self.validate(events + [run.result])
+        ids = {e["run_id"] for e in events + [run.result]}
+        assert len(ids) == 1, f"events carry several run ids: {ids}"
+
+    def events_file(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """The record's events.jsonl, every line an event matching the schema."""
+        lines = (self.record(run_id) / "events.jsonl").read_text().splitlines()
+        events = [json.loads(line) for line in lines if line.strip()]
+        self.validate(events)
+        return events
+
     def hold(self, name: str = "hold") -> Path:
         path = self.dir / name
         path.write_text("")
         return path
 
 
-def check_stream(run: Run) -> None:
-    """stderr is only JSON events, stdout exactly one pipeline_complete; all match the schema."""
-    events = run.events
-    assert events and events[0]["event"] == "pipeline_start", run.stderr[-3000:]
-    assert all(e["event"] != "pipeline_complete" for e in events)
-    assert run.result["event"] == "pipeline_complete"
-    assert_valid_events(events + [run.result])
-    ids = {e["run_id"] for e in events + [run.result]}
-    assert len(ids) == 1, f"events carry several run ids: {ids}"
 
 
 def run_id_of(run: Run) -> str:
@@ -204,13 +245,6 @@ def started(run: Run) -> list[tuple[int, int | None]]:
 def outputs_of(out: Path) -> dict[str, str]:
     """sha256 of every visible step output file in ``out``."""
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("step_*"))}
-
-
-def events_file(record: Path) -> list[dict[str, Any]]:
-    lines = (record / "events.jsonl").read_text().splitlines()
-    events = [json.loads(line) for line in lines if line.strip()]
-    assert_valid_events(events)
-    return events
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10, what: str = "condition") -> Any:
@@ -333,8 +367,8 @@ def assert_all_gone(pairs: list[tuple[int, float]], within: float = 5) -> None:
 
 
 @pytest.fixture
-def here(tmp_path: Path) -> Here:
-    return Here(tmp_path)
+def here(tmp_path: Path, validate_events: Callable[[Any], None]) -> Here:
+    return Here(tmp_path, validate_events)
 
 
 # =========================================================================== kill -9 / SIGTERM, then --resume
@@ -399,7 +433,7 @@ def test_sigkill_of_aicp_mid_step_then_resume(here: Here, mode: str) -> None:
         assert f["sha256"] == hashlib.sha256(Path(f["path"]).read_bytes()).hexdigest()
         assert f["size"] == Path(f["path"]).stat().st_size
     assert [manifest["steps"][k]["cost"] for k in "0123"] == [0.5, 0.25, 1.0, 2.0]
-    events = events_file(here.record())
+    events = here.events_file()
     assert [e["event"] for e in events].count("pipeline_start") == 2
     assert [e["event"] for e in events].count("pipeline_complete") == 1
     assert {e["run_id"] for e in events} == {run_id}
@@ -413,7 +447,7 @@ def test_sigterm_cancels_records_and_resumes(here: Here) -> None:
     processes = live.descendants()
     live.proc.send_signal(signal.SIGTERM)
     termed = live.finish()
-    check_stream(termed)
+    here.check(termed)
     assert termed.returncode == 143
     assert termed.result["exit_code"] == 143 and termed.result["steps_completed"] == 2
     assert_all_gone(processes)
@@ -623,7 +657,7 @@ def test_refusals_leave_the_record_alone_and_print_one_line(here: Here) -> None:
         result = run.result  # exactly one stdout line
         assert result["event"] == "pipeline_complete" and result["exit_code"] == code
         assert result["success"] is False and words in result["error"]
-        assert_valid_events([result])
+        here.validate([result])
         lines = [line for line in run.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], run.stderr
         assert here.counts() == {"a": 1, "b": 1}, "a refused resume ran a step"
