@@ -767,3 +767,26 @@ def test_validate_reads_chain_from_stdin_and_names_it(aicp):
               input=json.dumps({"name": "s", "steps": [{"type": "command", "params": {"run": "echo"}}]}))
     assert ok.returncode == 0, ok.stderr
     assert ok.result["data"]["source"] == "<stdin>"
+
+
+# ----------------------------------------------------------------------------- duplicate keys
+
+
+def test_duplicate_key_is_an_error_at_its_second_occurrence(aicp, write_chain):
+    text = """
+        name: dup
+        prompt: hi
+        steps:
+          - type: command
+            timeout: 5
+            params: {run: "true"}
+            timeout: 50
+    """
+    check_error(aicp, write_chain, text, "steps[0].timeout", "timeout: 50", "duplicate key 'timeout'",
+                "first given on line 5")
+
+
+def test_duplicate_top_level_key_in_json_is_an_error(aicp, write_chain):
+    text = '{"name": "a", "steps": [{"type": "command", "params": {"run": "true"}}], "name": "b"}'
+    line = check_error(aicp, write_chain, text, "name", None, "duplicate key 'name'", name="chain.json")
+    assert ":1:" in line

@@ -555,3 +555,12 @@ def test_api_invalid_chain_raises_chain_error(tmp_path, monkeypatch):
         aicp_pkg.load_chain("name: x\nsteps:\n  - type: command\n    timeout: -3\n    params: {run: echo}\n")
     assert exc.value.message == "<chain>:4:5: steps[0].timeout: must be a positive number, got -3"
     assert exc.value.exit_code == 2
+
+
+def test_json_mode_failure_is_still_one_envelope_with_the_error(aicp):
+    run = aicp("--json", "validate", "--config", "missing.yaml")
+    assert run.returncode == 3
+    env = run.result
+    assert env["command"] == "validate" and env["data"] is None
+    assert env["error"] == {"message": "chain file not found: missing.yaml", "exit_code": 3}
+    assert run.stderr == "error: chain file not found: missing.yaml\n"

@@ -135,6 +135,9 @@ class _Positions:
 
     def __init__(self, text: str) -> None:
         self._marks: dict[tuple[Any, ...], tuple[int, int]] = {}
+        # (path of the repeated key, line of its first occurrence): YAML loaders keep the
+        # last value silently, which hides typos like a second `timeout:` in a step
+        self.duplicates: list[tuple[tuple[Any, ...], int, tuple[int, int]]] = []
         try:
             node = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.YAMLError:
@@ -147,7 +150,12 @@ class _Positions:
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 if isinstance(key, yaml.ScalarNode):
-                    self._marks[path + ("<key>", key.value)] = (key.start_mark.line + 1, key.start_mark.column + 1)
+                    where = path + ("<key>", key.value)
+                    if where in self._marks and key.value != "<<":
+                        again = (key.start_mark.line + 1, key.start_mark.column + 1)
+                        self.duplicates.append((path + (key.value,), self._marks[where][0], again))
+                        continue
+                    self._marks[where] = (key.start_mark.line + 1, key.start_mark.column + 1)
                     self._walk(value, path + (key.value,))
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
@@ -276,6 +284,9 @@ class _Validator:
     # -- the chain ----------------------------------------------------------
 
     def chain(self, data: Any) -> Chain:
+        for path, first_line, (line, column) in self.positions.duplicates:
+            raise ChainError(f"{self.label}:{line}:{column}: {_path_text(path)}: duplicate key "
+                             f"'{path[-1]}' (first given on line {first_line}); only one may stay")
         if not isinstance(data, dict):
             raise self.fail((), f"a chain must be a mapping with 'name' and 'steps', got {type(data).__name__}")
         name = self.string(data, "name", (), required=True)

@@ -20,7 +20,12 @@ def write_stdout(text: str) -> None:
         pass
 
 
-def print_envelope(command: str, data: Any) -> None:
-    """The ``--json`` output of every command: one object on one line."""
-    envelope = {"schema_version": SCHEMA_VERSION, "command": command, "data": data}
+def print_envelope(command: str, data: Any, error: dict[str, Any] | None = None) -> None:
+    """The ``--json`` output of every command: one object on one line.
+
+    A command that failed has ``data: null`` and ``error: {message, exit_code}``.
+    """
+    envelope: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "command": command, "data": data}
+    if error is not None:
+        envelope["error"] = error
     write_stdout(json.dumps(envelope, default=str) + "\n")

@@ -178,6 +178,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             traceback.print_exc()
         _print_error(exc.message)
         code = exc.exit_code
+        if args.json and not getattr(args, "stream", False):  # --json still means one envelope
+            from aicp._output import print_envelope
+
+            print_envelope(args.command, None, error={"message": exc.message, "exit_code": int(code)})
     except KeyboardInterrupt:
         _print_error("interrupted")
         code = ExitCode.INTERRUPTED
