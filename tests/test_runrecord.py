@@ -401,6 +401,8 @@ def test_sigkill_of_aicp_mid_step_then_resume(here: Here, mode: str) -> None:
     run_id = manifest["run_id"]
     assert manifest["status"] == "running"  # nobody could say otherwise
     assert [k for k, v in manifest["steps"].items() if v["status"] == "completed"] == ["0", "1"]
+    shown = here.cli("runs", "show", run_id, "--config", str(here.chain), "--json")
+    assert shown.result["data"]["status"] == "interrupted"  # its process is gone: the lock says so
     assert "2" not in manifest["steps"]
     final = here.out / "step_2_python.dat"
     part = [p.name for p in here.out.glob(".step_2_python.part*")]
@@ -1021,3 +1023,14 @@ def test_the_run_lock_is_held_until_the_run_finishes(tmp_path: Path) -> None:
     again, resuming = open_record(chain, "latest")
     assert resuming and again.run_id == running.run_id and again.manifest["resumed"] == 1
     again.finish("succeeded", {})
+
+
+def test_a_run_is_running_while_its_process_holds_it_and_interrupted_once_that_dies(tmp_path: Path) -> None:
+    from aicp._runrecord import RunRecord
+
+    chain = _chain(tmp_path, step("a"))
+    live = RunRecord.create(chain, "20260101T000000-eeeeee")  # holds the lock, as a running aicp does
+    seen = RunRecord.load(chain.output_dir, live.run_id, chain.name)
+    assert seen.summary()["status"] == "running"
+    live.unlock()  # what the kernel does when the running process dies
+    assert RunRecord.load(chain.output_dir, live.run_id, chain.name).summary()["status"] == "interrupted"

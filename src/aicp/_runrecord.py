@@ -276,6 +276,24 @@ class RunRecord:
                                  "refusing to resume it") from None
         self._lock_fd = fd
 
+    def held_elsewhere(self) -> bool:
+        """Whether a live aicp process holds this run (its lock is released when that process dies)."""
+        import fcntl
+
+        if self._lock_fd is not None:
+            return False
+        try:
+            fd = os.open(self.root / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
     def unlock(self) -> None:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
@@ -295,8 +313,11 @@ class RunRecord:
     def summary(self) -> dict[str, Any]:
         """What ``aicp runs list/show`` print."""
         m = self.manifest
+        status = m["status"]
+        if status == "running" and not self.held_elsewhere():
+            status = "interrupted"  # its process died (kill -9, a crash): `--resume` continues it
         return {"run_id": m["run_id"], "chain_name": m["chain_name"], "chain_source": m.get("chain_source"),
-                "status": m["status"], "created": m["created"], "updated": m["updated"],
+                "status": status, "created": m["created"], "updated": m["updated"],
                 "resumed": m.get("resumed", 0), "path": str(self.root),
                 "steps": {k: {kk: vv for kk, vv in v.items() if kk != "result"} for k, v in m["steps"].items()},
                 "result": m.get("result")}
