@@ -12,18 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+from _aicp import aicp_argv, child_env
 
 import aicp as aicp_pkg
 from aicp import cli
 
 
 
-def aicp_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "aicp", *args]
-
-
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_") and k != "CI"}
 
 EXIT_CODES = ("0", "1", "2", "3", "4", "5", "130", "143")
 ECHO_CHAIN = """
@@ -67,13 +62,13 @@ def test_info_commands_survive_a_closed_stdout(write_chain, tmp_path, args, how)
     """``aicp --version >&-`` or ``| head -c 0``: no traceback, exit code unchanged."""
     write_chain(ECHO_CHAIN)
     if how == "closed":
-        proc = subprocess.run(aicp_command(*args), cwd=tmp_path, env=clean_env(), stderr=subprocess.PIPE,
+        proc = subprocess.run(aicp_argv(*args), cwd=tmp_path, env=child_env(), stderr=subprocess.PIPE,
                               text=True, timeout=60, preexec_fn=lambda: os.close(1))
     else:
         r, w = os.pipe()
         os.close(r)
         try:
-            proc = subprocess.run(aicp_command(*args), cwd=tmp_path, env=clean_env(), stdout=w,
+            proc = subprocess.run(aicp_argv(*args), cwd=tmp_path, env=child_env(), stdout=w,
                                   stderr=subprocess.PIPE, text=True, timeout=60)
         finally:
             os.close(w)
@@ -486,8 +481,8 @@ def test_signals_stop_the_run_with_their_exit_code(write_chain, tmp_path, sig, c
           - type: command
             params: {run: "sleep 30"}
     """)
-    proc = subprocess.Popen(aicp_command("run-chain", "--config", "chain.yaml", "--stream"), cwd=tmp_path,
-                            env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(aicp_argv("run-chain", "--config", "chain.yaml", "--stream"), cwd=tmp_path,
+                            env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     lines = []
     deadline = time.monotonic() + 20

@@ -17,6 +17,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from _aicp import aicp_argv, child_env
 
 from aicp.stream import NullEmitter, StreamEmitter
 
@@ -26,14 +27,6 @@ ENVELOPE = ("schema_version", "event", "timestamp", "elapsed_seconds", "level", 
 LEVELS = {"debug", "info", "warning", "error", "critical"}
 
 
-def aicp_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "aicp", *args]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_") and k != "CI"}
-    env.update(extra)
-    return env
 
 
 def valid(event: dict[str, Any]) -> None:
@@ -124,7 +117,7 @@ class Run:
 
 
 def run_cli(folder: Path, *args: str, env: dict[str, str] | None = None, **kw: Any) -> Run:
-    proc = subprocess.run(aicp_command(*args), cwd=folder, env=env or clean_env(), capture_output=True,
+    proc = subprocess.run(aicp_argv(*args), cwd=folder, env=env or child_env(), capture_output=True,
                           text=True, timeout=120, **kw)
     return Run(proc)
 
@@ -456,7 +449,7 @@ def test_secrets_are_masked_everywhere(tmp_path, mode):
               authorization: "{PARAM_SECRETS[2]}"
     """).lstrip())
     run = run_cli(tmp_path, "run-chain", "--config", "chain.yaml", "--log-file", "log.jsonl", *mode,
-                  env=clean_env(**SECRETS))
+                  env=child_env(**SECRETS))
     assert run.returncode == 5, run.stderr
     everything = run.stdout + run.stderr + (tmp_path / "log.jsonl").read_text()
     for secret in [*SECRETS.values(), *PARAM_SECRETS]:
@@ -498,7 +491,7 @@ def test_stdout_reader_gone_via_shell(tmp_path, chain, code):
     aicp = Path(sys.executable).parent / "aicp"
     proc = subprocess.run(["bash", "-c", f'"{aicp}" run-chain --config chain.yaml --stream | head -c 0; '
                                          'echo "rc=${PIPESTATUS[0]}" >&2'],
-                          cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=60)
+                          cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=60)
     assert proc.stderr.rstrip().splitlines()[-1] == f"rc={code}"
     for word in NOISY:
         assert word not in proc.stderr or code == 5 and word == "Traceback" and '"traceback"' in proc.stderr
@@ -511,8 +504,8 @@ def test_stdout_pipe_closed_before_the_result(tmp_path, mode, chain, code):
     r, w = os.pipe()
     os.close(r)
     try:
-        proc = subprocess.run(aicp_command("run-chain", "--config", "chain.yaml", *mode), cwd=tmp_path,
-                              env=clean_env(), stdout=w, stderr=subprocess.PIPE, text=True, timeout=60)
+        proc = subprocess.run(aicp_argv("run-chain", "--config", "chain.yaml", *mode), cwd=tmp_path,
+                              env=child_env(), stdout=w, stderr=subprocess.PIPE, text=True, timeout=60)
     finally:
         os.close(w)
     assert proc.returncode == code
@@ -532,18 +525,18 @@ def test_stderr_closed_result_still_reaches_stdout(tmp_path, how, mode):
     args = ["run-chain", "--config", "chain.yaml", *mode]
     kw: dict[str, Any] = {}
     if how == "shell":
-        cmd = ["bash", "-c", 'exec "$0" "$@" 2>&-', *aicp_command(*args)]
+        cmd = ["bash", "-c", 'exec "$0" "$@" 2>&-', *aicp_argv(*args)]
         kw["stderr"] = subprocess.DEVNULL
     elif how == "preexec":
-        cmd = aicp_command(*args)
+        cmd = aicp_argv(*args)
         kw["preexec_fn"] = lambda: os.close(2)
     else:
-        cmd = aicp_command(*args)
+        cmd = aicp_argv(*args)
         r, w = os.pipe()
         os.close(r)
         kw["stderr"] = w
     try:
-        proc = subprocess.run(cmd, cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE, text=True,
+        proc = subprocess.run(cmd, cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE, text=True,
                               timeout=60, **kw)
     finally:
         if how == "reader-gone":
@@ -568,8 +561,8 @@ def test_stderr_closed_and_a_step_fails(tmp_path, how, mode):
         os.close(r)
         kw["stderr"] = w
     try:
-        proc = subprocess.run(aicp_command("run-chain", "--config", "chain.yaml", *mode), cwd=tmp_path,
-                              env=clean_env(), stdout=subprocess.PIPE, text=True, timeout=60, **kw)
+        proc = subprocess.run(aicp_argv("run-chain", "--config", "chain.yaml", *mode), cwd=tmp_path,
+                              env=child_env(), stdout=subprocess.PIPE, text=True, timeout=60, **kw)
     finally:
         if how == "reader-gone":
             os.close(kw["stderr"])
@@ -582,8 +575,8 @@ def test_stderr_closed_and_a_step_fails(tmp_path, how, mode):
 
 def test_stderr_closed_with_an_invalid_chain(tmp_path):
     make_folder(tmp_path, "name: x\nsteps: []\n")
-    proc = subprocess.run(aicp_command("run-chain", "--config", "chain.yaml", "--stream"), cwd=tmp_path,
-                          env=clean_env(), stdout=subprocess.PIPE, text=True, timeout=60,
+    proc = subprocess.run(aicp_argv("run-chain", "--config", "chain.yaml", "--stream"), cwd=tmp_path,
+                          env=child_env(), stdout=subprocess.PIPE, text=True, timeout=60,
                           preexec_fn=lambda: os.close(2))
     assert proc.returncode == 2
     assert json.loads(proc.stdout)["exit_code"] == 2
@@ -666,7 +659,7 @@ def test_human_mode_on_a_terminal(tmp_path):
     make_folder(tmp_path, OK_CHAIN)
     master, slave = pty.openpty()
     try:
-        proc = subprocess.run(aicp_command("run-chain", "--config", "chain.yaml"), cwd=tmp_path, env=clean_env(),
+        proc = subprocess.run(aicp_argv("run-chain", "--config", "chain.yaml"), cwd=tmp_path, env=child_env(),
                               stdout=subprocess.PIPE, stderr=slave, text=True, timeout=60)
         os.close(slave)
         slave = -1

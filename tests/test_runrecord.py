@@ -17,18 +17,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import psutil
 import pytest
+from _aicp import LiveRun, Run, aicp_argv, child_env
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux process semantics")
 
@@ -100,38 +98,6 @@ def produce(ctx):
 # =========================================================================== helpers
 
 
-@dataclass
-class Run:
-    """A finished ``aicp`` invocation (like conftest's; importing conftest by name is ambiguous)."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def events(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.stderr.splitlines() if line.strip()]
-
-    @property
-    def result(self) -> dict[str, Any]:
-        lines = [line for line in self.stdout.splitlines() if line.strip()]
-        assert len(lines) == 1, f"expected exactly one stdout line, got {lines!r}"
-        return json.loads(lines[0])
-
-    def of(self, event: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["event"] == event]
-
-
-def aicp_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "aicp", *args]
-
-
-def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env.pop("CI", None)
-    return env
-
-
 
 def step(label: str, **params: Any) -> str:
     """A chain step (one YAML flow mapping) running rsteps:produce."""
@@ -169,8 +135,8 @@ class Here:
 
     def run(self, *args: str, check_events: bool = True, timeout: float = 30) -> Run:
         """``aicp run-chain -c chain.yaml --stream ARGS`` to the end."""
-        proc = subprocess.run(aicp_command("run-chain", "-c", str(self.chain), "--stream", *args),
-                              cwd=self.dir, env=clean_env(), stdin=subprocess.DEVNULL,
+        proc = subprocess.run(aicp_argv("run-chain", "-c", str(self.chain), "--stream", *args),
+                              cwd=self.dir, env=child_env(), stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, timeout=timeout)
         run = Run(proc.returncode, proc.stdout, proc.stderr)
         if check_events:
@@ -178,12 +144,12 @@ class Here:
         return run
 
     def cli(self, *args: str, timeout: float = 30) -> Run:
-        proc = subprocess.run(aicp_command(*args), cwd=self.dir, env=clean_env(), stdin=subprocess.DEVNULL,
+        proc = subprocess.run(aicp_argv(*args), cwd=self.dir, env=child_env(), stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, timeout=timeout)
         return Run(proc.returncode, proc.stdout, proc.stderr)
 
     def start(self, *args: str) -> "Live":
-        return Live(aicp_command("run-chain", "-c", str(self.chain), "--stream", *args), self.dir)
+        return Live(["run-chain", "-c", str(self.chain), "--stream", *args], self.dir)
 
     def counts(self, out: Path | None = None) -> dict[str, int]:
         out = out or self.out
@@ -269,77 +235,16 @@ def recorded_steps(here: Here, *keys: str) -> Callable[[], bool]:
     return check
 
 
-class Live:
-    """aicp started with Popen; its stderr events can be awaited as they arrive."""
+class Live(LiveRun):
+    """aicp started with Popen, with a way to await a step that holds (see the step module)."""
 
-    def __init__(self, argv: list[str], cwd: Path) -> None:
-        self.proc = subprocess.Popen(argv, cwd=cwd, env=clean_env(), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self._queue: queue.Queue[bytes | None] = queue.Queue()
-        self._err: list[bytes] = []
-        self._out = b""
-        self._threads = [threading.Thread(target=self._read_err, daemon=True),
-                         threading.Thread(target=self._read_out, daemon=True)]
-        for t in self._threads:
-            t.start()
-
-    def _read_err(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self._err.append(line)
-            self._queue.put(line)
-        self._queue.put(None)
-
-    def _read_out(self) -> None:
-        assert self.proc.stdout is not None
-        self._out = self.proc.stdout.read()
-
-    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                line = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                break
-            if line is None:
-                pytest.fail(f"aicp ended before the awaited event: {b''.join(self._err).decode()[-3000:]}")
-            event = json.loads(line)
-            if predicate(event):
-                return event
-        pytest.fail(f"no matching event within {timeout} s: {b''.join(self._err).decode()[-3000:]}")
-
-    def wait_ready(self, step: int, member: int | None = None) -> dict[str, Any]:
+    def wait_holding(self, step: int, member: int | None = None) -> dict[str, Any]:
         """Wait for the step (member) to hold; return its step_start with ``child`` (the pid it started)."""
         start = self.wait_for(lambda e: e["event"] == "step_start" and e["step"] == step
                               and e.get("member") == member and "pid" in e)
         ready = self.wait_for(lambda e: e["event"] == "step_log" and e["step"] == step
                               and e.get("member") == member and e["line"].startswith("ready "))
         return {**start, "child": int(ready["line"].split()[1])}
-
-    def descendants(self) -> list[tuple[int, float]]:
-        """Every process below aicp (template, workers, what the steps started), with start times."""
-        pairs = []
-        for p in psutil.Process(self.proc.pid).children(recursive=True):
-            try:
-                pairs.append((p.pid, p.create_time()))
-            except psutil.Error:
-                pass
-        return pairs
-
-    def finish(self, timeout: float = 20) -> Run:
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail("aicp did not exit in time")
-        for t in self._threads:
-            t.join(5)
-        return Run(rc, self._out.decode(), b"".join(self._err).decode())
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
 
 
 def alive(pairs: list[tuple[int, float]]) -> list[int]:
@@ -387,7 +292,7 @@ def test_sigkill_of_aicp_mid_step_then_resume(here: Here, mode: str) -> None:
 
     hold = here.hold()
     live = here.start()
-    slow = live.wait_ready(2)
+    slow = live.wait_holding(2)
     wait_until(recorded_steps(here, "0", "1"), what="steps 0 and 1 in the manifest")
     processes = live.descendants()
     assert {slow["pid"], slow["child"]} <= {pid for pid, _ in processes}
@@ -445,7 +350,7 @@ def test_sigterm_cancels_records_and_resumes(here: Here) -> None:
     here.write("termed", LINEAR)
     hold = here.hold()
     live = here.start()
-    slow = live.wait_ready(2)
+    slow = live.wait_holding(2)
     processes = live.descendants()
     live.proc.send_signal(signal.SIGTERM)
     termed = live.finish()
@@ -506,7 +411,7 @@ def test_parallel_group_reuses_the_members_that_finished(here: Here) -> None:
 
     hold = here.hold()
     live = here.start()
-    live.wait_ready(1, member=1)
+    live.wait_holding(1, member=1)
     wait_until(recorded_steps(here, "0", "1.0", "1.2"), what="members 0 and 2 in the manifest")
     processes = live.descendants()
     os.kill(live.proc.pid, signal.SIGKILL)
@@ -780,7 +685,7 @@ def test_runs_list_shows_damaged_records_and_only_the_chain_asked_for(here: Here
     mine = run_id_of(here.run())
     other_chain = here.write("theirs", [step("t")], path=here.dir / "theirs.yaml")
     theirs = json.loads(subprocess.run(
-        aicp_command("run-chain", "-c", str(other_chain), "--stream"), cwd=here.dir, env=clean_env(),
+        aicp_argv("run-chain", "-c", str(other_chain), "--stream"), cwd=here.dir, env=child_env(),
         capture_output=True, text=True, timeout=30).stdout)["run_id"]
     broken = here.run()
     broken_id = run_id_of(broken)
@@ -994,7 +899,7 @@ def test_a_run_still_in_progress_is_not_resumed_twice(here: Here) -> None:
     hold = here.hold()
     live = here.start()
     try:
-        live.wait_ready(2)
+        live.wait_holding(2)
         run_id = here.manifest()["run_id"]
         second = here.run("--resume", check_events=False, timeout=10)
         assert second.returncode == 2, second.stderr[-2000:]
