@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import threading
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 _BOOT = "import sys; sys.path[:0] = {path!r}; from aicp.{module} import main; main()"
@@ -50,7 +51,7 @@ def interpreter_argv(module: str, *args: str) -> list[str]:
     return [sys.executable, *PYTHON_FLAGS, "-c", _BOOT.format(path=[_package_root()], module=module), *args]
 
 
-class Launched:
+class Launched(ABC):
     """A started worker. ``stdout``/``stderr`` are read ends the caller closes.
 
     ``exit_fd`` (Linux pidfd; None elsewhere or if the worker is already gone)
@@ -80,12 +81,13 @@ class Launched:
             return True
         return self._exited()
 
+    @abstractmethod
     def _exited(self) -> bool:
-        raise NotImplementedError
+        """Whether the worker has ended, asked of its parent (when no pidfd could tell)."""
 
+    @abstractmethod
     def wait(self) -> ExitStatus:
         """Block until the worker has ended; return its status. Call once."""
-        raise NotImplementedError
 
 
 class _Spawned(Launched):
