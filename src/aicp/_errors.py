@@ -30,7 +30,7 @@ exit codes:
   3    a file you named is missing or unreadable, or required credentials are missing
   4    a provider failed (authentication, quota, network)
   5    a step failed (the event stream says which and why)
-  130  interrupted by SIGINT (Ctrl-C)
+  130  interrupted by SIGINT (Ctrl-C), or declined at the cost confirmation prompt
   143  terminated by SIGTERM"""
 
 
@@ -64,6 +64,12 @@ class MissingInputError(AicpError):
     """A file the user named does not exist or cannot be read."""
 
     exit_code = ExitCode.MISSING
+
+
+class NotConfirmed(AicpError):
+    """The person at the terminal declined to spend the estimated cost: nothing ran."""
+
+    exit_code = ExitCode.INTERRUPTED
 
 
 class CredentialsError(AicpError):

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from aicp._chain import Chain, load_chain
-from aicp._errors import AicpError, ExitCode, UsageError
+from aicp._errors import AicpError, ExitCode, NotConfirmed, UsageError
 from aicp._events import EventLog
 from aicp._human import HumanView, summary
 from aicp._inputs import resolve_input
@@ -47,7 +47,7 @@ def _confirm(chain: Chain, skip: bool) -> None:
     sys.stderr.write(f"'{chain.name}' is estimated to cost ${cost:.3f}. Run it? [y/N] ")
     sys.stderr.flush()
     if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-        raise AicpError("not confirmed; nothing was run (use --yes to skip this question)")
+        raise NotConfirmed("not confirmed; nothing was run (use --yes to skip this question)")
 
 
 class _Signals:
