@@ -790,3 +790,38 @@ def test_duplicate_top_level_key_in_json_is_an_error(aicp, write_chain):
     text = '{"name": "a", "steps": [{"type": "command", "params": {"run": "true"}}], "name": "b"}'
     line = check_error(aicp, write_chain, text, "name", None, "duplicate key 'name'", name="chain.json")
     assert ":1:" in line
+
+
+# ----------------------------------------------------------------------------- a parallel group first
+
+
+GROUP_FIRST = """
+    name: group_first
+    prompt: hello
+    {input_type}
+    steps:
+      - type: parallel_group
+        params:
+          parallel_steps:
+            - {{type: image_to_video, model: ken_burns}}
+            - {{type: command, params: {{run: "true"}}}}
+"""
+
+
+def test_group_first_with_text_input_and_an_image_member_is_invalid(aicp, write_chain):
+    check_error(aicp, write_chain, GROUP_FIRST.format(input_type="input_type: text"),
+                "steps[0].params.parallel_steps[0].type", "type: image_to_video",
+                "image_to_video expects image input")
+
+
+def test_group_first_with_auto_input_wants_what_its_first_member_wants(aicp, write_chain):
+    write_chain(GROUP_FIRST.format(input_type=""))
+    assert aicp("validate", "--config", "chain.yaml").returncode == 0
+    run = aicp("run-chain", "--config", "chain.yaml")
+    assert run.returncode == 2
+    assert one_error_line(run) == ("error: chain.yaml: the first step takes image input, but the chain has "
+                                   "no 'input_image'; give one with --input FILE")
+    text = aicp("run-chain", "--config", "chain.yaml", "--input-text", "not an image")
+    assert text.returncode == 2
+    assert "steps[0].params.parallel_steps[0] (image_to_video) takes image input, but the input is text" in \
+        one_error_line(text)

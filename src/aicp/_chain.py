@@ -66,6 +66,13 @@ class Step:
         return self.type == "parallel_group"
 
     @property
+    def takes(self) -> str:
+        """The kind of input this step wants: a group wants what its first member does."""
+        if self.is_group:
+            return next((m.consumes for m in self.members if m.enabled), "any")
+        return self.consumes
+
+    @property
     def estimated_cost(self) -> float:
         if self.is_group:
             return sum(m.estimated_cost for m in self.members if m.enabled)
@@ -444,7 +451,7 @@ class _Validator:
         always counts as text). So ``title card -> clip -> narration -> mux``
         is valid: the narration reads the prompt, the mux the latest video.
         """
-        first = steps[0].consumes if input_type == "auto" else input_type
+        first = steps[0].takes if input_type == "auto" else input_type
         available = {"text", first}
         previous = first
         for i, step in enumerate(steps):

@@ -54,16 +54,18 @@ def resolve_input(chain: Chain, *, input_text: str | None = None, prompt_file: s
         value = _from_chain(chain)
     first = chain.steps[0]
     kind = kind_of(value)
-    if not accepts(first.consumes, kind) and not first.is_group:
-        raise UsageError(f"the first step ({first.type}) takes {first.consumes} input, "
-                         f"but the input is {kind}: {str(value)[:80]!r}")
+    for step in (m for m in first.members if m.enabled) if first.is_group else (first,):
+        # a step that wants text can always read the chain's prompt instead
+        if not accepts(step.consumes, kind) and not (step.consumes == "text" and chain.prompt):
+            where = f"the first step ({step.type})" if step is first else f"{step.location} ({step.type})"
+            raise UsageError(f"{where} takes {step.consumes} input, but the input is {kind}: {str(value)[:80]!r}")
     return value
 
 
 def _from_chain(chain: Chain) -> Any:
     wanted = chain.input_type
     if wanted == "auto":
-        wanted = chain.steps[0].consumes
+        wanted = chain.steps[0].takes
     if wanted in ("any", "audio", "images", "videos"):
         wanted = next((k for k, v in (("text", chain.prompt), ("image", chain.input_image),
                                       ("video", chain.input_video)) if v), "text")
