@@ -939,3 +939,33 @@ def test_a_run_is_running_while_its_process_holds_it_and_interrupted_once_that_d
     assert seen.summary()["status"] == "running"
     live.unlock()  # what the kernel does when the running process dies
     assert RunRecord.load(chain.output_dir, live.run_id, chain.name).summary()["status"] == "interrupted"
+
+
+def test_first_success_group_with_a_reusable_member_starts_no_member(tmp_path: Path, aicp) -> None:
+    from aicp._chain import load_chain
+    from aicp._runrecord import RunRecord, definition_hash, input_hash
+
+    (tmp_path / "race.py").write_text("def never(ctx):\n    raise AssertionError('this member must not run')\n")
+    (tmp_path / "chain.yaml").write_text(
+        "name: race\nprompt: hello\nsteps:\n"
+        "  - type: parallel_group\n"
+        "    params:\n"
+        "      merge_strategy: first_success\n"
+        "      parallel_steps:\n"
+        "        - {type: python, params: {function: 'race:never'}}\n"
+        "        - {type: python, params: {function: 'race:never', n: 2}}\n")
+    chain = load_chain(str(tmp_path / "chain.yaml"), output_dir=tmp_path / "output")  # where aicp will look
+    member = chain.steps[0].members[1]
+    # an earlier attempt finished member 1, then died before recording the group
+    earlier = RunRecord.create(chain, "20260101T000000-ffffff")
+    earlier.record("0.1", status="completed", definition=definition_hash(member), step_input=input_hash("hello"),
+                   result={"output": "won before", "outputs": [], "cost": 0.3})
+    earlier.unlock()
+
+    run = aicp("run-chain", "--config", "chain.yaml", "--resume", earlier.run_id, "--stream")
+    assert run.returncode == 0, run.stderr
+    assert not [e for e in run.of("step_start") if "member" in e]  # no member started
+    skipped = {e["member"]: e["reason"] for e in run.of("step_skipped")}
+    assert skipped == {1: "reused", 0: "the group finished before this member started"}
+    assert run.result["outputs"]["step_1_parallel_group"]["text"] == "won before"
+    assert run.result["total_cost"] == 0.0  # paid by the earlier attempt

@@ -284,6 +284,15 @@ class Supervisor:
                          for k, (j, m) in enumerate(members)}
         results: dict[int, dict[str, Any]] = {}
         failures: list[tuple[int, _StepFailed]] = []  # in the order they ended: the first is the cause
+        # Resuming: members an earlier attempt finished are reused before anything starts, so
+        # a first_success group with a reusable winner starts no member at all.
+        for j, member in members:
+            reused = self.journal.reuse(f"{index}.{j}", member, member_inputs[j])
+            if reused is not None:
+                self._skipped_as_reused({"step": index, "member": j}, member, reused)
+                results[j] = reused
+        if results and group.merge_strategy == "first_success":
+            cancel.set("cancelled: a member of the group was reused from the earlier run")
 
         def run_member(j: int, member: Step) -> dict[str, Any] | None:
             if cancel.is_set():
@@ -291,10 +300,6 @@ class Supervisor:
                                  reason="the group finished before this member started")
                 return None
             key = f"{index}.{j}"
-            reused = self.journal.reuse(key, member, member_inputs[j])
-            if reused is not None:
-                self._skipped_as_reused({"step": index, "member": j}, member, reused)
-                return reused
             try:
                 value = self._run_attempts(index, member, j, member_inputs[j], latest, cancel)
             except _StepFailed as exc:
@@ -311,7 +316,7 @@ class Supervisor:
 
         with ThreadPoolExecutor(max_workers=group.max_workers, thread_name_prefix="aicp-member") as pool:
             futures: dict[Future[dict[str, Any] | None], int] = {
-                pool.submit(run_member, j, m): j for j, m in members
+                pool.submit(run_member, j, m): j for j, m in members if j not in results
             }
             pending = set(futures)
             while pending:
