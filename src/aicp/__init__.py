@@ -16,17 +16,20 @@ from aicp._version import __version__
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs every worker ~10 ms
 if TYPE_CHECKING:
     from aicp._api import run_chain
+    from aicp._context import StepContext, StepFailed
+    from aicp._process import Cancel
     from aicp._chain import Chain, Step, load_chain
     from aicp._errors import AicpError, ChainError, ExitCode
     from aicp._supervisor import ChainResult
 
-__all__ = ["AicpError", "Chain", "ChainError", "ChainResult", "ExitCode", "Step", "__version__",
-           "load_chain", "run_chain"]
+__all__ = ["AicpError", "Cancel", "Chain", "ChainError", "ChainResult", "ExitCode", "Step", "StepContext",
+           "StepFailed", "__version__", "load_chain", "run_chain"]
 
 _LAZY = {
     "load_chain": "aicp._chain", "Chain": "aicp._chain", "Step": "aicp._chain",
     "run_chain": "aicp._api", "ChainResult": "aicp._supervisor",
     "AicpError": "aicp._errors", "ChainError": "aicp._errors", "ExitCode": "aicp._errors",
+    "Cancel": "aicp._process", "StepContext": "aicp._context", "StepFailed": "aicp._context",
 }
 
 
