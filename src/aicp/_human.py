@@ -104,7 +104,9 @@ class HumanView:
             self._write(f"[{event['elapsed_seconds']:7.1f}s] {_label(event)} {text}\n")
 
     def _redraw(self, now: float) -> None:
-        lines = [row.render(now) for row in self.rows.values()]
+        # in step order, a group's members under it, whatever order they started in
+        order = sorted(self.rows, key=lambda k: (k[0] if k[0] is not None else -1, -1 if k[1] is None else k[1]))
+        lines = [self.rows[key].render(now) for key in order]
         up = f"\x1b[{self._drawn}F" if self._drawn else ""
         self._write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
         self._drawn = len(lines)
