@@ -969,3 +969,15 @@ def test_first_success_group_with_a_reusable_member_starts_no_member(tmp_path: P
     assert skipped == {1: "reused", 0: "the group finished before this member started"}
     assert run.result["outputs"]["step_1_parallel_group"]["text"] == "won before"
     assert run.result["total_cost"] == 0.0  # paid by the earlier attempt
+
+
+def test_the_recorded_chain_has_its_secrets_masked(tmp_path: Path, aicp) -> None:
+    (tmp_path / "chain.yaml").write_text(
+        "name: secretive\nprompt: hi\nsteps:\n"
+        "  - {type: command, params: {argv: [echo, ok], api_key: sk-live-abcdef123456}}\n")
+    run = aicp("run-chain", "--config", "chain.yaml", "--stream")
+    assert run.returncode == 0, run.stderr
+    record = next((tmp_path / "output" / "runs").iterdir())
+    recorded = (record / "chain.json").read_text()
+    assert "sk-live-abcdef123456" not in recorded and "***" in recorded
+    assert "sk-live-abcdef123456" not in (record / "events.jsonl").read_text()

@@ -28,6 +28,7 @@ import orjson
 
 from aicp._chain import Chain, Step
 from aicp._errors import ChainError, MissingInputError
+from aicp._redact import Redactor
 
 MANIFEST = "manifest.json"
 CHAIN_FILE = "chain.json"
@@ -126,7 +127,9 @@ def open_record(chain: Chain, resume: str | None) -> tuple[RunRecord, bool]:
 
 
 def write_chain(root: Path, chain: Chain) -> None:
-    write_atomic(root / CHAIN_FILE, _dump({"source": chain.source, "chain": chain.raw}))
+    """Keep the chain as run, with its secrets masked as in the events (output folders get shared)."""
+    masked = Redactor.from_environment(extra=chain.secrets).scrub(chain.raw)
+    write_atomic(root / CHAIN_FILE, _dump({"source": chain.source, "chain": masked}))
 
 
 class RunRecord:
