@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from aicp._output import write_to
+
 _BAR = 20
 _REDRAW_INTERVAL = 0.1
 
@@ -79,7 +81,7 @@ class HumanView:
         elif kind == "step_log" and key in self.rows:
             self.rows[key].note = str(event.get("line", ""))[:80]
             if not self.live:
-                self._write(f"  {self.rows[key].label} | {event.get('line', '')}\n")
+                write_to("stderr", f"  {self.rows[key].label} | {event.get('line', '')}\n")
         elif kind == "step_retry" and key in self.rows:
             self.rows[key].state = "retrying"
             self._say(event, f"retrying in {event.get('delay_seconds')}s: {event.get('error')}")
@@ -87,41 +89,30 @@ class HumanView:
             reason = event.get("reason")
             text = "reused" if reason == "reused" else f"skipped ({reason})"
             if event.get("step") is None:
-                self._write(f"{event.get('location') or 'step'}: {event.get('type', '')} {text}\n")
+                write_to("stderr", f"{event.get('location') or 'step'}: {event.get('type', '')} {text}\n")
             else:
                 self.rows[key] = _Row(_label(event), state="reused" if reason == "reused" else "skipped",
                                       started=now, ended=now)
                 self._say(event, text)
         elif kind == "warning":
-            self._write(f"warning: {event.get('message')}\n")
+            write_to("stderr", f"warning: {event.get('message')}\n")
         elif kind == "pipeline_start":
-            self._write(f"running '{event.get('name')}': {event.get('total_steps')} steps\n")
+            write_to("stderr", f"running '{event.get('name')}': {event.get('total_steps')} steps\n")
         if self.live and (kind != "step_progress" or now - self._last_draw >= _REDRAW_INTERVAL):
             self._redraw(now)
 
     def _say(self, event: dict[str, Any], text: str) -> None:
         if not self.live:
-            self._write(f"[{event['elapsed_seconds']:7.1f}s] {_label(event)} {text}\n")
+            write_to("stderr", f"[{event['elapsed_seconds']:7.1f}s] {_label(event)} {text}\n")
 
     def _redraw(self, now: float) -> None:
         # in step order, a group's members under it, whatever order they started in
         order = sorted(self.rows, key=lambda k: (k[0] if k[0] is not None else -1, -1 if k[1] is None else k[1]))
         lines = [self.rows[key].render(now) for key in order]
         up = f"\x1b[{self._drawn}F" if self._drawn else ""
-        self._write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
+        write_to("stderr", up + "".join(f"\x1b[2K{line}\n" for line in lines))
         self._drawn = len(lines)
         self._last_draw = now
-
-    @staticmethod
-    def _write(text: str) -> None:
-        if sys.stderr is None:
-            return
-        try:
-            sys.stderr.write(text)
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
-
 
 def summary(result: dict[str, Any]) -> str:
     """The plain-text result printed on stdout when neither --stream nor --json is given."""

@@ -1,4 +1,4 @@
-"""Writing results to stdout: the JSON envelope of ``--json`` and plain text, safe against closed pipes."""
+"""Writing to stdout and stderr: the JSON envelope of ``--json`` and plain text, safe against closed pipes."""
 
 from __future__ import annotations
 
@@ -9,15 +9,21 @@ from typing import Any
 from aicp._version import SCHEMA_VERSION  # not from _events: that would load structlog (~30 ms)
 
 
-def write_stdout(text: str) -> None:
-    """Write to stdout; a reader that went away (``| head``) is not an error."""
-    if sys.stdout is None:
+def write_to(name: str, text: str) -> None:
+    """Write to ``sys.stdout`` or ``sys.stderr``; a stream that is closed (``>&-``) or whose
+    reader went away (``| head``) is not an error: the exit code still tells."""
+    stream = getattr(sys, name)
+    if stream is None:
         return
     try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except (BrokenPipeError, ValueError):
+        stream.write(text)
+        stream.flush()
+    except (OSError, ValueError):
         pass
+
+
+def write_stdout(text: str) -> None:
+    write_to("stdout", text)
 
 
 def print_envelope(command: str, data: Any, error: dict[str, Any] | None = None) -> None:

@@ -17,7 +17,7 @@ from aicp._errors import AicpError, ExitCode, NotConfirmed, UsageError
 from aicp._events import EventLog
 from aicp._human import HumanView, summary
 from aicp._inputs import resolve_input
-from aicp._output import print_envelope, write_stdout
+from aicp._output import print_envelope, write_stdout, write_to
 from aicp._process import Cancel
 from aicp._tree import enable_subreaper
 from aicp._runrecord import Journal, open_record
@@ -114,10 +114,6 @@ def run_chain_command(args: Any) -> int:
             print_envelope("run-chain", events.redactor.scrub(fields))
         else:
             write_stdout(summary(fields))
-        if result.error and sys.stderr is not None:  # None: started with stderr closed (2>&-)
-            try:
-                sys.stderr.write(f"error: {events.redactor.text(result.error)}\n")
-                sys.stderr.flush()
-            except (OSError, ValueError):
-                pass  # the reader went away; the exit code still tells
+        if result.error:
+            write_to("stderr", f"error: {events.redactor.text(result.error)}\n")
     return int(result.exit_code)

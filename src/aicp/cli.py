@@ -197,12 +197,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 
 def _print_error(message: str) -> None:
-    if sys.stderr is not None:
-        try:
-            sys.stderr.write(f"error: {message}\n")
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
+    from aicp._output import write_to
+
+    write_to("stderr", f"error: {message}\n")
 
 
 def _flush_stdout() -> None:
