@@ -10,6 +10,7 @@ from aicp._events import EventLog, Observer
 from aicp._inputs import resolve_input
 from aicp._process import Cancel
 from aicp._runrecord import Journal, open_record
+from aicp._steptypes import path_like
 from aicp._supervisor import ChainResult, Supervisor
 from aicp.providers.credentials import check_credentials
 
@@ -45,5 +46,4 @@ def run_chain(chain: Chain | str | Path, input: Any = None, *, stream: bool = Fa
 
 
 def _is_file(value: Any) -> bool:
-    return isinstance(value, Path) or (isinstance(value, str) and "\n" not in value
-                                       and len(value) < 4096 and Path(value).is_file())
+    return isinstance(value, Path) or (path_like(value) and Path(value).is_file())

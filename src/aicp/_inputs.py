@@ -13,8 +13,7 @@ from typing import Any, TextIO
 
 from aicp._chain import Chain
 from aicp._errors import MissingInputError, UsageError
-from aicp._steptypes import accepts
-from aicp._supervisor import kind_of
+from aicp._steptypes import accepts, kind_of
 
 
 def _read_text(path: str, what: str) -> str:

@@ -29,6 +29,7 @@ import orjson
 from aicp._chain import Chain, Step
 from aicp._errors import ChainError, MissingInputError
 from aicp._redact import Redactor
+from aicp._steptypes import path_like
 
 MANIFEST = "manifest.json"
 CHAIN_FILE = "chain.json"
@@ -84,7 +85,7 @@ def definition_hash(step: Step) -> str:
 def _paths_in(value: Any) -> list[str]:
     if isinstance(value, list):
         return [p for item in value for p in _paths_in(item)]
-    if isinstance(value, str) and "\n" not in value and len(value) < 4096 and os.path.isfile(value):
+    if path_like(value) and os.path.isfile(value):
         return [value]
     return []
 

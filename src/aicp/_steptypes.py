@@ -12,6 +12,7 @@ Kinds of data that flow between steps: ``text``, ``image``, ``images`` (a list),
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any, Mapping
 
 KINDS = ("text", "image", "images", "video", "videos", "audio", "any")
@@ -146,3 +147,26 @@ def accepts(consumes: str, available: str) -> bool:
         return True
     # a list of images or clips can feed a step that takes one: it uses the first
     return available == consumes + "s"
+
+
+def path_like(value: Any) -> bool:
+    """Whether a value could name a file (step outputs are file paths or free text)."""
+    return isinstance(value, str) and "\n" not in value and len(value) < 4096
+
+
+IMAGE_EXT = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+VIDEO_EXT = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
+AUDIO_EXT = {".wav", ".mp3", ".m4a", ".aac", ".ogg", ".flac", ".opus"}
+
+
+def kind_of(value: Any) -> str:
+    """The kind of a value flowing between steps: a media kind by file extension, else text."""
+    if isinstance(value, list):
+        return kind_of(value[0]) + "s" if value and kind_of(value[0]) in ("image", "video") else "any"
+    if isinstance(value, str):
+        suffix = PurePath(value).suffix.lower() if path_like(value) else ""
+        for kind, exts in (("image", IMAGE_EXT), ("video", VIDEO_EXT), ("audio", AUDIO_EXT)):
+            if suffix in exts:
+                return kind
+        return "text"
+    return "any"

@@ -14,7 +14,6 @@ import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -25,25 +24,7 @@ from aicp._events import EventLog
 from aicp._launch import Launcher
 from aicp._process import Cancel, Limits, Outcome, WorkerEvents, run_worker
 from aicp._runrecord import Journal
-from aicp._steptypes import accepts
-
-IMAGE_EXT = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
-VIDEO_EXT = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
-AUDIO_EXT = {".wav", ".mp3", ".m4a", ".aac", ".ogg", ".flac", ".opus"}
-
-
-def kind_of(value: Any) -> str:
-    """The kind of a value flowing between steps: a media kind by file extension, else text."""
-    if isinstance(value, list):
-        return kind_of(value[0]) + "s" if value and kind_of(value[0]) in ("image", "video") else "any"
-    if isinstance(value, str):
-        suffix = Path(value).suffix.lower() if len(value) < 4096 and "\n" not in value else ""
-        for kind, exts in (("image", IMAGE_EXT), ("video", VIDEO_EXT), ("audio", AUDIO_EXT)):
-            if suffix in exts:
-                return kind
-        return "text"
-    return "any"
-
+from aicp._steptypes import accepts, kind_of
 
 @dataclass
 class ChainResult:
@@ -366,8 +347,6 @@ class Supervisor:
 
 
 def _elapsed(started: float) -> float:
-    import time
-
     return time.monotonic() - started
 
 
