@@ -16,7 +16,7 @@ import textwrap
 
 import pytest
 
-from aicp._steptypes import STEP_TYPES
+from aicp._chain.steptypes import STEP_TYPES
 
 ERROR_LINE = re.compile(r"^error: (?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<rest>.*)$")
 

@@ -726,7 +726,7 @@ def test_status_values_in_the_record(here: Here) -> None:
 
 
 def _chain(tmp_path: Path, *steps: str, name: str = "direct") -> Any:
-    from aicp._chain import load_chain
+    from aicp._chain.load import load_chain
 
     (tmp_path / "rsteps.py").write_text(STEPS.lstrip())
     path = tmp_path / "direct.yaml"
@@ -735,7 +735,7 @@ def _chain(tmp_path: Path, *steps: str, name: str = "direct") -> Any:
 
 
 def test_the_seal_catches_any_edit(tmp_path: Path) -> None:
-    from aicp._runrecord import RunRecord, RunRecordError
+    from aicp._run.record import RunRecord, RunRecordError
 
     chain = _chain(tmp_path, step("a"))
     record = RunRecord.create(chain, "20260101T000000-aaaaaa")
@@ -769,7 +769,7 @@ def test_the_seal_catches_any_edit(tmp_path: Path) -> None:
 
 
 def test_reusable_checks_definition_input_and_every_file(tmp_path: Path) -> None:
-    from aicp._runrecord import RunRecord
+    from aicp._run.record import RunRecord
 
     chain = _chain(tmp_path, step("a"))
     record = RunRecord.create(chain, "20260101T000000-cccccc")
@@ -793,7 +793,7 @@ def test_reusable_checks_definition_input_and_every_file(tmp_path: Path) -> None
 
 
 def test_definition_and_input_hashes(tmp_path: Path) -> None:
-    from aicp._runrecord import definition_hash, input_hash
+    from aicp._run.record import definition_hash, input_hash
 
     base = _chain(tmp_path, step("a", text="x")).steps[0]
     same = _chain(tmp_path, step("a", text="x").replace("}}", "}, timeout: 5, retry_count: 2}")).steps[0]
@@ -816,7 +816,7 @@ def test_definition_and_input_hashes(tmp_path: Path) -> None:
 
 
 def test_journal_reuse_is_a_prefix(tmp_path: Path) -> None:
-    from aicp._runrecord import Journal, RunRecord
+    from aicp._run.record import Journal, RunRecord
 
     chain = _chain(tmp_path, step("a"), step("b"), step("c"))
     record = RunRecord.create(chain, "20260101T000000-dddddd")
@@ -838,7 +838,7 @@ def test_journal_reuse_is_a_prefix(tmp_path: Path) -> None:
 
 def test_latest_is_the_most_recently_updated_run_of_that_chain(tmp_path: Path) -> None:
     from aicp._errors import MissingInputError
-    from aicp._runrecord import RunRecord
+    from aicp._run.record import RunRecord
 
     chain = _chain(tmp_path, step("a"))
     other = _chain(tmp_path, step("a"), name="other")
@@ -854,7 +854,7 @@ def test_latest_is_the_most_recently_updated_run_of_that_chain(tmp_path: Path) -
 
 
 def test_latest_never_passes_over_a_damaged_newer_run(tmp_path: Path) -> None:
-    from aicp._runrecord import RunRecord, RunRecordError
+    from aicp._run.record import RunRecord, RunRecordError
 
     chain = _chain(tmp_path, step("a"))
     other = _chain(tmp_path, step("a"), name="other")
@@ -916,7 +916,7 @@ def test_a_run_still_in_progress_is_not_resumed_twice(here: Here) -> None:
 
 
 def test_the_run_lock_is_held_until_the_run_finishes(tmp_path: Path) -> None:
-    from aicp._runrecord import RunRecord, RunRecordError, open_record
+    from aicp._run.record import RunRecord, RunRecordError, open_record
 
     chain = _chain(tmp_path, step("a"))
     running, resuming = open_record(chain, None)
@@ -931,7 +931,7 @@ def test_the_run_lock_is_held_until_the_run_finishes(tmp_path: Path) -> None:
 
 
 def test_a_run_is_running_while_its_process_holds_it_and_interrupted_once_that_dies(tmp_path: Path) -> None:
-    from aicp._runrecord import RunRecord
+    from aicp._run.record import RunRecord
 
     chain = _chain(tmp_path, step("a"))
     live = RunRecord.create(chain, "20260101T000000-eeeeee")  # holds the lock, as a running aicp does
@@ -942,8 +942,8 @@ def test_a_run_is_running_while_its_process_holds_it_and_interrupted_once_that_d
 
 
 def test_first_success_group_with_a_reusable_member_starts_no_member(tmp_path: Path, aicp) -> None:
-    from aicp._chain import load_chain
-    from aicp._runrecord import RunRecord, definition_hash, input_hash
+    from aicp._chain.load import load_chain
+    from aicp._run.record import RunRecord, definition_hash, input_hash
 
     (tmp_path / "race.py").write_text("def never(ctx):\n    raise AssertionError('this member must not run')\n")
     (tmp_path / "chain.yaml").write_text(

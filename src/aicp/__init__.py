@@ -15,21 +15,21 @@ from aicp._version import __version__
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs every worker ~10 ms
 if TYPE_CHECKING:
-    from aicp._api import run_chain
+    from aicp._run.api import run_chain
     from aicp._context import StepContext, StepFailed
-    from aicp._process import Cancel
-    from aicp._chain import Chain, Step, load_chain
+    from aicp._process.monitor import Cancel
+    from aicp._chain.load import Chain, Step, load_chain
     from aicp._errors import AicpError, ChainError, ExitCode
-    from aicp._supervisor import ChainResult
+    from aicp._run.supervisor import ChainResult
 
 __all__ = ["AicpError", "Cancel", "Chain", "ChainError", "ChainResult", "ExitCode", "Step", "StepContext",
            "StepFailed", "__version__", "load_chain", "run_chain"]
 
 _LAZY = {
-    "load_chain": "aicp._chain", "Chain": "aicp._chain", "Step": "aicp._chain",
-    "run_chain": "aicp._api", "ChainResult": "aicp._supervisor",
+    "load_chain": "aicp._chain.load", "Chain": "aicp._chain.load", "Step": "aicp._chain.load",
+    "run_chain": "aicp._run.api", "ChainResult": "aicp._run.supervisor",
     "AicpError": "aicp._errors", "ChainError": "aicp._errors", "ExitCode": "aicp._errors",
-    "Cancel": "aicp._process", "StepContext": "aicp._context", "StepFailed": "aicp._context",
+    "Cancel": "aicp._process.monitor", "StepContext": "aicp._context", "StepFailed": "aicp._context",
 }
 
 

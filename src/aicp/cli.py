@@ -123,20 +123,20 @@ def build_parser() -> Any:
 def _run(command: str, args: Any) -> int:
     handlers: dict[str, Callable[[Any], int]] = {}
     if command == "run-chain":
-        from aicp._run_command import run_chain_command
+        from aicp._commands.run_chain import run_chain_command
 
         handlers[command] = run_chain_command
     elif command == "runs":
-        from aicp._runs_command import runs_command
+        from aicp._commands.runs import runs_command
 
         handlers[command] = runs_command
     elif command in ("list-models", "estimate-cost"):
-        from aicp import _model_commands
+        from aicp._commands import models as _model_commands
 
         handlers.update({"list-models": _model_commands.list_models,
                          "estimate-cost": _model_commands.estimate_cost})
     else:
-        from aicp import _info_commands
+        from aicp._commands import info as _info_commands
 
         handlers.update({"validate": _info_commands.validate, "list-steps": _info_commands.list_steps,
                          "schema": _info_commands.schema})
@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         if "run-chain" in args_list and "--stream" in args_list:  # the one stdout line, even now
             import argparse
 
-            from aicp._run_command import _failed_before_start
+            from aicp._commands.run_chain import _failed_before_start
 
             _failed_before_start(exc, argparse.Namespace(stream=True, log_file=None))
         _flush_stdout()
@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         _print_error(exc.message)
         code = exc.exit_code
         if args.json and not getattr(args, "stream", False):  # --json still means one envelope
-            from aicp._output import print_envelope
+            from aicp._commands.output import print_envelope
 
             print_envelope(args.command, None, error={"message": exc.message, "exit_code": int(code)})
     except KeyboardInterrupt:
@@ -197,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 
 def _print_error(message: str) -> None:
-    from aicp._output import write_to
+    from aicp._commands.output import write_to
 
     write_to("stderr", f"error: {message}\n")
 

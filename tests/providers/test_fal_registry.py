@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from aicp._errors import CredentialsError
-from aicp._steptypes import STEP_TYPES
+from aicp._chain.steptypes import STEP_TYPES
 from aicp.providers.credentials import check_credentials, required_credentials
 from aicp.providers.fal_models import FAL_MODELS, TYPE_IO, fal_model
 
@@ -58,7 +58,7 @@ def test_rows_are_consistent():
 
 
 def _chain(text: str):
-    from aicp._chain import load_chain
+    from aicp._chain.load import load_chain
 
     return load_chain(textwrap.dedent(text))
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from aicp._steptypes import STEP_TYPES
+from aicp._chain.steptypes import STEP_TYPES
 
 MEDIA = {"text_to_image": "title_card", "image_to_video": "ken_burns", "text_to_speech": "espeak",
          "upscale_image": "lanczos", "upscale_video": "lanczos", "split_image": None,

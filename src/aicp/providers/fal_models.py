@@ -8,7 +8,7 @@ old tool's estimate for its default settings).
 
 Everything a model does not say comes from its step type (:data:`TYPE_IO`),
 so most rows are one line. The executor that reads this table is
-:mod:`aicp.providers.fal_step`; the catalogue (:mod:`aicp._steptypes`) turns
+:mod:`aicp.providers.fal_step`; the catalogue (:mod:`aicp._chain.steptypes`) turns
 every row into an executor of its step type. This module imports nothing
 heavy: the CLI loads it to validate chains and to list models.
 

@@ -3,7 +3,7 @@
 It owns the order of things: which step runs next, with which input, how
 often it is retried, how a parallel group's members are scheduled and merged,
 and when the run stops. It turns every transition into an event. How a single
-worker is spawned, watched and stopped lives in :mod:`aicp._process`.
+worker is spawned, watched and stopped lives in :mod:`aicp._process.monitor`.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import Any
 
 import psutil
 
-from aicp._chain import Chain, Step
+from aicp._chain.load import Chain, Step
 from aicp._errors import ExitCode
 from aicp._events import EventLog
-from aicp._launch import Launcher
-from aicp._process import Cancel, Limits, Outcome, WorkerEvents, run_worker
-from aicp._runrecord import Journal
-from aicp._steptypes import accepts, kind_of
+from aicp._process.launch import Launcher
+from aicp._process.monitor import Cancel, Limits, Outcome, WorkerEvents, run_worker
+from aicp._run.record import Journal
+from aicp._chain.steptypes import accepts, kind_of
 
 @dataclass
 class ChainResult:

@@ -24,7 +24,7 @@ import yaml
 
 from aicp._errors import ChainError, MissingInputError
 from aicp._redact import secret_param_values
-from aicp._steptypes import STEP_TYPES, Executor, StepType, accepts, executor_for
+from aicp._chain.steptypes import STEP_TYPES, Executor, StepType, accepts, executor_for
 from aicp._targets import load_target
 
 TOP_LEVEL_KEYS = {

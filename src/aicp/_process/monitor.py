@@ -15,8 +15,8 @@ The cancellation contract, stated once, here and nowhere else:
    report.
 
 Who "everything it started" is (the worker's process tree, escaped descendants
-included) is :mod:`aicp._tree`'s job; how a worker comes to exist is
-:mod:`aicp._launch`'s.
+included) is :mod:`aicp._process.tree`'s job; how a worker comes to exist is
+:mod:`aicp._process.launch`'s.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from aicp._launch import ExitStatus, Launched, Launcher
-from aicp._relay import LineSplitter
-from aicp._tree import TOKEN_VAR, ProcessTree
+from aicp._process.launch import ExitStatus, Launched, Launcher
+from aicp._process.lines import LineSplitter
+from aicp._process.tree import TOKEN_VAR, ProcessTree
 
 SAMPLE_INTERVAL = 0.1
 MAX_LINE = 8 * 1024

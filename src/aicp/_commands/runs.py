@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aicp._chain import load_chain
+from aicp._chain.load import load_chain
 from aicp._errors import MissingInputError
-from aicp._output import print_envelope, write_stdout
-from aicp._runrecord import RunRecord, RunRecordError, runs_dir
+from aicp._commands.output import print_envelope, write_stdout
+from aicp._run.record import RunRecord, RunRecordError, runs_dir
 
 
 def _output_dir(args: Any) -> tuple[Path, str | None]:

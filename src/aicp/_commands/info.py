@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aicp._chain import Chain, Step, load_chain
-from aicp._output import print_envelope, write_stdout
-from aicp._steptypes import STEP_TYPES
+from aicp._chain.load import Chain, Step, load_chain
+from aicp._commands.output import print_envelope, write_stdout
+from aicp._chain.steptypes import STEP_TYPES
 
 
 def _step_plan(index: str, step: Step, chain: Chain) -> dict[str, Any]:

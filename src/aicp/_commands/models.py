@@ -1,6 +1,6 @@
 """``aicp list-models`` and ``aicp estimate-cost``: what each model costs, and a chain, offline.
 
-Both read the catalogue (:mod:`aicp._steptypes`, which includes the fal model
+Both read the catalogue (:mod:`aicp._chain.steptypes`, which includes the fal model
 table); neither opens a connection nor needs a key. Prices are the estimate
 per request at a model's default settings, the same numbers ``step_complete``
 and ``total_cost`` report.
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from aicp._chain import Step, load_chain
+from aicp._chain.load import Step, load_chain
 from aicp._errors import UsageError
-from aicp._output import print_envelope, write_stdout
-from aicp._steptypes import STEP_TYPES
+from aicp._commands.output import print_envelope, write_stdout
+from aicp._chain.steptypes import STEP_TYPES
 
 
 def model_rows(step_type: str | None = None) -> list[dict[str, Any]]:

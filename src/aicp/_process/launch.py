@@ -8,7 +8,7 @@ run, never runs step code itself, and forks one clean child per step, so crash
 isolation is unchanged: each step is still its own process, in its own
 session, with its own pipes, and a crash kills only that child.
 
-Both launchers give :mod:`aicp._process` the same thing: a pid whose process
+Both launchers give :mod:`aicp._process.monitor` the same thing: a pid whose process
 group is the worker's own, the read ends of its stdout and stderr, and a way
 to learn its exit status and resource usage. ``AICP_WORKER_START=spawn``
 forces fresh interpreters (for debugging); the template falls back to spawning
@@ -42,9 +42,9 @@ class ExitStatus:
 
 
 def _package_root() -> str:
-    import aicp
-
-    return os.path.dirname(os.path.dirname(os.path.abspath(aicp.__file__)))
+    # From this file, not ``import aicp``: nothing in _process imports upward.
+    # src/aicp/_process/launch.py -> src
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def interpreter_argv(module: str, *args: str) -> list[str]:
@@ -117,7 +117,7 @@ class _Spawned(Launched):
 
 def spawn(ctrl_r: int, res_w: int, env: dict[str, str]) -> Launched:
     """Start a fresh interpreter running the worker on the pipe ends ``ctrl_r`` and ``res_w``."""
-    proc = subprocess.Popen(interpreter_argv("_worker", str(ctrl_r), str(res_w)),
+    proc = subprocess.Popen(interpreter_argv("_worker.main", str(ctrl_r), str(res_w)),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             pass_fds=(ctrl_r, res_w), start_new_session=True, env=env)
     return _Spawned(proc)
@@ -139,7 +139,7 @@ class _Forked(Launched):
 
 
 class Template:
-    """The supervisor's side of a worker template process (see :mod:`aicp._template`).
+    """The supervisor's side of a worker template process (see :mod:`aicp._worker.template`).
 
     Requests go over a Unix socket with the worker's pipe ends attached
     (SCM_RIGHTS); the template answers with the child's pid, and later reports
@@ -149,7 +149,7 @@ class Template:
     def __init__(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            self._proc = subprocess.Popen(interpreter_argv("_template", str(theirs.fileno())),
+            self._proc = subprocess.Popen(interpreter_argv("_worker.template", str(theirs.fileno())),
                                           stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),),
                                           start_new_session=True)
         finally:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aicp._chain import Chain, load_chain
+from aicp._chain.load import Chain, load_chain
 from aicp._events import EventLog, Observer
-from aicp._inputs import resolve_input
-from aicp._process import Cancel
-from aicp._runrecord import Journal, open_record
-from aicp._steptypes import path_like
-from aicp._supervisor import ChainResult, Supervisor
+from aicp._chain.inputs import resolve_input
+from aicp._process.monitor import Cancel
+from aicp._run.record import Journal, open_record
+from aicp._chain.steptypes import path_like
+from aicp._run.supervisor import ChainResult, Supervisor
 from aicp.providers.credentials import check_credentials
 
 

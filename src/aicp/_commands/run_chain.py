@@ -12,16 +12,16 @@ import signal
 import sys
 from typing import Any
 
-from aicp._chain import Chain, load_chain
+from aicp._chain.load import Chain, load_chain
 from aicp._errors import AicpError, ExitCode, NotConfirmed, UsageError
 from aicp._events import EventLog
-from aicp._human import HumanView, summary
-from aicp._inputs import resolve_input
-from aicp._output import print_envelope, write_stdout, write_to
-from aicp._process import Cancel
-from aicp._tree import enable_subreaper
-from aicp._runrecord import Journal, open_record
-from aicp._supervisor import Supervisor
+from aicp._commands.human import HumanView, summary
+from aicp._chain.inputs import resolve_input
+from aicp._commands.output import print_envelope, write_stdout, write_to
+from aicp._process.monitor import Cancel
+from aicp._process.tree import enable_subreaper
+from aicp._run.record import Journal, open_record
+from aicp._run.supervisor import Supervisor
 from aicp.providers.credentials import check_credentials
 
 

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from aicp._chain import Chain
+from aicp._chain.load import Chain
 from aicp._errors import MissingInputError, UsageError
-from aicp._steptypes import accepts, kind_of
+from aicp._chain.steptypes import accepts, kind_of
 
 
 def _read_text(path: str, what: str) -> str:

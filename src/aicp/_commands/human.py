@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from aicp._output import write_to
+from aicp._commands.output import write_to
 
 _BAR = 20
 _REDRAW_INTERVAL = 0.1

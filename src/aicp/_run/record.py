@@ -26,10 +26,10 @@ from typing import Any
 
 import orjson
 
-from aicp._chain import Chain, Step
+from aicp._chain.load import Chain, Step
 from aicp._errors import ChainError, MissingInputError
 from aicp._redact import Redactor
-from aicp._steptypes import path_like
+from aicp._chain.steptypes import path_like
 
 MANIFEST = "manifest.json"
 CHAIN_FILE = "chain.json"

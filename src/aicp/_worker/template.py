@@ -1,9 +1,9 @@
 """The worker template process: imports the worker's code once, then forks one worker per step.
 
-Runs as its own process (see :mod:`aicp._launch`), in its own session. It
+Runs as its own process (see :mod:`aicp._process.launch`), in its own session. It
 never runs step code: each request (the worker's environment, with its four
 pipe ends attached) becomes a child that starts its own session, takes the
-pipes as fds 0-2 and the private channels, and enters :func:`aicp._worker.main`
+pipes as fds 0-2 and the private channels, and enters :func:`aicp._worker.main.main`
 exactly as a freshly started interpreter would. The template collects its
 children's exit status and resource usage and reports them, and exits when
 the supervisor's end of the socket closes.
@@ -19,7 +19,7 @@ import signal
 import socket
 import sys
 
-import aicp._worker  # the point of the template: these imports are paid once per run
+import aicp._worker.main  # the point of the template: these imports are paid once per run
 import aicp.steps.command_step  # noqa: F401
 import aicp.steps.python_step  # noqa: F401
 
@@ -52,7 +52,7 @@ def _fork_worker(sock: socket.socket, wake: tuple[int, int], fds: array.array[in
         os.environ.clear()
         os.environ.update(env)
         sys.argv = ["aicp-worker", str(ctrl_r), str(res_w)]
-        aicp._worker.main()
+        aicp._worker.main.main()
     finally:
         os._exit(70)
 
