@@ -8,6 +8,7 @@ import io
 import json
 import os
 import pty
+import select
 import subprocess
 import sys
 import textwrap
@@ -387,8 +388,9 @@ def test_stream_emitter_follows_a_redirected_stream(capsys):
     assert [e["step"] for e in parse_lines(capsys.readouterr().err)] == [1]
 
 
-def test_one_write_per_line(tmp_path):
-    """Our path writes each event with one write(2), so concurrent writers never interleave halves."""
+def test_writes_carry_whole_lines(tmp_path):
+    """Every write(2) carries whole lines: on a pipe at most PIPE_BUF bytes of them (atomic, so
+    other writers never interleave inside a line), or one line longer than that on its own."""
     script = textwrap.dedent("""
         import json, os, sys
         writes = {1: [], 2: []}
@@ -404,15 +406,18 @@ def test_one_write_per_line(tmp_path):
             log.emit("step_log", step=0, stream="stdout", line="x" * (i * 50))
         log.result(success=True, steps_completed=0, total_steps=0, total_cost=0.0, total_time=0.0,
                    outputs={}, error=None)
-        json.dump({fd: [w.count(b"\\n") for w in ws] for fd, ws in writes.items()}, open(sys.argv[1], "w"))
+        log.close()
+        json.dump({fd: [[len(w), w.count(b"\\n"), w.endswith(b"\\n")] for w in ws] for fd, ws in writes.items()},
+                  open(sys.argv[1], "w"))
     """)
     out = tmp_path / "counts.json"
     proc = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     counts = json.loads(out.read_text())
-    assert counts["2"] == [1] * 200
-    assert counts["1"] == [1]
-    assert len(proc.stderr.splitlines()) == 200
+    assert sum(lines for _, lines, _ in counts["2"]) == 200
+    assert all(whole and (size <= select.PIPE_BUF or lines == 1) for size, lines, whole in counts["2"])
+    assert counts["1"] == [[counts["1"][0][0], 1, True]]
+    assert [len(json.loads(line)["line"]) for line in proc.stderr.splitlines()] == [i * 50 for i in range(200)]
 
 
 # ----------------------------------------------------------------------------- secrets

@@ -4,8 +4,18 @@ The pipeline is structlog's: a bound logger whose processors are plain
 callables composed in a list. Ours add the envelope (``schema_version``,
 ``timestamp``, ``elapsed_seconds``, ``level``, ``run_id``), mask secrets, let
 the human view observe the event, and render it with orjson straight to bytes.
-The "logger" at the end writes each line with one ``write(2)`` call, so a line
-is never split between two writes and readers never see half an event.
+The "logger" at the end hands the line back, and :class:`EventLog` queues it on
+each of the event's outputs (:mod:`aicp._sink`: a writer thread per output, so
+a reader that stalls never blocks the supervisor; lines are written whole).
+
+Relayed step output is the bulk of a stream (a chatty step prints millions of
+lines), so :meth:`EventLog.relay` renders a batch of ``step_log`` lines with
+one pass of the pipeline: the event is rendered with a sentinel as its line,
+and each line's JSON string is put where the sentinel's is. The bytes are the
+pipeline's, whatever processors it has, as long as it copies the line
+verbatim, which is checked (else each line goes through the pipeline); lines
+are masked with the redactor's own rule first. Lines relayed together share
+the timestamp of the moment they were read.
 
 Lifecycle events go to stderr (with ``--stream``) and to the ``--log-file``;
 the terminal ``pipeline_complete`` goes to stdout and the log file, never to
@@ -19,7 +29,6 @@ call ``structlog.configure``: a library must not change its host's logging.
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 import threading
@@ -32,91 +41,68 @@ import structlog
 from structlog.processors import add_log_level
 
 from aicp._redact import Redactor
+from aicp._sink import Sink, same_file, stdio_sink
 from aicp._version import SCHEMA_VERSION
 
 Observer = Callable[[dict[str, Any]], None]
 
 
 class StreamWriter:
-    """Writes whole lines to ``sys.<name>``, resolved at every write."""
+    """Writes whole lines to ``sys.<name>``, resolved at every write.
+
+    The interpreter's own stream is written through its process-wide
+    :class:`~aicp._sink.Sink` (a writer thread: a stalled reader never blocks
+    us); a replaced stream (capsys, ``redirect_stderr``) is written directly.
+    """
 
     def __init__(self, name: str) -> None:
-        self._name = name
-        self._stream: Any = None
-        self._fd: int | None = None
+        self.name = name
         self._lock = threading.Lock()
         self.broken = False
 
-    def write(self, data: bytes) -> None:
-        if self.broken:
+    def sink(self) -> Sink | None:
+        return stdio_sink(self.name)
+
+    def write(self, data: bytes, relay: bool = False) -> None:
+        sink = stdio_sink(self.name)
+        if sink is not None:
+            sink.put(data, relay)
             return
-        stream = getattr(sys, self._name)
-        if stream is None:
+        stream = getattr(sys, self.name)
+        if self.broken or stream is None:
             return
         with self._lock:
             try:
-                if stream is not self._stream:
-                    self._stream, self._fd = stream, _raw_fd(stream, self._name)
-                if self._fd is not None:
-                    write_all(self._fd, data)
-                else:
-                    stream.write(data.decode("utf-8"))
-                    stream.flush()
-            except (BrokenPipeError, ValueError):
-                self.broken = True
-            except OSError as exc:
-                if exc.errno not in (errno.EPIPE, errno.EBADF):
-                    raise
+                stream.write(data.decode("utf-8"))
+                stream.flush()
+            except (OSError, ValueError):
                 self.broken = True
 
 
 class FileWriter:
-    """Appends lines to a file (for shippers that tail files), one write each."""
+    """Appends lines to a file (for shippers that tail files) through a sink of its own."""
 
     def __init__(self, path: str) -> None:
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        self._lock = threading.Lock()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._sink = Sink(fd, path, owned=True)
 
-    def write(self, data: bytes) -> None:
-        with self._lock:
-            write_all(self._fd, data)
+    def sink(self) -> Sink:
+        return self._sink
+
+    def write(self, data: bytes, relay: bool = False) -> None:
+        self._sink.put(data, relay)
 
     def close(self) -> None:
-        os.close(self._fd)
+        self._sink.close()
 
 
-def _raw_fd(stream: Any, name: str) -> int | None:
-    """The stream's file descriptor if it is the interpreter's own stream, else None.
+class _Capture:
+    """The structlog "logger" at the end of the chain: returns the rendered line to the caller,
+    who writes it to the event's outputs (so one pipeline serves stderr, stdout and the files)."""
 
-    Writing the bytes straight to the descriptor is one system call; a replaced
-    stream (capsys, redirect_stderr) gets a text write instead.
-    """
-    if stream is not getattr(sys, f"__{name}__"):
-        return None
-    try:
-        stream.flush()
-        return stream.fileno()
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def write_all(fd: int, data: bytes) -> None:
-    written = os.write(fd, data)  # the whole line, almost always
-    if written < len(data):
-        view = memoryview(data)[written:]
-        while view:
-            view = view[os.write(fd, view):]
-
-
-class _Tee:
-    """The structlog "logger" at the end of the chain: hands the rendered line to each writer."""
-
-    def __init__(self, writers: Iterable[Any]) -> None:
-        self.writers = list(writers)
-
-    def msg(self, line: bytes) -> None:
-        for writer in self.writers:
-            writer.write(line)
+    @staticmethod
+    def msg(line: bytes) -> bytes:
+        return line
 
     info = warning = error = debug = critical = msg
 
@@ -176,6 +162,15 @@ def _drop(_logger: Any, _method: str, _event_dict: dict[str, Any]) -> Any:
 
 _LEVELS = {"step_error": "error", "step_retry": "warning", "warning": "warning"}
 
+# The relay's fast path renders a step_log event once per batch with this text as its line,
+# and puts each line's JSON string where the sentinel's is. _PROBE (long, with characters JSON
+# escapes and spaces a processor might strip) checks once per event shape that the pipeline
+# copies the line verbatim; if it does not, every line goes through the pipeline.
+_SENTINEL = "\ue000aicp-line\ue001"
+_SENTINEL_JSON = orjson.dumps(_SENTINEL)
+_PROBE = " \ue002 \"quoted\" \\ tab\t cr\r " + "é" * 4200 + " \x00 "
+_PROBE_JSON = orjson.dumps(_PROBE)
+
 
 class EventLog:
     """One run's event stream.
@@ -184,6 +179,9 @@ class EventLog:
     ``log_file``: every event, the result included, appended to that file (or files).
     ``observer``: called with each event dict (the human view).
     ``secrets``: values to mask, in addition to secret-looking environment variables.
+
+    Writing never blocks the caller (:mod:`aicp._sink`): :meth:`congested` tells the
+    relay to stop reading steps' output while an output's reader is behind.
     """
 
     def __init__(self, *, stream: bool = False, log_file: str | Iterable[str] | None = None,
@@ -193,32 +191,132 @@ class EventLog:
         self.started = time.monotonic()
         paths = [log_file] if isinstance(log_file, str) else list(log_file or ())
         self._files = [FileWriter(str(p)) for p in paths]
+        self._stderr = [StreamWriter("stderr")] if stream else []
+        self._stdout = [StreamWriter("stdout")] if stream else []
+        self._lifecycle_out: list[Any] = self._stderr + self._files
+        self._terminal_out: list[Any] = self._stdout + self._files
+        self._observed = observer is not None
         self.redactor = Redactor.from_environment(extra=secrets)
-        self._lifecycle = self._logger([StreamWriter("stderr")] if stream else [], self._files, observer)
-        self._terminal = self._logger([StreamWriter("stdout")] if stream else [], self._files, observer)
+        self._log = self._logger(bool(self._lifecycle_out or self._terminal_out), observer)
+        self._verbatim: dict[tuple[Any, ...], bool] = {}
+        for writer in self._files:
+            writer.sink().on_error = self._output_failed
+        for writer in self._lifecycle_out:
+            sink = writer.sink()
+            if sink is not None:
+                sink.on_recover = self._output_recovered
 
-    def _logger(self, streams: list[Any], files: list[Any], observer: Observer | None) -> Any:
+    def _logger(self, writes: bool, observer: Observer | None) -> Any:
         processors: list[Any] = [add_log_level, _Envelope(self.run_id, self.started)]
         if observer is not None:
-            processors += [self.redactor, _observe(observer), _render if streams or files else _drop]
-        elif streams or files:  # nobody looks at the dict: mask and render in one pass
+            processors += [self.redactor, _observe(observer), _render if writes else _drop]
+        elif writes:  # nobody looks at the dict: mask and render in one pass
             processors.append(_redact_render(self.redactor))
         else:
             processors.append(_drop)
         # .bind() once: wrap_logger returns a lazy proxy that would build a new bound logger on every call
-        return structlog.wrap_logger(_Tee(streams + files), processors=processors,
+        return structlog.wrap_logger(_Capture(), processors=processors,
                                      wrapper_class=structlog.BoundLogger, context_class=dict).bind()
+
+    def render(self, event: str, fields: dict[str, Any]) -> bytes | None:
+        """The event as its JSON line (None when nothing writes it), observed on the way."""
+        line: bytes | None = getattr(self._log, _LEVELS.get(event, "info"))(event, **fields)
+        return line
 
     def emit(self, event: str, **fields: Any) -> None:
         """Emit a lifecycle event (to stderr / the log file / the observer)."""
-        getattr(self._lifecycle, _LEVELS.get(event, "info"))(event, **fields)
+        line = self.render(event, fields)
+        if line is not None:
+            for writer in self._lifecycle_out:
+                writer.write(line)
+
+    def relay(self, base: dict[str, Any], stream: str, lines: list[str], truncated: bool = False) -> None:
+        """``step_log`` events for lines a step wrote on ``stream``, in order: the bytes
+        :meth:`emit` would write for each, made without running the pipeline per line."""
+        if not self._lifecycle_out and not self._observed:
+            return
+        extra = {"truncated": True} if truncated else {}
+        parts = None if self._observed else self._template(base, stream, extra)
+        if parts is None:  # one event at a time (an observer sees each)
+            rendered = (self.render("step_log", {**base, "stream": stream, "line": line, **extra})
+                        for line in lines)
+            data = b"".join(line for line in rendered if line is not None)
+        else:
+            data = self._fill(parts, lines)
+        if data:
+            for writer in self._lifecycle_out:
+                writer.write(data, relay=True)
+
+    def _fill(self, parts: list[bytes], lines: list[str]) -> bytes:
+        """The batch's lines, masked (by the redactor's rule, as the pipeline would), in the template."""
+        if self.redactor.finds("\n".join(lines)):
+            lines = [self.redactor.text(line) for line in lines]
+        if len(parts) == 2:
+            head, tail = parts
+            return head + (tail + head).join(map(orjson.dumps, lines)) + tail
+        return b"".join([orjson.dumps(line).join(parts) for line in lines])
+
+    def _template(self, base: dict[str, Any], stream: str, extra: dict[str, Any]) -> list[bytes] | None:
+        """This batch's step_log line cut where the line goes, or None if the pipeline does not
+        copy lines verbatim for events of this shape (checked once per shape with _PROBE)."""
+        fields = {**base, "stream": stream, "line": _SENTINEL, **extra}
+        line = self.render("step_log", fields)
+        if line is None:
+            return None
+        parts = line.split(_SENTINEL_JSON)
+        shape = (stream, *base, *extra)
+        verbatim = self._verbatim.get(shape)
+        if verbatim is None:
+            probe = self.render("step_log", {**fields, "line": _PROBE}) or b""
+            verbatim = self._verbatim[shape] = len(parts) > 1 and probe.count(_PROBE_JSON) == len(parts) - 1
+        return parts if verbatim else None
 
     def result(self, **fields: Any) -> None:
         """Emit the terminal ``pipeline_complete`` event (to stdout / the log file / the observer)."""
-        level = "info" if fields.get("success") else "error"
-        getattr(self._terminal, level)("pipeline_complete", **fields)
+        self._stderr_before_stdout()
+        line = getattr(self._log, "info" if fields.get("success") else "error")("pipeline_complete", **fields)
+        if line is not None:
+            for writer in self._terminal_out:
+                writer.write(line)
+
+    def _stderr_before_stdout(self) -> None:
+        """With ``2>&1`` the result must come after every event: let stderr's queue go first
+        (waiting at most while it makes progress; a stalled reader gets the result anyway)."""
+        if self._stderr and self._stdout:
+            err, out = self._stderr[0].sink(), self._stdout[0].sink()
+            if err is not None and out is not None and same_file(err.fd, out.fd):
+                err.flush()
+
+    def congested(self) -> bool:
+        """Whether an output's reader is behind: relays should stop reading steps' output."""
+        for writer in self._lifecycle_out:
+            sink = writer.sink()
+            if sink is not None and sink.congested():
+                return True
+        return False
+
+    def _output_failed(self, sink: Sink, exc: OSError) -> None:
+        self.emit("warning", message=f"cannot write events to {sink.name}: {exc.strerror or exc}; "
+                                     "the run goes on without it")
+
+    def _output_recovered(self, sink: Sink, lines: int) -> None:
+        line = self.render("warning", {"message": f"{lines} lines of step output were not written to "
+                                                  f"{sink.name}: its reader did not keep up",
+                                       "dropped_lines": lines})
+        if line is not None:
+            sink.put(line)
 
     def close(self) -> None:
+        """Write what is queued (a stalled output is given up after a while) and close the files."""
+        for writer in self._lifecycle_out + self._stdout:
+            sink = writer.sink()
+            if sink is not None and sink.dropped:
+                self._output_recovered(sink, sink.dropped)
+                sink.dropped = 0
+        for writer in self._stderr + self._stdout:
+            sink = writer.sink()
+            if sink is not None:
+                sink.flush()
         for writer in self._files:
             writer.close()
         self._files.clear()

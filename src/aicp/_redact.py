@@ -100,6 +100,10 @@ class Redactor:
                 _SECRET_KEY_SETS[keys] = known
         return not known
 
+    def finds(self, value: str) -> bool:
+        """Whether :meth:`text` would mask anything in ``value`` (one search over many lines)."""
+        return self._pattern is not None and self._pattern.search(value) is not None
+
     def text(self, value: str) -> str:
         return self._pattern.sub(MASK, value) if self._pattern is not None else value
 

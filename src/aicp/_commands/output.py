@@ -6,14 +6,21 @@ import json
 import sys
 from typing import Any
 
+from aicp._sink import stdio_sink
 from aicp._version import SCHEMA_VERSION  # not from _events: that would load structlog (~30 ms)
 
 
 def write_to(name: str, text: str) -> None:
     """Write to ``sys.stdout`` or ``sys.stderr``; a stream that is closed (``>&-``) or whose
-    reader went away (``| head``) is not an error: the exit code still tells."""
+    reader went away (``| head``) is not an error: the exit code still tells. The real streams
+    are written through their sink (:mod:`aicp._sink`), in order with the events, so a reader
+    that stalls never blocks the caller."""
     stream = getattr(sys, name)
     if stream is None:
+        return
+    sink = stdio_sink(name)
+    if sink is not None:
+        sink.put(text.encode(stream.encoding or "utf-8", "backslashreplace"))
         return
     try:
         stream.write(text)

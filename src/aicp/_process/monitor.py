@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import selectors
 import signal
 import threading
@@ -39,6 +40,7 @@ SAMPLE_INTERVAL = 0.1
 MAX_LINE = 8 * 1024
 MAX_RESULT = 64 * 1024 * 1024
 _DRAIN_SECONDS = 2.0
+_PAUSE_POLL = 0.02  # while output is paused, how often to look whether the reader caught up
 
 
 class Cancel:
@@ -111,9 +113,10 @@ class WorkerEvents:
     """Where a worker's traffic goes: each callback turns into an event."""
 
     started: Callable[[int], None]
-    output: Callable[[str, str, bool], None]  # stream, line, truncated
+    output: Callable[[str, list[str], bool], None]  # stream, lines (in order), truncated
     progress: Callable[[float, str | None], None]
     log: Callable[[str, dict[str, Any]], None]  # level, fields
+    congested: Callable[[], bool] = lambda: False  # the outputs' readers are behind: stop reading the step
 
 
 class _Monitor:
@@ -174,9 +177,9 @@ class _Monitor:
     def _watch(self, worker: Launched, tree: ProcessTree, res_r: int, started: float) -> ExitStatus:
         sel = selectors.DefaultSelector()
         splitters = {
-            worker.stdout: LineSplitter(MAX_LINE, lambda line, cut: self.events.output("stdout", line, cut)),
-            worker.stderr: LineSplitter(MAX_LINE, lambda line, cut: self.events.output("stderr", line, cut)),
-            res_r: LineSplitter(MAX_RESULT, self._on_message),
+            worker.stdout: LineSplitter(MAX_LINE, lambda lines, cut: self.events.output("stdout", lines, cut)),
+            worker.stderr: LineSplitter(MAX_LINE, lambda lines, cut: self.events.output("stderr", lines, cut)),
+            res_r: LineSplitter(MAX_RESULT, self._on_messages),
         }
         for fd in splitters:
             os.set_blocking(fd, False)
@@ -213,7 +216,11 @@ class _Monitor:
                     wait = min(wait, deadline - now)
                 if kill_at is not None:
                     wait = min(wait, kill_at - now)
-                self._pump(sel, splitters, max(0.0, min(wait, 0.05 if worker.exit_fd is None else 1.0)))
+                wait = max(0.0, min(wait, 0.05 if worker.exit_fd is None else 1.0))
+                if self.events.congested():
+                    self._pause(sel, splitters, wait)
+                else:
+                    self._pump(sel, splitters, wait)
             # The worker is gone; nothing it started may outlive it.
             tree.adopt_orphans()
             tree.signal_all(signal.SIGKILL)
@@ -235,6 +242,15 @@ class _Monitor:
             return float("inf")
         tree.signal_all(signal.SIGTERM)
         return now + self.limits.kill_grace
+
+    @staticmethod
+    def _pause(sel: selectors.BaseSelector, splitters: dict[int, LineSplitter], timeout: float) -> None:
+        """Backpressure: an output's reader is behind, so the step's output stays in its pipes (the
+        step blocks on its own writes) while this loop keeps its timeouts, limits and signals."""
+        others = [fd for fd in sel.get_map() if fd not in splitters]  # the exit fd
+        ready, _, _ = select.select(others, [], [], min(timeout, _PAUSE_POLL))
+        for fd in ready:
+            sel.unregister(fd)
 
     @staticmethod
     def _pump(sel: selectors.BaseSelector, splitters: dict[int, LineSplitter], timeout: float) -> None:
@@ -265,6 +281,10 @@ class _Monitor:
         for key in list(sel.get_map().values()):
             if key.fd in splitters:
                 splitters[key.fd].close()
+
+    def _on_messages(self, lines: list[str], truncated: bool) -> None:
+        for line in lines:
+            self._on_message(line, truncated)
 
     def _on_message(self, line: str, truncated: bool) -> None:
         if truncated:

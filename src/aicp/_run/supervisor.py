@@ -229,13 +229,13 @@ class Supervisor:
 
         return WorkerEvents(
             started=started,
-            output=lambda stream, line, cut: emit("step_log", **base, stream=stream, line=line,
-                                                  **({"truncated": True} if cut else {})),
+            output=lambda stream, lines, cut: self.events.relay(base, stream, lines, cut),
             progress=lambda fraction, message: emit("step_progress", **base, fraction=fraction,
                                                     message=message),
             log=lambda level, fields: emit("step_log", **base, stream="log",
                                            line=str(fields.pop("event", "")), log_level=level,
                                            fields=fields),
+            congested=self.events.congested,
         )
 
     def _complete(self, step: Step, base: dict[str, Any], attempt: int, outcome: Outcome) -> dict[str, Any]:

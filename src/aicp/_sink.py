@@ -1,0 +1,250 @@
+"""Output that never blocks control: every output is written by a thread of its own.
+
+A reader of stderr may stop reading (a log shipper that hangs, ``2> >(sleep
+3600)``, a terminal on XOFF). If the supervisor wrote its events itself, the
+first full pipe would stop its loop, and with it timeouts, memory limits and
+signal handling. So the supervisor only *queues* bytes (:meth:`Sink.put`, a
+list append) and a writer thread per output does the blocking ``write(2)``.
+
+The queue is bounded in bytes, and the bound is enforced where it belongs:
+
+* Above :data:`SOFT_LIMIT` queued bytes an output is *congested*: the relay
+  stops reading steps' pipes (:mod:`aicp._process.monitor`), so the steps
+  block on their own writes, and the supervisor keeps running. This is the
+  backpressure path; normally nothing is lost.
+* Relayed step output beyond :data:`RELAY_LIMIT` queued bytes (only reachable
+  when a step's pipes are drained after it ended, with the reader still
+  stalled) is dropped and counted; any other event beyond
+  :data:`QUEUE_LIMIT` too. A dropped event is dropped whole.
+
+Lines are never split by a write: a batch is written in pieces of whole lines,
+at most ``PIPE_BUF`` (4096) bytes each on pipes and terminals, so the kernel
+makes each write atomic even with other writers on the pipe; a single line
+longer than that is one write of its own. Regular files (``--log-file``,
+``events.jsonl``, opened ``O_APPEND``) get each batch in one write.
+
+At exit :meth:`Sink.flush` waits while the output makes progress, and gives up
+after :data:`FLUSH_STALL` seconds without any: a stalled reader delays aicp's
+exit by that much, never forever.
+"""
+
+from __future__ import annotations
+
+import atexit
+import errno
+import os
+import select
+import signal
+import stat
+import sys
+import threading
+import time
+from typing import Callable
+
+PIPE_BUF = getattr(select, "PIPE_BUF", 4096)
+SOFT_LIMIT = 1 << 20
+RELAY_LIMIT = 8 << 20
+QUEUE_LIMIT = 64 << 20
+FLUSH_STALL = 2.0
+
+_GONE = (errno.EPIPE, errno.EBADF, errno.EINVAL)
+
+
+class Sink:
+    """One output (a file descriptor), written by a daemon thread from a bounded queue.
+
+    ``on_error(sink, exc)`` is called once (from the writer thread) when a write
+    fails for a reason other than the reader being gone (ENOSPC, EIO...); the
+    output is then given up, the run goes on. ``on_recover(sink, lines)`` is
+    called when the output caught up after dropping ``lines`` lines.
+    """
+
+    def __init__(self, fd: int, name: str, *, owned: bool = False) -> None:
+        self.fd = fd
+        self.name = name
+        self._owned = owned
+        try:
+            self._whole = stat.S_ISREG(os.fstat(fd).st_mode)
+        except OSError:
+            self._whole = False
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: list[bytes] = []
+        self._queued = 0  # bytes queued or being written
+        self._progress = 0  # bytes written so far (flush() watches it move)
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self._stalled_at: int | None = None  # progress when a flush last gave up
+        self.broken = False
+        self.error: OSError | None = None
+        self.dropped = 0  # lines dropped and not yet reported
+        self.dropped_total = 0
+        self.on_error: Callable[[Sink, OSError], None] | None = None
+        self.on_recover: Callable[[Sink, int], None] | None = None
+
+    # ------------------------------------------------------------------ the producers' side
+
+    def put(self, data: bytes, relay: bool = False) -> bool:
+        """Queue ``data`` (whole lines); False if it was dropped (over the bound, or the output is gone)."""
+        with self._cond:
+            if self.broken or self._closing:
+                return False
+            if self._queued and self._queued + len(data) > (RELAY_LIMIT if relay else QUEUE_LIMIT):
+                lines = data.count(b"\n") or 1
+                self.dropped += lines
+                self.dropped_total += lines
+                return False
+            self._queue.append(data)
+            self._queued += len(data)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=f"aicp-out-{self.name}", daemon=True)
+                self._thread.start()
+            elif len(self._queue) == 1:
+                self._cond.notify()
+        return True
+
+    def congested(self) -> bool:
+        """Whether producers of step output should pause (the reader is behind)."""
+        return self._queued > SOFT_LIMIT and not self.broken
+
+    def flush(self, stall: float = FLUSH_STALL) -> bool:
+        """Wait until everything queued is written; give up after ``stall`` seconds without progress.
+
+        An output that already stalled once is not waited for again unless it moved since.
+        """
+        with self._cond:
+            if self._stalled_at is not None and self._stalled_at == self._progress:
+                return not self._queued
+            seen, since = self._progress, time.monotonic()
+            while self._queued and not self.broken:
+                self._cond.wait(0.05)
+                now = time.monotonic()
+                if self._progress != seen:
+                    seen, since = self._progress, now
+                elif now - since >= stall:
+                    self._stalled_at = seen
+                    return False
+            return True
+
+    def close(self, stall: float = FLUSH_STALL) -> None:
+        """Flush, stop the thread, and close the descriptor if it is ours (and no write hangs on it)."""
+        flushed = self.flush(stall)
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._owned and (flushed or self.broken):
+            thread = self._thread
+            if thread is not None:
+                thread.join(stall)
+            if thread is None or not thread.is_alive():
+                try:
+                    os.close(self.fd)
+                except OSError:
+                    pass
+
+    # ------------------------------------------------------------------ the writer thread
+
+    def _run(self) -> None:
+        # Signals are the main thread's (a signal delivered to this thread would not interrupt
+        # the main thread's waits: SIGINT during a retry delay would go unseen for the delay).
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                batch, self._queue = self._queue, []
+            data = batch[0] if len(batch) == 1 else b"".join(batch)
+            failed = None
+            try:
+                self._write(data)
+            except OSError as exc:
+                failed = exc
+            report = 0
+            with self._cond:
+                self._queued -= len(data)
+                if failed is not None:
+                    self.broken = True
+                    self._queue.clear()
+                    self._queued = 0
+                if self.dropped and self._queued <= SOFT_LIMIT:
+                    report, self.dropped = self.dropped, 0
+                self._cond.notify_all()
+            if failed is not None:
+                if failed.errno not in _GONE:
+                    self.error = failed
+                    if self.on_error is not None:
+                        self.on_error(self, failed)
+                return
+            if report and self.on_recover is not None:
+                self.on_recover(self, report)
+
+    def _write(self, data: bytes) -> None:
+        if self._whole or len(data) <= PIPE_BUF:
+            self._write_all(memoryview(data))
+            return
+        view, pos, end_all = memoryview(data), 0, len(data)
+        while pos < end_all:
+            end = pos + PIPE_BUF
+            if end >= end_all:
+                end = end_all
+            else:
+                cut = data.rfind(b"\n", pos, end)
+                if cut >= pos:
+                    end = cut + 1
+                else:  # one line longer than PIPE_BUF: a write of its own
+                    nl = data.find(b"\n", end)
+                    end = end_all if nl < 0 else nl + 1
+            self._write_all(view[pos:end])
+            pos = end
+
+    def _write_all(self, view: memoryview) -> None:
+        while view:
+            written = os.write(self.fd, view)
+            self._progress += written
+            view = view[written:]
+
+
+_STDIO: dict[int, Sink] = {}
+_STDIO_LOCK = threading.Lock()
+
+
+def stdio_sink(name: str) -> Sink | None:
+    """The process-wide sink of ``sys.stdout``/``sys.stderr`` when it is the interpreter's own
+    stream (a real descriptor), else None: a replaced stream (capsys, redirect_stderr) is
+    written to directly by the caller."""
+    stream = getattr(sys, name, None)
+    if stream is None or stream is not getattr(sys, f"__{name}__", None):
+        return None
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return None
+    sink = _STDIO.get(fd)
+    if sink is None:
+        with _STDIO_LOCK:
+            sink = _STDIO.get(fd)
+            if sink is None:
+                try:
+                    stream.flush()  # text written before us goes first
+                except (OSError, ValueError):
+                    pass
+                sink = _STDIO[fd] = Sink(fd, name)
+    return sink
+
+
+def same_file(a: int, b: int) -> bool:
+    """Whether two descriptors are one file (``2>&1``): then their order matters to a reader."""
+    try:
+        sa, sb = os.fstat(a), os.fstat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def flush_stdio(stall: float = FLUSH_STALL) -> None:
+    for sink in list(_STDIO.values()):
+        sink.flush(stall)
+
+
+atexit.register(flush_stdio)
