@@ -3,9 +3,11 @@ a batch record that resumes, budgets, failures and signals."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import signal
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -309,3 +311,65 @@ def test_run_chain_run_id_creates_then_resumes_the_named_run(aicp, batch_dir):
     for bad in ("../x", "a b", "", "-flag"):
         run = aicp("run-chain", "--config", "chain.yaml", f"--run-id={bad}", "--stream", env=env(batch_dir))
         assert run.returncode == 2 and run.result["exit_code"] == 2, (bad, run.stderr)
+
+
+FAL_CHAIN = """
+name: remote
+prompt: a lighthouse
+output_dir: out
+steps:
+  - type: text_to_image
+    model: flux_dev
+"""
+
+
+class _Refusing(http.server.BaseHTTPRequestHandler):
+    """fal's queue answering every submit with 401 (a rejected key): the job exits 4."""
+
+    submits: list[str] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        type(self).submits.append(self.path)
+        body = b'{"detail": "Invalid API key"}'
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_provider_failure_is_retried_with_a_delay_up_to_three_attempts(aicp, tmp_path):
+    (tmp_path / "remote.yaml").write_text(textwrap.dedent(FAL_CHAIN).lstrip())
+    (tmp_path / "rows.csv").write_text("id,prompt\nonly,a cat\n")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
+    _Refusing.submits = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        run = aicp("run-batch", "--config", "remote.yaml", "--inputs", "rows.csv", "--stream",
+                   env=child_env(FAL_KEY="k", AICP_FAL_QUEUE_URL=f"http://127.0.0.1:{server.server_port}",
+                                 AICP_BATCH_RETRY_DELAY="0.2"))
+    finally:
+        server.shutdown()
+    assert run.returncode == 5, run.stderr[-3000:]
+    retries = run.of("job_retry")
+    assert [(e["attempt"], e["exit_code"], e["reason"]) for e in retries] == [(1, 4, "provider"), (2, 4, "provider")]
+    assert [e["delay_seconds"] for e in retries] == [0.2, 0.4]
+    [done] = run.of("job_complete")
+    assert (done["status"], done["attempt"], done["exit_code"]) == ("failed", 3, 4)
+    assert len(_Refusing.submits) == 3
+    assert run.result["failures"][0]["exit_code"] == 4
+
+
+def test_max_cost_refuses_a_job_whose_estimate_alone_passes_the_budget(aicp, tmp_path):
+    (tmp_path / "remote.yaml").write_text(textwrap.dedent(FAL_CHAIN).lstrip())
+    (tmp_path / "rows.csv").write_text("id,prompt\na,one\nb,two\n")
+    run = aicp("run-batch", "--config", "remote.yaml", "--inputs", "rows.csv", "--max-cost", "0.001", "--stream",
+               env=child_env(FAL_KEY="k", AICP_FAL_QUEUE_URL="http://127.0.0.1:9"))
+    assert run.returncode == 5, run.stderr[-3000:]
+    assert run.result["skipped"] == 2 and run.result["total_cost"] == 0
+    assert not run.of("job_start"), "a job started although its estimate passed the budget"
+    assert all(e["reason"] == "budget" and "max-cost" in e["error"] for e in run.of("job_complete"))
