@@ -187,16 +187,19 @@ class EventLog:
     ``observer``: called with each event dict (the human view).
     ``secrets``: values to mask, in addition to secret-looking environment variables.
     ``context``: fields every event carries after ``run_id`` (a batch job's ``batch_id``, ``job_id``).
+    ``sinks``: more writers of every line (``write(bytes)``, ``close()``), as a log file is (a fleet's
+    Redis stream).
     """
 
     def __init__(self, *, stream: bool = False, log_file: str | Iterable[str] | None = None,
                  observer: Observer | None = None, secrets: Iterable[str] = (),
-                 run_id: str | None = None, context: dict[str, Any] | None = None) -> None:
+                 run_id: str | None = None, context: dict[str, Any] | None = None,
+                 sinks: Iterable[Any] = ()) -> None:
         self.run_id = run_id or uuid.uuid4().hex[:16]
         self.started = time.monotonic()
         self.context = dict(context or {})
         paths = [log_file] if isinstance(log_file, str) else list(log_file or ())
-        self._files = [FileWriter(str(p)) for p in paths]
+        self._files: list[Any] = [FileWriter(str(p)) for p in paths] + list(sinks)
         self.redactor = Redactor.from_environment(extra=secrets)
         stderr = [StreamWriter("stderr")] if stream else []  # one writer (one lock) for all stderr lines
         self._relayed = _Tee(stderr + self._files)

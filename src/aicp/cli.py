@@ -108,6 +108,7 @@ def build_parser() -> Any:
     batch.add_argument("--jobs", "-j", type=int, metavar="N", help="jobs at a time (local engine; default: the CPU count)")
     batch.add_argument("--broker", metavar="URL", default=os.environ.get("AICP_BROKER_URL"),
                        help="the Redis URL of the fleet (celery engine; default $AICP_BROKER_URL)")
+    batch.add_argument("--queue", metavar="NAME", default="aicp", help="the queue the jobs go to (celery engine)")
     batch.add_argument("--batch-id", metavar="ID", help="name the batch (default: from the chain and inputs files)")
     batch.add_argument("--resume", action="store_true", help="continue the batch (it must exist)")
     batch.add_argument("--max-cost", type=float, metavar="USD",
@@ -118,6 +119,32 @@ def build_parser() -> Any:
     batch.add_argument("--output-dir", metavar="DIR", help="the batch folder's parent (default: the chain's output_dir)")
     batch.add_argument("--no-confirm", "--yes", "-y", dest="no_confirm", action="store_true",
                        help="never ask before a batch with a cost estimate above zero")
+
+    worker = command("worker", "run batch jobs from a Redis queue (the fleet; needs aicp[celery])",
+                     "A fleet worker: takes jobs that 'run-batch --engine celery' queued in Redis and runs\n"
+                     "each as an 'aicp run-chain' subprocess. Outputs and run records must be on storage\n"
+                     "that every worker shares at the same path. Stop it with SIGTERM (warm shutdown).")
+    worker.add_argument("--broker", metavar="URL", default=os.environ.get("AICP_BROKER_URL"),
+                        help="the Redis URL: redis://HOST:PORT/DB (default $AICP_BROKER_URL)")
+    worker.add_argument("--queues", "-Q", action="append", metavar="NAMES",
+                        help="the queues to take jobs from, comma-separated (default: aicp)")
+    worker.add_argument("--concurrency", type=int, metavar="N", help="jobs at a time (default: the CPU count)")
+    worker.add_argument("--visibility-timeout", type=float, default=7200.0, metavar="SECONDS",
+                        help="how long an unacknowledged job waits before Redis redelivers it; keep it at "
+                             "least twice your longest job (default 7200)")
+
+    fleet_batch = command("batch", "look at or cancel a batch on the fleet (needs aicp[celery])")
+    batch_sub = fleet_batch.add_subparsers(dest="batch_command", metavar="ACTION", required=True)
+    for action, text in (("status", "each job's status, attempts, cost and error"),
+                         ("events", "the batch's events as JSON lines"),
+                         ("cancel", "stop the batch: queued jobs do not start, running ones stop (resumable)")):
+        p = batch_sub.add_parser(action, help=text, description=text)
+        _global_flags(p, suppress=True)
+        p.add_argument("batch_id", metavar="BATCH_ID")
+        p.add_argument("--broker", metavar="URL", default=os.environ.get("AICP_BROKER_URL"),
+                       help="the Redis URL (default $AICP_BROKER_URL)")
+        if action == "events":
+            p.add_argument("--follow", "-f", action="store_true", help="keep printing until every job has ended")
 
     validate = command("validate", "validate a chain and print its plan",
                        "Validate a chain without running it and print the normalised plan:\n"
@@ -164,6 +191,10 @@ def _run(command: str, args: Any) -> int:
         from aicp._commands.run_batch import run_batch_command
 
         handlers[command] = run_batch_command
+    elif command in ("worker", "batch"):
+        from aicp._commands import fleet as fleet_commands
+
+        handlers.update({"worker": fleet_commands.worker_command, "batch": fleet_commands.batch_command})
     elif command == "runs":
         from aicp._commands.runs import runs_command
 

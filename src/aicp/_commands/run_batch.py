@@ -131,7 +131,7 @@ def _run_batch(args: Any) -> int:
         if args.engine == "celery":
             from aicp._batch.fleet import run_on_fleet
 
-            run_on_fleet(batch, pending, broker=args.broker)
+            run_on_fleet(batch, pending, broker=args.broker, queue=args.queue)
         else:
             _run_local(batch, pending, args.jobs or os.cpu_count() or 1)
         if cancel.is_set():
