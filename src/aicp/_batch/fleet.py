@@ -53,6 +53,10 @@ STREAM_MAXLEN = 100_000  # events kept per batch in Redis (the batch's events.js
 VISIBILITY_TIMEOUT = 7200.0  # seconds; at least twice the longest job (--visibility-timeout)
 
 
+# redis.Redis(decode_responses=True): str in, str out; its type hints cannot say so (bytes | str everywhere)
+Client = Any
+
+
 def lease_ttl() -> float:
     """Seconds a lease lives without renewal; a dead worker's job is requeued this long after it died."""
     return max(1.0, float(os.environ.get("AICP_LEASE_TTL", "30")))
@@ -80,7 +84,7 @@ class Keys:
 BATCHES = "aicp:batches"
 
 
-def connect(url: str | None) -> redis.Redis:
+def connect(url: str | None) -> Client:
     """A Redis client for ``url``, checked; an unreachable broker is exit 4 with the reason."""
     if not url:
         from aicp._errors import UsageError
@@ -117,7 +121,7 @@ def celery_app(url: str, visibility_timeout: float = VISIBILITY_TIMEOUT) -> Any:
 class StreamSink:
     """An EventLog writer: every line into the batch's Redis Stream (a failing Redis loses the line, not the job)."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: Client, keys: Keys) -> None:
         self.client = client
         self.key = keys.events
 
@@ -135,7 +139,7 @@ class StreamSink:
 # ------------------------------------------------------------------ producer side (run-batch)
 
 
-def register(client: redis.Redis, app: Any, batch: BatchRun, jobs: list[Job], queue: str) -> None:
+def register(client: Client, app: Any, batch: BatchRun, jobs: list[Job], queue: str) -> None:
     """Put the batch in Redis and queue every job that has not succeeded there already."""
     record = batch.record
     keys = Keys(record.batch_id)
@@ -179,7 +183,7 @@ def run_on_fleet(batch: BatchRun, jobs: list[Job], broker: str | None, queue: st
             signal.signal(sig, handler)
 
 
-def _follow(client: redis.Redis, batch: BatchRun, keys: Keys, last: str) -> None:
+def _follow(client: Client, batch: BatchRun, keys: Keys, last: str) -> None:
     wanted = {job_id for job_id, e in batch.record.jobs.items() if e.get("status") not in FINAL}
     while True:
         try:
@@ -223,7 +227,7 @@ def _note(batch: BatchRun, line: str) -> None:
                             cost=event.get("cost", 0.0), error=event.get("error"), finished=event.get("timestamp"))
 
 
-def cancel_batch(client: redis.Redis, batch_id: str) -> int:
+def cancel_batch(client: Client, batch_id: str) -> int:
     """Stop a batch: queued jobs will not start, running ones are stopped (resumably). Returns how many."""
     keys = Keys(batch_id)
     client.hset(keys.batch, "cancelled", "1")
@@ -243,7 +247,7 @@ def cancel_batch(client: redis.Redis, batch_id: str) -> int:
 class FleetJob:
     """One delivery of a job inside a worker's pool process."""
 
-    def __init__(self, client: redis.Redis, app: Any, batch_id: str, job: Job) -> None:
+    def __init__(self, client: Client, app: Any, batch_id: str, job: Job) -> None:
         self.client, self.app, self.batch_id, self.job = client, app, batch_id, job
         self.keys = Keys(batch_id)
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -396,7 +400,7 @@ class FleetJob:
         return JobResult(returncode, parse_result_line(stdout))
 
 
-def sweep(client: redis.Redis, app: Any) -> int:
+def sweep(client: Client, app: Any) -> int:
     """Requeue every job whose status says running but whose lease expired (its worker died). Returns how many."""
     requeued = 0
     for batch_id in client.smembers(BATCHES):
