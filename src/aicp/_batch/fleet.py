@@ -104,7 +104,7 @@ def connect(url: str | None) -> Client:
 
 def celery_app(url: str, visibility_timeout: float = VISIBILITY_TIMEOUT) -> Any:
     """The Celery app of workers and producers alike (only these two commands import Celery)."""
-    from celery import Celery
+    from celery import Celery  # type: ignore[import-untyped]  # Celery ships no type hints
 
     app = Celery("aicp", broker=url, set_as_current=False)
     app.conf.update(
@@ -438,11 +438,11 @@ def run_worker(broker: str, queues: list[str], concurrency: int, visibility_time
     client = connect(broker)
     app = celery_app(broker, visibility_timeout)
 
-    @app.task(name=TASK, bind=True)
+    @app.task(name=TASK, bind=True)  # type: ignore[untyped-decorator]
     def run_job(_task: Any, batch_id: str, job: dict[str, Any]) -> None:
         FleetJob(connect(broker), app, batch_id, Job.from_json(job)).run()
 
-    from celery.signals import worker_ready
+    from celery.signals import worker_ready  # type: ignore[import-untyped]
 
     def start_sweeper(**_kwargs: Any) -> None:
         def loop() -> None:

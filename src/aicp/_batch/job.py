@@ -31,7 +31,6 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from aicp._run.record import valid_run_id as valid_id
 
 # Passed to every job's `aicp run-chain` so that each of its events carries them.
 BATCH_ID_VAR = "AICP_BATCH_ID"

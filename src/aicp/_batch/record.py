@@ -71,7 +71,8 @@ class BatchRecord:
 
     @property
     def jobs(self) -> dict[str, JobEntry]:
-        return self.data["jobs"]  # type: ignore[no-any-return]
+        jobs: dict[str, JobEntry] = self.data["jobs"]
+        return jobs
 
     @classmethod
     def open(cls, output_dir: Path, batch_id: str, header: dict[str, Any], jobs: list[Job],

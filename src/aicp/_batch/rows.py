@@ -18,7 +18,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aicp._batch.job import Job, derive_job_id, valid_id
+from aicp._batch.job import Job, derive_job_id
+from aicp._run.record import valid_run_id as valid_id
 from aicp._errors import ChainError, MissingInputError
 
 MAX_INPUTS_BYTES = 256 * 1024 * 1024
