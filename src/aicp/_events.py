@@ -9,7 +9,7 @@ each of the event's outputs (:mod:`aicp._sink`: a writer thread per output, so
 a reader that stalls never blocks the supervisor; lines are written whole).
 
 Relayed step output is the bulk of a stream (a chatty step prints millions of
-lines), so :meth:`EventLog.relay` renders a batch of ``step_log`` lines with
+lines), so :meth:`EventLog.step_output` renders a batch of ``step_log`` lines with
 one pass of the pipeline: the event is rendered with a sentinel as its line,
 and each line's JSON string is put where the sentinel's is. The bytes are the
 pipeline's, whatever processors it has, as long as it copies the line
@@ -96,6 +96,23 @@ class FileWriter:
         self._sink.close()
 
 
+class _External:
+    """A writer from outside (a fleet's Redis stream): called in the caller's thread, one line per call."""
+
+    def __init__(self, writer: Any) -> None:
+        self._writer = writer
+
+    def sink(self) -> None:
+        return None
+
+    def write(self, data: bytes, relay: bool = False) -> None:
+        for line in data.splitlines(keepends=True) if relay else (data,):
+            self._writer.write(line)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
 class _Capture:
     """The structlog "logger" at the end of the chain: returns the rendered line to the caller,
     who writes it to the event's outputs (so one pipeline serves stderr, stdout and the files)."""
@@ -130,9 +147,10 @@ def _redact_render(redactor: Redactor) -> Callable[[Any, str, dict[str, Any]], b
 class _Envelope:
     """Puts the fields every event carries first, in a stable order."""
 
-    def __init__(self, run_id: str, started: float) -> None:
+    def __init__(self, run_id: str, started: float, context: dict[str, Any]) -> None:
         self.run_id = run_id
         self.started = started
+        self.context = context
 
     def __call__(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
         event = event_dict.pop("event")
@@ -144,6 +162,7 @@ class _Envelope:
             "elapsed_seconds": round(time.monotonic() - self.started, 3),
             "level": level,
             "run_id": self.run_id,
+            **self.context,
             **event_dict,
         }
 
@@ -179,6 +198,9 @@ class EventLog:
     ``log_file``: every event, the result included, appended to that file (or files).
     ``observer``: called with each event dict (the human view).
     ``secrets``: values to mask, in addition to secret-looking environment variables.
+    ``context``: fields every event carries after ``run_id`` (a batch job's ``batch_id``, ``job_id``).
+    ``sinks``: more writers of every line (``write(bytes)``, ``close()``), as a log file is (a fleet's
+    Redis stream); each gets one line per call.
 
     Writing never blocks the caller (:mod:`aicp._sink`): :meth:`congested` tells the
     relay to stop reading steps' output while an output's reader is behind.
@@ -186,11 +208,13 @@ class EventLog:
 
     def __init__(self, *, stream: bool = False, log_file: str | Iterable[str] | None = None,
                  observer: Observer | None = None, secrets: Iterable[str] = (),
-                 run_id: str | None = None) -> None:
+                 run_id: str | None = None, context: dict[str, Any] | None = None,
+                 sinks: Iterable[Any] = ()) -> None:
         self.run_id = run_id or uuid.uuid4().hex[:16]
         self.started = time.monotonic()
+        self.context = dict(context or {})
         paths = [log_file] if isinstance(log_file, str) else list(log_file or ())
-        self._files = [FileWriter(str(p)) for p in paths]
+        self._files: list[Any] = [FileWriter(str(p)) for p in paths] + [_External(s) for s in sinks]
         self._stderr = [StreamWriter("stderr")] if stream else []
         self._stdout = [StreamWriter("stdout")] if stream else []
         self._lifecycle_out: list[Any] = self._stderr + self._files
@@ -199,15 +223,15 @@ class EventLog:
         self.redactor = Redactor.from_environment(extra=secrets)
         self._log = self._logger(bool(self._lifecycle_out or self._terminal_out), observer)
         self._verbatim: dict[tuple[Any, ...], bool] = {}
-        for writer in self._files:
-            writer.sink().on_error = self._output_failed
         for writer in self._lifecycle_out:
             sink = writer.sink()
             if sink is not None:
                 sink.on_recover = self._output_recovered
+                if writer in self._files:
+                    sink.on_error = self._output_failed
 
     def _logger(self, writes: bool, observer: Observer | None) -> Any:
-        processors: list[Any] = [add_log_level, _Envelope(self.run_id, self.started)]
+        processors: list[Any] = [add_log_level, _Envelope(self.run_id, self.started, self.context)]
         if observer is not None:
             processors += [self.redactor, _observe(observer), _render if writes else _drop]
         elif writes:  # nobody looks at the dict: mask and render in one pass
@@ -230,7 +254,7 @@ class EventLog:
             for writer in self._lifecycle_out:
                 writer.write(line)
 
-    def relay(self, base: dict[str, Any], stream: str, lines: list[str], truncated: bool = False) -> None:
+    def step_output(self, base: dict[str, Any], stream: str, lines: list[str], truncated: bool = False) -> None:
         """``step_log`` events for lines a step wrote on ``stream``, in order: the bytes
         :meth:`emit` would write for each, made without running the pipeline per line."""
         if not self._lifecycle_out and not self._observed:
@@ -271,13 +295,20 @@ class EventLog:
             verbatim = self._verbatim[shape] = len(parts) > 1 and probe.count(_PROBE_JSON) == len(parts) - 1
         return parts if verbatim else None
 
-    def result(self, **fields: Any) -> None:
-        """Emit the terminal ``pipeline_complete`` event (to stdout / the log file / the observer)."""
+    def result(self, event: str = "pipeline_complete", **fields: Any) -> None:
+        """Emit the terminal event (``pipeline_complete``; a batch's ``batch_complete``) to stdout /
+        the log file / the observer."""
         self._stderr_before_stdout()
-        line = getattr(self._log, "info" if fields.get("success") else "error")("pipeline_complete", **fields)
+        line = getattr(self._log, "info" if fields.get("success") else "error")(event, **fields)
         if line is not None:
             for writer in self._terminal_out:
                 writer.write(line)
+
+    def relay(self, line: bytes) -> None:
+        """Pass on a line that is already an event of this stream's kind (a batch job's own events)
+        to stderr and the log files, unchanged: its producer rendered and masked it."""
+        for writer in self._lifecycle_out:
+            writer.write(line)
 
     def _stderr_before_stdout(self) -> None:
         """With ``2>&1`` the result must come after every event: let stderr's queue go first
