@@ -39,7 +39,7 @@ import stat
 import sys
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 PIPE_BUF = getattr(select, "PIPE_BUF", 4096)
 SOFT_LIMIT = 1 << 20
@@ -213,7 +213,7 @@ def stdio_sink(name: str) -> Sink | None:
     """The process-wide sink of ``sys.stdout``/``sys.stderr`` when it is the interpreter's own
     stream (a real descriptor), else None: a replaced stream (capsys, redirect_stderr) is
     written to directly by the caller."""
-    stream = getattr(sys, name, None)
+    stream: Any = getattr(sys, name, None)
     if stream is None or stream is not getattr(sys, f"__{name}__", None):
         return None
     try:
