@@ -214,7 +214,8 @@ def stdio_sink(name: str) -> Sink | None:
     stream (a real descriptor), else None: a replaced stream (capsys, redirect_stderr) is
     written to directly by the caller."""
     stream: Any = getattr(sys, name, None)
-    if stream is None or stream is not getattr(sys, f"__{name}__", None):
+    real: Any = getattr(sys, f"__{name}__", None)
+    if stream is None or stream is not real:
         return None
     try:
         fd = stream.fileno()
