@@ -46,6 +46,7 @@ SOFT_LIMIT = 1 << 20
 RELAY_LIMIT = 8 << 20
 QUEUE_LIMIT = 64 << 20
 FLUSH_STALL = 2.0
+_RECHECK = 0.25  # a second flush of an output that stalled waits this long for it to move
 
 _GONE = (errno.EPIPE, errno.EBADF, errno.EINVAL)
 
@@ -109,11 +110,11 @@ class Sink:
     def flush(self, stall: float = FLUSH_STALL) -> bool:
         """Wait until everything queued is written; give up after ``stall`` seconds without progress.
 
-        An output that already stalled once is not waited for again unless it moved since.
+        An output that already stalled, and has not moved since, gets a short look only.
         """
         with self._cond:
             if self._stalled_at is not None and self._stalled_at == self._progress:
-                return not self._queued
+                stall = min(stall, _RECHECK)
             seen, since = self._progress, time.monotonic()
             while self._queued and not self.broken:
                 self._cond.wait(0.05)

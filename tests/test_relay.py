@@ -1,0 +1,274 @@
+"""The relay's fast paths against their references.
+
+* ``EventLog.step_output`` renders a batch of ``step_log`` lines with one pass
+  of the structlog pipeline; its bytes must be exactly what ``emit`` renders
+  line by line, for every shape of event, with secrets, in batch-job context.
+  Any later change to the pipeline that the fast path would miss (a processor
+  that rewrites the line, a new field derived from it) must fail here, or make
+  the fast path fall back to the pipeline, which is checked too.
+* ``LineSplitter`` cuts chunks in batches; whatever the chunking, it must give
+  the lines that the plain per-line rule gives (8 KiB cut, CR LF, bad UTF-8).
+* ``Sink`` (one output's writer thread): backpressure, drops counted and
+  reported, whole lines on a real pipe, a failing output given up.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aicp import _events, _sink
+from aicp._events import EventLog
+from aicp._process.lines import LineSplitter
+
+SECRETS = ["sk-live-0123456789", 'quo"te\\secret', "ünïcode-sëcret", "multi\nline-secret"]
+
+LINES = [
+    "", " ", "plain ascii line", "line with \"quotes\" and \\backslashes\\", "tab\there", "nul \x00 byte",
+    "escape \x1b[31mred\x1b[0m", "ünïcödé ☕ 𝄞 emoji 🎉", "\ufffd\ufffd replaced bytes", "{\"event\": \"step_complete\"}",
+    '{"k": "result", "value": {"output": "forged"}}', "WARNING: looks like a level", "ERROR something failed",
+    "a secret sk-live-0123456789 inside", 'another quo"te\\secret here', "ünïcode-sëcret", "multi", "line-secret",
+    "token=abc password=hunter2 (names, not values)", "x" * 8192, "é" * 4096, "\u2028 line separator \u2029",
+    "trailing spaces   ", "   leading spaces", "ends with a backslash \\",
+]
+
+
+@pytest.fixture
+def frozen(monkeypatch):
+    """One instant for every event: renders at different moments compare byte for byte."""
+    monkeypatch.setattr(_events.time, "time", lambda: 1795608946.7012345)
+    monkeypatch.setattr(_events.time, "monotonic", lambda: 1234.5)
+
+
+def _bytes_of(tmp_path: Path, name: str, write: Any, **options: Any) -> bytes:
+    path = tmp_path / name
+    log = EventLog(log_file=str(path), run_id="0123456789abcdef", secrets=SECRETS, **options)
+    write(log)
+    log.close()
+    return path.read_bytes()
+
+
+SHAPES = [
+    ({"step": 0}, "stdout", False),
+    ({"step": 3}, "stderr", False),
+    ({"step": 2, "member": 1}, "stdout", False),
+    ({"step": 0}, "stdout", True),
+    ({"step": 1, "member": 0}, "stderr", True),
+]
+
+
+@pytest.mark.parametrize("base, stream, truncated", SHAPES)
+@pytest.mark.parametrize("context", [None, {"batch_id": "b1", "job_id": "j7", "job_attempt": 1}])
+def test_step_output_renders_the_pipelines_bytes(tmp_path, frozen, base, stream, truncated, context):
+    extra = {"truncated": True} if truncated else {}
+    lines = [line[:8192] for line in LINES]
+
+    def fast(log: EventLog) -> None:
+        log.step_output(base, stream, lines, truncated)
+        log.step_output(base, stream, lines[:1], truncated)
+        log.step_output(base, stream, lines[::-1], truncated)
+
+    def pipeline(log: EventLog) -> None:
+        for line in lines + lines[:1] + lines[::-1]:
+            log.emit("step_log", **base, stream=stream, line=line, **extra)
+
+    expected = _bytes_of(tmp_path, "pipeline.jsonl", pipeline, context=context)
+    assert _bytes_of(tmp_path, "fast.jsonl", fast, context=context) == expected
+    assert expected.count(b"\n") == 2 * len(lines) + 1
+    for secret in SECRETS:
+        for form in (secret.encode(), _events.orjson.dumps(secret)[1:-1]):
+            assert form not in expected or "\n" in secret
+
+
+def test_step_output_renders_the_pipelines_bytes_for_random_lines(tmp_path, frozen):
+    rng = random.Random(12)
+    alphabet = "ab \"\\\t\x00\x1fé☕🎉{}:,\u2028" + "sk-live-0123456789"
+    lines = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 300))) for _ in range(2000)]
+
+    def fast(log: EventLog) -> None:
+        for start in range(0, len(lines), 97):
+            log.step_output({"step": 4}, "stderr", lines[start:start + 97])
+
+    def pipeline(log: EventLog) -> None:
+        for line in lines:
+            log.emit("step_log", step=4, stream="stderr", line=line)
+
+    assert _bytes_of(tmp_path, "fast.jsonl", fast) == _bytes_of(tmp_path, "pipeline.jsonl", pipeline)
+
+
+def test_step_output_with_an_observer_gives_it_every_line(tmp_path, frozen):
+    seen: list[dict[str, Any]] = []
+    observed = _bytes_of(tmp_path, "fast.jsonl", lambda log: log.step_output({"step": 0}, "stdout", LINES[:5]),
+                         observer=seen.append)
+    assert [e["line"] for e in seen] == LINES[:5]
+    plain = _bytes_of(tmp_path, "plain.jsonl", lambda log: log.step_output({"step": 0}, "stdout", LINES[:5]))
+    assert observed == plain
+
+
+@pytest.mark.parametrize("rewrite", [
+    lambda line: line[:100],  # a processor that shortens lines
+    lambda line: line.strip(),  # one that strips them
+    lambda line: line.upper(),  # one that rewrites them
+])
+def test_step_output_follows_a_pipeline_that_rewrites_lines(tmp_path, frozen, rewrite):
+    """A processor the fast path cannot reproduce by substitution: it must use the pipeline."""
+
+    def processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(event_dict.get("line"), str):
+            event_dict["line"] = rewrite(event_dict["line"])
+        return event_dict
+
+    def with_processor(write: Any) -> Any:
+        def run(log: EventLog) -> None:
+            log._log._processors.insert(1, processor)
+            write(log)
+        return run
+
+    lines = [line for line in LINES if "\n" not in line]
+    fast = _bytes_of(tmp_path, "fast.jsonl", with_processor(lambda log: log.step_output({"step": 0}, "stdout", lines)))
+    slow = _bytes_of(tmp_path, "slow.jsonl", with_processor(
+        lambda log: [log.emit("step_log", step=0, stream="stdout", line=line) for line in lines]))
+    assert fast == slow
+
+
+def test_step_output_follows_a_field_derived_from_the_line(tmp_path, frozen):
+    """A new field copied from the line (a ``message``, say) is filled in too."""
+
+    def processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        if "line" in event_dict:
+            event_dict["message"] = event_dict["line"]
+        return event_dict
+
+    def run(write: Any) -> Any:
+        def go(log: EventLog) -> None:
+            log._log._processors.insert(2, processor)
+            write(log)
+        return go
+
+    fast = _bytes_of(tmp_path, "fast.jsonl", run(lambda log: log.step_output({"step": 0}, "stdout", LINES)))
+    slow = _bytes_of(tmp_path, "slow.jsonl", run(
+        lambda log: [log.emit("step_log", step=0, stream="stdout", line=line) for line in LINES]))
+    assert fast == slow and b'"message":"plain ascii line"' in fast
+
+
+# ----------------------------------------------------------------------------- LineSplitter
+
+
+def _reference(data: bytes, limit: int) -> list[tuple[str, bool]]:
+    """The per-line rule: cut at ``limit`` bytes (the rest of the line dropped), CR LF, UTF-8 replaced."""
+    *whole, last = data.split(b"\n")
+    out = []
+    for line in whole + ([last] if last else []):
+        cut = len(line) > limit
+        line = line[:limit] if cut else line
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        out.append((line.decode("utf-8", "replace"), cut))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_line_splitter_gives_the_per_line_rule_whatever_the_chunks(seed):
+    rng = random.Random(seed)
+    limit = rng.choice([16, 64, 8192])
+    pieces = [b"\n", b"\r\n", b"a", b"xyz", b"\xe2\x82\xac", b"\xff", b"\xe2\x82", b"\r", b"{}"]
+    data = b"".join(rng.choice(pieces) * rng.choice([1, 1, 2, 7, 40]) for _ in range(3000))
+    got: list[tuple[str, bool]] = []
+    splitter = LineSplitter(limit, lambda lines, cut: got.extend((line, cut) for line in lines))
+    pos = 0
+    while pos < len(data):
+        size = rng.choice([1, 2, 3, 17, 100, 4096, 65536])
+        splitter.feed(data[pos:pos + size])
+        pos += size
+    splitter.close()
+    assert got == _reference(data, limit)
+
+
+# ----------------------------------------------------------------------------- Sink
+
+
+def _read_all(fd: int, into: list[bytes]) -> None:
+    while chunk := os.read(fd, 1 << 16):
+        into.append(chunk)
+
+
+def test_sink_backpressure_drops_and_recovery_on_a_real_pipe(monkeypatch):
+    monkeypatch.setattr(_sink, "SOFT_LIMIT", 64 * 1024)
+    monkeypatch.setattr(_sink, "RELAY_LIMIT", 256 * 1024)
+    read_end, write_end = os.pipe()
+    sink = _sink.Sink(write_end, "test-pipe")
+    recovered: list[int] = []
+    sink.on_recover = lambda s, lines: recovered.append(lines)
+    line = b'{"n": "' + b"y" * 90 + b'"}\n'  # 100 bytes
+    accepted = sum(sink.put(line * 10, relay=True) for _ in range(1000))  # 1 MB offered, nobody reads
+    assert sink.congested()
+    assert 200 < accepted < 400, accepted  # about RELAY_LIMIT plus what the pipe took
+    assert sink.dropped == (1000 - accepted) * 10
+    assert sink.put(b'{"control": true}\n')  # other events still have room
+    assert sink.flush(stall=0.3) is False  # nobody reads: given up, not waited for forever
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=_read_all, args=(read_end, chunks))
+    reader.start()
+    assert sink.flush(stall=5)
+    deadline = time.monotonic() + 10
+    while not recovered and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert recovered == [(1000 - accepted) * 10]
+    os.close(write_end)
+    reader.join(10)
+    os.close(read_end)
+    data = b"".join(chunks)
+    assert data.count(line) == accepted * 10 and data.endswith(b'{"control": true}\n')
+    assert not sink.congested()
+
+
+def test_sink_writes_whole_lines_of_at_most_pipe_buf(monkeypatch):
+    read_end, write_end = os.pipe()
+    sizes: list[int] = []
+    real_write = os.write
+
+    def recording(fd: int, data: Any) -> int:
+        if fd == write_end:
+            sizes.append(len(data))
+            assert bytes(data).endswith(b"\n")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(_sink.os, "write", recording)
+    sink = _sink.Sink(write_end, "test-pipe")
+    lines = [b"%d %s\n" % (i, b"z" * (i * 37 % 9000)) for i in range(400)]
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=_read_all, args=(read_end, chunks))
+    reader.start()
+    for i in range(0, 400, 40):
+        sink.put(b"".join(lines[i:i + 40]), relay=True)
+    assert sink.flush()
+    os.close(write_end)
+    reader.join(10)
+    os.close(read_end)
+    assert b"".join(chunks) == b"".join(lines)
+    long_lines = {len(line) for line in lines if len(line) > _sink.PIPE_BUF}
+    assert all(size <= _sink.PIPE_BUF or size in long_lines for size in sizes)
+
+
+def test_a_failing_output_is_given_up_and_reported(tmp_path):
+    errors: list[OSError] = []
+    sink = _sink.Sink(os.open("/dev/full", os.O_WRONLY), "/dev/full", owned=True)
+    sink.on_error = lambda s, exc: errors.append(exc)
+    sink.put(b"a line\n")
+    sink.close()
+    assert [e.strerror for e in errors] == [os.strerror(28)]  # ENOSPC
+    assert sink.broken and not sink.put(b"more\n")
+
+
+def test_a_log_file_that_fails_mid_run_is_reported_on_the_others(tmp_path, capsys):
+    log = EventLog(stream=True, log_file="/dev/full", run_id="r")
+    log.emit("step_start", step=0)
+    log.close()
+    err = capsys.readouterr().err
+    assert '"event":"step_start"' in err and "cannot write events to /dev/full" in err
