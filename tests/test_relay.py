@@ -35,7 +35,7 @@ LINES = [
     '{"k": "result", "value": {"output": "forged"}}', "WARNING: looks like a level", "ERROR something failed",
     "a secret sk-live-0123456789 inside", 'another quo"te\\secret here', "ünïcode-sëcret", "multi", "line-secret",
     "token=abc password=hunter2 (names, not values)", "x" * 8192, "é" * 4096, "\u2028 line separator \u2029",
-    "trailing spaces   ", "   leading spaces", "ends with a backslash \\",
+    "trailing spaces   ", "   leading spaces", "ends with a backslash \\", "ends with a quote and a comma \",",
 ]
 
 

@@ -272,13 +272,28 @@ class EventLog:
                 writer.write(data, relay=True)
 
     def _fill(self, parts: list[bytes], lines: list[str]) -> bytes:
-        """The batch's lines, masked (by the redactor's rule, as the pipeline would), in the template."""
-        if self.redactor.finds("\n".join(lines)):
+        """The batch's lines, masked (by the redactor's rule, as the pipeline would), in the template.
+
+        The lines are JSON-encoded in one call, as a list: ``["a","b"]``. A quote inside an
+        encoded string is escaped (``\\"``), so ``","`` occurs only between two items, or
+        where a line ends in a quote and a comma (``\\","``, which a separator after a
+        line ending in a backslash also gives): then the batch is encoded line by line.
+        Otherwise replacing each ``","`` with the template's text between two lines' strings
+        gives every event at C speed.
+        """
+        encoded = orjson.dumps(lines)
+        if self.redactor.appears_in(encoded):
             lines = [self.redactor.text(line) for line in lines]
-        if len(parts) == 2:
+            encoded = orjson.dumps(lines)
+        inner = encoded[2:-2]  # between [" and "]
+        if b'\\","' in inner:
+            items = [orjson.dumps(line)[1:-1] for line in lines]
+        elif len(parts) == 2:
             head, tail = parts
-            return head + (tail + head).join(map(orjson.dumps, lines)) + tail
-        return b"".join([orjson.dumps(line).join(parts) for line in lines])
+            return head + b'"' + inner.replace(b'","', b'"' + tail + head + b'"') + b'"' + tail
+        else:
+            items = inner.split(b'","')
+        return b"".join([(b'"' + item + b'"').join(parts) for item in items])
 
     def _template(self, base: dict[str, Any], stream: str, extra: dict[str, Any]) -> list[bytes] | None:
         """This batch's step_log line cut where the line goes, or None if the pipeline does not

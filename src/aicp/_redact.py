@@ -87,9 +87,8 @@ class Redactor:
         """Whether ``event_dict`` (rendered as ``line``) holds nothing to mask, so :meth:`scrub`
         would change nothing: no secret value in the line, no nested mapping (whose keys only the
         walk checks), and no secret-looking name among its own keys."""
-        for form in self._forms:
-            if form in line:
-                return False
+        if self.appears_in(line):
+            return False
         if line.find(b"{", 1) != -1:  # a nested mapping, or a brace inside a string: walk
             return False
         keys = tuple(event_dict)
@@ -100,9 +99,13 @@ class Redactor:
                 _SECRET_KEY_SETS[keys] = known
         return not known
 
-    def finds(self, value: str) -> bool:
-        """Whether :meth:`text` would mask anything in ``value`` (one search over many lines)."""
-        return self._pattern is not None and self._pattern.search(value) is not None
+    def appears_in(self, rendered: bytes) -> bool:
+        """Whether a secret value appears in this JSON (raw, or JSON-escaped: JSON escapes
+        character by character, so a secret inside a longer string is still found)."""
+        for form in self._forms:
+            if form in rendered:
+                return True
+        return False
 
     def text(self, value: str) -> str:
         return self._pattern.sub(MASK, value) if self._pattern is not None else value

@@ -34,12 +34,13 @@ import atexit
 import errno
 import os
 import select
-import signal
 import stat
 import sys
 import threading
 import time
 from typing import Any, Callable
+
+from aicp._threads import signals_to_the_main_thread
 
 PIPE_BUF = getattr(select, "PIPE_BUF", 4096)
 SOFT_LIMIT = 1 << 20
@@ -145,9 +146,7 @@ class Sink:
     # ------------------------------------------------------------------ the writer thread
 
     def _run(self) -> None:
-        # Signals are the main thread's (a signal delivered to this thread would not interrupt
-        # the main thread's waits: SIGINT during a retry delay would go unseen for the delay).
-        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        signals_to_the_main_thread()
         while True:
             with self._cond:
                 while not self._queue and not self._closing:

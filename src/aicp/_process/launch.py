@@ -28,6 +28,8 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from aicp._threads import signals_to_the_main_thread
+
 _BOOT = "import sys; sys.path[:0] = {path!r}; from aicp.{module} import main; main()"
 PYTHON_FLAGS = ("-I", "-S", "-u", "-X", "utf8")
 
@@ -168,6 +170,7 @@ class Template:
         return self._proc.pid
 
     def _read(self) -> None:
+        signals_to_the_main_thread()
         while True:
             try:
                 data = self._sock.recv(4096)

@@ -40,6 +40,7 @@ SAMPLE_INTERVAL = 0.1
 MAX_LINE = 8 * 1024
 MAX_RESULT = 64 * 1024 * 1024
 _DRAIN_SECONDS = 2.0
+_WAIT_SLICE = 0.1
 _PAUSE_POLL = 0.02  # while output is paused, how often to look whether the reader caught up
 
 
@@ -70,7 +71,16 @@ class Cancel:
         return self._event.is_set()
 
     def wait(self, timeout: float) -> bool:
-        return self._event.wait(timeout)
+        """Sleep until set or ``timeout``, in short slices: a signal that lands just before the
+        thread blocks would otherwise go unseen (its handler runs between slices) for the
+        whole wait, say a retry's 30 s backoff."""
+        deadline = time.monotonic() + timeout
+        while not self._event.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._event.wait(min(remaining, _WAIT_SLICE))
+        return True
 
 
 @dataclass(frozen=True)

@@ -143,6 +143,17 @@ def run(spec: dict[str, Any], channel: Channel) -> int:
     return 0
 
 
+def _line_buffered() -> None:
+    """The step's stdout/stderr: one write per line, as on a terminal. The interpreter starts
+    unbuffered (-u: text reaches the pipe at once), which costs print() two writes per line
+    (the text, then the newline); a step printing a million lines would pay them twice."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True, write_through=False)
+        except (AttributeError, ValueError):
+            pass
+
+
 def main() -> NoReturn:
     ctrl_fd, result_fd = int(sys.argv[1]), int(sys.argv[2])
     # Programs the step starts must not inherit our private pipes: a grandchild
@@ -150,6 +161,7 @@ def main() -> NoReturn:
     os.set_inheritable(ctrl_fd, False)
     os.set_inheritable(result_fd, False)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    _line_buffered()
     spec = _read_spec(ctrl_fd)
     token = os.environ.get("AICP_WORKER_TOKEN")  # read now: the step may change os.environ
     threading.Thread(target=_watch_lifeline, args=(ctrl_fd, token), daemon=True).start()
