@@ -159,11 +159,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except UsageError as exc:  # argparse's complaint, as the one-line error every user error is
         _print_error(exc.message)
         if "run-chain" in args_list and "--stream" in args_list:  # the one stdout line, even now
-            import argparse
+            from aicp._run.run import report_failed_start
 
-            from aicp._commands.run_chain import _failed_before_start
-
-            _failed_before_start(exc, argparse.Namespace(stream=True, log_file=None))
+            report_failed_start(exc, stream=True, log_file=None)
         _flush_stdout()
         raise SystemExit(int(ExitCode.INVALID)) from None
     if not args.command:
