@@ -15,13 +15,14 @@ import signal
 import sys
 from typing import Any
 
+from aicp._batch.job import PARENT_PID_VAR, follow_parent, job_context
 from aicp._chain.load import Chain
 from aicp._commands.human import HumanView, summary
 from aicp._commands.output import print_envelope, write_stdout, write_to
-from aicp._errors import ExitCode, NotConfirmed
+from aicp._errors import ExitCode, NotConfirmed, UsageError
 from aicp._process.monitor import Cancel
 from aicp._process.tree import enable_subreaper
-from aicp._run.run import InputSource, open_run
+from aicp._run.run import InputSource, open_run, report_failed_start
 
 
 def _ensure_std_fds() -> None:
@@ -72,14 +73,43 @@ class _Signals:
         self.cancel.set("terminated by SIGTERM", exit_code=ExitCode.TERMINATED)
 
 
+def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """``--set KEY=VALUE`` pairs: VALUE is YAML (``--set timeout=30`` is a number), KEY a top-level key."""
+    overrides: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {pair!r}: expected KEY=VALUE (a top-level chain key and a YAML value)")
+        import yaml
+
+        try:
+            overrides[key.strip()] = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as exc:
+            raise UsageError(f"--set {key}: the value is not valid YAML: {exc}") from None
+    return overrides
+
+
+def report_usage_error(error: UsageError) -> None:
+    """Arguments argparse refused: ``--stream`` still gets its one result line on stdout."""
+    report_failed_start(error, stream=True, log_file=None, context=job_context())
+
+
 def run_chain_command(args: Any) -> int:
     _ensure_std_fds()
+    if os.environ.get(PARENT_PID_VAR):
+        follow_parent()
     quiet = args.stream or args.json or args.quiet
     cancel = Cancel()
+    try:
+        overrides = parse_overrides(args.set)
+    except UsageError as exc:
+        report_failed_start(exc, stream=args.stream, log_file=args.log_file, context=job_context())
+        raise
     run = open_run(args.config, InputSource(text=args.input_text, prompt_file=args.prompt_file, file=args.input),
-                   output_dir=args.output_dir, stream=args.stream, log_file=args.log_file,
-                   observer=None if quiet else HumanView(), cancel=cancel, resume=args.resume,
-                   confirm=None if args.no_confirm else _confirm, reap_strays=enable_subreaper())
+                   output_dir=args.output_dir, overrides=overrides, run_id=args.run_id, stream=args.stream,
+                   log_file=args.log_file, context=job_context(), observer=None if quiet else HumanView(),
+                   cancel=cancel, resume=args.resume, confirm=None if args.no_confirm else _confirm,
+                   reap_strays=enable_subreaper())
     with _Signals(cancel):
         result = run.execute()
     if not args.stream:

@@ -81,12 +81,16 @@ class Run:
 
 
 def open_run(chain: Chain | str | Path, source: InputSource = InputSource(), *, output_dir: str | None = None,
-             stream: bool = False, log_file: str | None = None, observer: Observer | None = None,
-             cancel: Cancel | None = None, resume: str | None = None,
+             overrides: dict[str, Any] | None = None, run_id: str | None = None, stream: bool = False,
+             log_file: str | None = None, context: dict[str, Any] | None = None,
+             observer: Observer | None = None, cancel: Cancel | None = None, resume: str | None = None,
              confirm: Callable[[Chain], None] | None = None, reap_strays: bool = False) -> Run:
     """Load and check everything a run needs, open its record and event log; nothing runs yet.
 
-    ``chain`` is a loaded :class:`Chain` or a path / YAML text (``'-'``: stdin).
+    ``chain`` is a loaded :class:`Chain` or a path / YAML text (``'-'``: stdin),
+    loaded with ``output_dir`` and ``overrides`` (top-level keys). ``run_id``
+    names the run (created, or resumed if it exists); ``context`` holds fields
+    every event carries (a batch job's ids).
     ``confirm`` is called once the chain and its input are known good, before
     the record is written; it may raise (the CLI's cost question). Any
     :class:`AicpError` is raised after the failure was reported as the
@@ -96,26 +100,27 @@ def open_run(chain: Chain | str | Path, source: InputSource = InputSource(), *, 
         if chain == "-" and source.file == "-":
             raise UsageError("--config - and --input - cannot both read stdin; give one of them a file")
         if not isinstance(chain, Chain):
-            chain = load_chain(chain, output_dir=output_dir)
+            chain = load_chain(chain, output_dir=output_dir, overrides=overrides)
         check_credentials(chain)
         chain_input = resolve_input(chain, input_text=source.text, prompt_file=source.prompt_file,
                                     input_file=source.file)
         if confirm is not None:
             confirm(chain)
-        record, resuming = open_record(chain, resume)
+        record, resuming = open_record(chain, resume, run_id)
     except AicpError as exc:
-        report_failed_start(exc, stream=stream, log_file=log_file)
+        report_failed_start(exc, stream=stream, log_file=log_file, context=context)
         raise
     events = EventLog(stream=stream, log_file=[str(record.events_path), *([log_file] if log_file else [])],
-                      observer=observer, secrets=chain.secrets, run_id=record.run_id)
+                      observer=observer, secrets=chain.secrets, run_id=record.run_id, context=context)
     return Run(chain, chain_input, record, resuming, events, cancel, reap_strays)
 
 
-def report_failed_start(error: AicpError, *, stream: bool, log_file: str | None) -> None:
+def report_failed_start(error: AicpError, *, stream: bool, log_file: str | None,
+                        context: dict[str, Any] | None = None) -> None:
     """End the stream (and the log file, which records every invocation) with a result that says why."""
     if not (stream or log_file):
         return
-    events = EventLog(stream=stream, log_file=log_file)
+    events = EventLog(stream=stream, log_file=log_file, context=context)
     not_started = ChainResult(success=False, steps_completed=0, total_steps=0, total_cost=0.0, total_time=0.0,
                               outputs={}, error=error.message, exit_code=int(error.exit_code))
     events.result(**not_started.event_fields())
