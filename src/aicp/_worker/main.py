@@ -18,6 +18,7 @@ only what every step needs; everything else is imported lazily.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -148,10 +149,8 @@ def _line_buffered() -> None:
     unbuffered (-u: text reaches the pipe at once), which costs print() two writes per line
     (the text, then the newline); a step printing a million lines would pay them twice."""
     for stream in (sys.stdout, sys.stderr):
-        try:
+        if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(line_buffering=True, write_through=False)
-        except (AttributeError, ValueError):
-            pass
 
 
 def main() -> NoReturn:
