@@ -7,7 +7,9 @@ The child times its own emit loop (imports and start-up excluded) and reports
 it on stdout; the parent checks that exactly N whole JSON lines arrived.
 
 * ours:  ``aicp._events.EventLog(stream=True).emit(...)``: structlog processors
-  (envelope, secret masking), orjson rendering, one ``write(2)`` per line.
+  (envelope, secret masking), orjson rendering, queued for stderr's writer
+  thread, which writes whole lines in batches (at most PIPE_BUF bytes on a
+  pipe); ``close()`` (everything written) is inside the timing.
 * print: ``print(json.dumps(event, default=str), file=sys.stderr, flush=True)``
   with the same event dict (envelope included), built the same way per event.
 
@@ -16,9 +18,10 @@ step_progress, step_start and step_complete. By default the child's
 environment holds two secret-looking variables (as a user's would: FAL_KEY,
 OPENAI_API_KEY), so the masking does real work; ``--no-secrets`` drops them.
 
-Then it verifies that our path makes exactly one write(2) per line: with
-``strace -f -e trace=write`` when strace is installed, else by counting
-``os.write`` calls in the child.
+Then it verifies that every write(2) of ours carries whole lines, at most
+PIPE_BUF bytes of them (or one longer line), by wrapping ``os.write`` in the
+child, and counts the writes with ``strace -f -e trace=write`` when strace is
+installed.
 
 Usage: python scripts/bench_events.py [--events 100000] [--rounds 5] [--no-secrets]
 """
@@ -40,12 +43,17 @@ CHILD = r'''
 import json, os, sys, time
 variant, n, count_writes = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
 writes = 0
+split = 0  # writes to fd 2 that were not whole lines (or held several lines over PIPE_BUF bytes)
 if count_writes:
+    import select
     real_write = os.write
     def counting_write(fd, data):
-        global writes
+        global writes, split
         if fd == 2:
             writes += 1
+            data = bytes(data)
+            if not data.endswith(b"\n") or (len(data) > select.PIPE_BUF and data.count(b"\n") > 1):
+                split += 1
         return real_write(fd, data)
     os.write = counting_write
 
@@ -71,6 +79,7 @@ if variant == "ours":
     for i in range(n):
         event, data = fields(i)
         emit(event, **data)
+    log.close()  # everything written: the writer thread's work is inside the timing
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
 else:
     run_id, started = "0123456789abcdef", time.monotonic()
@@ -82,7 +91,7 @@ else:
                  "run_id": run_id, **data}
         print(json.dumps(event, default=str), file=sys.stderr, flush=True)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-sys.stdout.write(json.dumps({"seconds": seconds, "cpu": cpu, "writes": writes}) + "\n")
+sys.stdout.write(json.dumps({"seconds": seconds, "cpu": cpu, "writes": writes, "split": split}) + "\n")
 '''
 
 SECRETS = {"FAL_KEY": "fal-0123456789abcdef0123456789abcdef", "OPENAI_API_KEY": "sk-proj-abcdefghijklmnopqrstuvwxyz012345"}
@@ -129,7 +138,7 @@ def measure(variant: str, n: int, env: dict[str, str], count_writes: bool = Fals
     for line in (counts["first"], counts["last"]):
         json.loads(line)  # whole JSON lines
     return {"rate": n / report["seconds"], "cpu_rate": n / report["cpu"], "bytes": counts["bytes"],
-            "writes": report["writes"]}
+            "writes": report["writes"], "split": report["split"]}
 
 
 def strace_writes(variant: str, n: int, env: dict[str, str]) -> int | None:
@@ -175,19 +184,20 @@ def main() -> None:
     best = max(rates["ours"]) / max(rates["print"])
     cpu = statistics.median(cpu_rates["ours"]) / statistics.median(cpu_rates["print"])
     print(f"ratio ours/print: {med:.2f}x (median wall), {best:.2f}x (best wall), {cpu:.2f}x (median CPU)"
-          "  -- target >= 1.0x")
+          "  -- target >= 1.5x")
 
     n = 2000
-    counted = measure("ours", n, env, count_writes=True)["writes"]
-    print(f"os.write calls to fd 2 for {n} events (ours): {counted} ({counted / n:.2f} per line)")
+    counted = measure("ours", n, env, count_writes=True)
+    print(f"os.write calls to fd 2 for {n} events (ours): {counted['writes']} ({counted['writes'] / n:.2f} per line), "
+          f"{counted['split']} not whole lines within PIPE_BUF")
     traced = {v: strace_writes(v, n, env) for v in ("ours", "print")}
     if traced["ours"] is None:
         print("strace not available: skipped the system-call check")
     else:
         for variant, writes in traced.items():
             print(f"strace write(2, ...) calls for {n} events ({variant}): {writes} ({writes / n:.2f} per line)")
-    ok = counted == n and traced["ours"] in (None, n)
-    print("one write per line: " + ("yes" if ok else "NO"))
+    ok = counted["split"] == 0 and counted["writes"] <= n
+    print("every write whole lines (at most PIPE_BUF bytes, or one line): " + ("yes" if ok else "NO"))
     if not ok:
         raise SystemExit(1)
 

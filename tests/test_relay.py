@@ -14,8 +14,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
+import sys
+import termios
 import threading
 import time
 from pathlib import Path
@@ -126,7 +129,7 @@ def test_step_output_follows_a_pipeline_that_rewrites_lines(tmp_path, frozen, re
 
     def with_processor(write: Any) -> Any:
         def run(log: EventLog) -> None:
-            log._log._processors.insert(1, processor)
+            log._processors.insert(1, processor)
             write(log)
         return run
 
@@ -147,7 +150,7 @@ def test_step_output_follows_a_field_derived_from_the_line(tmp_path, frozen):
 
     def run(write: Any) -> Any:
         def go(log: EventLog) -> None:
-            log._log._processors.insert(2, processor)
+            log._processors.insert(2, processor)
             write(log)
         return go
 
@@ -228,15 +231,23 @@ def test_sink_backpressure_drops_and_recovery_on_a_real_pipe(monkeypatch):
     assert not sink.congested()
 
 
-def test_sink_writes_whole_lines_of_at_most_pipe_buf(monkeypatch):
+def test_sink_writes_whole_lines_that_fit_the_pipe(monkeypatch):
+    """Each write holds whole lines: more than PIPE_BUF bytes of them only into an empty pipe
+    (all of it goes in at once), else at most PIPE_BUF (atomic); a longer line alone."""
     read_end, write_end = os.pipe()
     sizes: list[int] = []
     real_write = os.write
 
     def recording(fd: int, data: Any) -> int:
         if fd == write_end:
-            sizes.append(len(data))
-            assert bytes(data).endswith(b"\n")
+            chunk = bytes(data)
+            assert chunk.endswith(b"\n")
+            if len(chunk) > _sink.PIPE_BUF and chunk.count(b"\n") > 1:
+                unread = bytearray(4)
+                fcntl.ioctl(write_end, termios.FIONREAD, unread)
+                assert int.from_bytes(unread, sys.byteorder) == 0 and len(chunk) <= 65536
+            else:
+                sizes.append(len(chunk))
         return real_write(fd, data)
 
     monkeypatch.setattr(_sink.os, "write", recording)

@@ -1,12 +1,14 @@
 """The event stream: every lifecycle transition as one structlog event, rendered as a JSON line.
 
-The pipeline is structlog's: a bound logger whose processors are plain
-callables composed in a list. Ours add the envelope (``schema_version``,
-``timestamp``, ``elapsed_seconds``, ``level``, ``run_id``), mask secrets, let
-the human view observe the event, and render it with orjson straight to bytes.
-The "logger" at the end hands the line back, and :class:`EventLog` queues it on
-each of the event's outputs (:mod:`aicp._sink`: a writer thread per output, so
-a reader that stalls never blocks the supervisor; lines are written whole).
+The pipeline is structlog's: processors, plain callables composed in a list,
+called as a structlog bound logger calls them (:meth:`EventLog.render` drives
+the list itself: a bound logger's per-call machinery cost more than our
+processors). Ours add the envelope (``schema_version``, ``timestamp``,
+``elapsed_seconds``, ``level``, ``run_id``), mask secrets, let the human view
+observe the event, and render it with orjson straight to bytes. The line is
+queued on each of the event's outputs (:mod:`aicp._sink`: a writer thread per
+output, so a reader that stalls never blocks the supervisor; lines are written
+whole).
 
 Relayed step output is the bulk of a stream (a chatty step prints millions of
 lines), so :meth:`EventLog.step_output` renders a batch of ``step_log`` lines with
@@ -23,8 +25,7 @@ stderr. Streams are resolved at write time, so the stream works under pytest's
 capsys and after ``contextlib.redirect_stderr``. A reader that goes away
 (``| head``) silences that one stream; the run goes on.
 
-We configure our own bound loggers with ``structlog.wrap_logger`` and never
-call ``structlog.configure``: a library must not change its host's logging.
+We never call ``structlog.configure``: a library must not change its host's logging.
 """
 
 from __future__ import annotations
@@ -58,13 +59,18 @@ class StreamWriter:
     def __init__(self, name: str) -> None:
         self.name = name
         self._lock = threading.Lock()
+        self._stream: Any = None  # the stream the sink below was resolved for
+        self._sink: Sink | None = None
         self.broken = False
 
     def sink(self) -> Sink | None:
-        return stdio_sink(self.name)
+        stream = getattr(sys, self.name)
+        if stream is not self._stream:
+            self._stream, self._sink = stream, stdio_sink(self.name)
+        return self._sink
 
     def write(self, data: bytes, relay: bool = False) -> None:
-        sink = stdio_sink(self.name)
+        sink = self.sink()
         if sink is not None:
             sink.put(data, relay)
             return
@@ -111,17 +117,6 @@ class _External:
 
     def close(self) -> None:
         self._writer.close()
-
-
-class _Capture:
-    """The structlog "logger" at the end of the chain: returns the rendered line to the caller,
-    who writes it to the event's outputs (so one pipeline serves stderr, stdout and the files)."""
-
-    @staticmethod
-    def msg(line: bytes) -> bytes:
-        return line
-
-    info = warning = error = debug = critical = msg
 
 
 def _render(_logger: Any, _method: str, event_dict: dict[str, Any]) -> bytes:
@@ -221,7 +216,7 @@ class EventLog:
         self._terminal_out: list[Any] = self._stdout + self._files
         self._observed = observer is not None
         self.redactor = Redactor.from_environment(extra=secrets)
-        self._log = self._logger(bool(self._lifecycle_out or self._terminal_out), observer)
+        self._processors = self._pipeline(bool(self._lifecycle_out or self._terminal_out), observer)
         self._verbatim: dict[tuple[Any, ...], bool] = {}
         for writer in self._lifecycle_out:
             sink = writer.sink()
@@ -230,7 +225,7 @@ class EventLog:
                 if writer in self._files:
                     sink.on_error = self._output_failed
 
-    def _logger(self, writes: bool, observer: Observer | None) -> Any:
+    def _pipeline(self, writes: bool, observer: Observer | None) -> list[Any]:
         processors: list[Any] = [add_log_level, _Envelope(self.run_id, self.started, self.context)]
         if observer is not None:
             processors += [self.redactor, _observe(observer), _render if writes else _drop]
@@ -238,13 +233,24 @@ class EventLog:
             processors.append(_redact_render(self.redactor))
         else:
             processors.append(_drop)
-        # .bind() once: wrap_logger returns a lazy proxy that would build a new bound logger on every call
-        return structlog.wrap_logger(_Capture(), processors=processors,
-                                     wrapper_class=structlog.BoundLogger, context_class=dict).bind()
+        return processors
 
-    def render(self, event: str, fields: dict[str, Any]) -> bytes | None:
-        """The event as its JSON line (None when nothing writes it), observed on the way."""
-        line: bytes | None = getattr(self._log, _LEVELS.get(event, "info"))(event, **fields)
+    def render(self, event: str, fields: dict[str, Any], method: str | None = None) -> bytes | None:
+        """The event as its JSON line (None when nothing writes it), observed on the way.
+
+        The processors are called as a structlog bound logger calls them (``method`` is the
+        level method's name: ``info``, ``warning``...; the event dict is the fields, then
+        ``event``), without a bound logger's per-call machinery, which cost more than the
+        processors themselves. The last processor renders the bytes.
+        """
+        event_dict: Any = {**fields, "event": event}
+        method = method or _LEVELS.get(event, "info")
+        try:
+            for processor in self._processors:
+                event_dict = processor(None, method, event_dict)
+        except structlog.DropEvent:
+            return None
+        line: bytes = event_dict
         return line
 
     def emit(self, event: str, **fields: Any) -> None:
@@ -314,7 +320,7 @@ class EventLog:
         """Emit the terminal event (``pipeline_complete``; a batch's ``batch_complete``) to stdout /
         the log file / the observer."""
         self._stderr_before_stdout()
-        line = getattr(self._log, "info" if fields.get("success") else "error")(event, **fields)
+        line = self.render(event, fields, "info" if fields.get("success") else "error")
         if line is not None:
             for writer in self._terminal_out:
                 writer.write(line)

@@ -17,11 +17,14 @@ The queue is bounded in bytes, and the bound is enforced where it belongs:
   stalled) is dropped and counted; any other event beyond
   :data:`QUEUE_LIMIT` too. A dropped event is dropped whole.
 
-Lines are never split by a write: a batch is written in pieces of whole lines,
-at most ``PIPE_BUF`` (4096) bytes each on pipes and terminals, so the kernel
-makes each write atomic even with other writers on the pipe; a single line
-longer than that is one write of its own. Regular files (``--log-file``,
-``events.jsonl``, opened ``O_APPEND``) get each batch in one write.
+Lines are never split by a write: a batch is written in pieces of whole lines.
+On a pipe whose reader keeps up (the pipe is empty), a piece may fill the
+whole pipe (64 KiB), which then takes it at once; while the reader is behind,
+pieces are at most ``PIPE_BUF`` (4096) bytes, which the kernel writes
+atomically, so a reader that stalls for good is left whole lines only. A
+single line longer than that is a write of its own. Terminals and sockets get
+``PIPE_BUF`` pieces; regular files (``--log-file``, ``events.jsonl``, opened
+``O_APPEND``) each batch in one write.
 
 At exit :meth:`Sink.flush` waits while the output makes progress, and gives up
 after :data:`FLUSH_STALL` seconds without any: a stalled reader delays aicp's
@@ -32,10 +35,12 @@ from __future__ import annotations
 
 import atexit
 import errno
+import fcntl
 import os
 import select
 import stat
 import sys
+import termios
 import threading
 import time
 from typing import Any, Callable
@@ -47,7 +52,8 @@ SOFT_LIMIT = 1 << 20
 RELAY_LIMIT = 8 << 20
 QUEUE_LIMIT = 64 << 20
 FLUSH_STALL = 2.0
-_RECHECK = 0.25  # a second flush of an output that stalled waits this long for it to move
+_RECHECK = 0.25
+_FLUSH_POLL = 0.005  # a second flush of an output that stalled waits this long for it to move
 
 _GONE = (errno.EPIPE, errno.EBADF, errno.EINVAL)
 
@@ -66,10 +72,15 @@ class Sink:
         self.name = name
         self._owned = owned
         try:
-            self._whole = stat.S_ISREG(os.fstat(fd).st_mode)
+            mode = os.fstat(fd).st_mode
         except OSError:
-            self._whole = False
-        self._cond = threading.Condition(threading.Lock())
+            mode = 0
+        self._whole = stat.S_ISREG(mode)
+        self._capacity = _pipe_capacity(fd) if stat.S_ISFIFO(mode) else 0
+        self._lock = threading.Lock()  # guards the queue and the counters
+        self._wake = threading.Lock()  # held while the writer has nothing to do; released once per wake-up
+        self._wake.acquire()
+        self._signalled = False  # a wake-up is pending (so _wake is never released twice)
         self._queue: list[bytes] = []
         self._queued = 0  # bytes queued or being written
         self._progress = 0  # bytes written so far (flush() watches it move)
@@ -87,7 +98,7 @@ class Sink:
 
     def put(self, data: bytes, relay: bool = False) -> bool:
         """Queue ``data`` (whole lines); False if it was dropped (over the bound, or the output is gone)."""
-        with self._cond:
+        with self._lock:
             if self.broken or self._closing:
                 return False
             if self._queued and self._queued + len(data) > (RELAY_LIMIT if relay else QUEUE_LIMIT):
@@ -97,12 +108,17 @@ class Sink:
                 return False
             self._queue.append(data)
             self._queued += len(data)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=f"aicp-out-{self.name}", daemon=True)
-                self._thread.start()
-            elif len(self._queue) == 1:
-                self._cond.notify()
+            if not self._signalled:
+                self._wake_writer()
         return True
+
+    def _wake_writer(self) -> None:
+        """(With the lock held.) Release the writer once; start it the first time."""
+        self._signalled = True
+        self._wake.release()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"aicp-out-{self.name}", daemon=True)
+            self._thread.start()
 
     def congested(self) -> bool:
         """Whether producers of step output should pause (the reader is behind)."""
@@ -113,26 +129,26 @@ class Sink:
 
         An output that already stalled, and has not moved since, gets a short look only.
         """
-        with self._cond:
-            if self._stalled_at is not None and self._stalled_at == self._progress:
-                stall = min(stall, _RECHECK)
-            seen, since = self._progress, time.monotonic()
-            while self._queued and not self.broken:
-                self._cond.wait(0.05)
-                now = time.monotonic()
-                if self._progress != seen:
-                    seen, since = self._progress, now
-                elif now - since >= stall:
-                    self._stalled_at = seen
-                    return False
-            return True
+        if self._stalled_at is not None and self._stalled_at == self._progress:
+            stall = min(stall, _RECHECK)
+        seen, since = self._progress, time.monotonic()
+        while self._queued and not self.broken:
+            time.sleep(_FLUSH_POLL)
+            now = time.monotonic()
+            if self._progress != seen:
+                seen, since = self._progress, now
+            elif now - since >= stall:
+                self._stalled_at = seen
+                return False
+        return True
 
     def close(self, stall: float = FLUSH_STALL) -> None:
         """Flush, stop the thread, and close the descriptor if it is ours (and no write hangs on it)."""
         flushed = self.flush(stall)
-        with self._cond:
+        with self._lock:
             self._closing = True
-            self._cond.notify()
+            if not self._signalled and self._thread is not None:
+                self._wake_writer()
         if self._owned and (flushed or self.broken):
             thread = self._thread
             if thread is not None:
@@ -148,11 +164,13 @@ class Sink:
     def _run(self) -> None:
         signals_to_the_main_thread()
         while True:
-            with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
+            self._wake.acquire()
+            with self._lock:
+                self._signalled = False
                 if not self._queue:
-                    return
+                    if self._closing:
+                        return
+                    continue
                 batch, self._queue = self._queue, []
             data = batch[0] if len(batch) == 1 else b"".join(batch)
             failed = None
@@ -161,7 +179,7 @@ class Sink:
             except OSError as exc:
                 failed = exc
             report = 0
-            with self._cond:
+            with self._lock:
                 self._queued -= len(data)
                 if failed is not None:
                     self.broken = True
@@ -169,7 +187,6 @@ class Sink:
                     self._queued = 0
                 if self.dropped and self._queued <= SOFT_LIMIT:
                     report, self.dropped = self.dropped, 0
-                self._cond.notify_all()
             if failed is not None:
                 if failed.errno not in _GONE:
                     self.error = failed
@@ -185,24 +202,47 @@ class Sink:
             return
         view, pos, end_all = memoryview(data), 0, len(data)
         while pos < end_all:
-            end = pos + PIPE_BUF
+            end = pos + self._room()
             if end >= end_all:
                 end = end_all
             else:
                 cut = data.rfind(b"\n", pos, end)
                 if cut >= pos:
                     end = cut + 1
-                else:  # one line longer than PIPE_BUF: a write of its own
+                else:  # one line longer than the room: a write of its own
                     nl = data.find(b"\n", end)
                     end = end_all if nl < 0 else nl + 1
             self._write_all(view[pos:end])
             pos = end
+
+    def _room(self) -> int:
+        """How many bytes the next write may hold and still never stop inside a line: a whole
+        empty pipe (the reader keeps up: nothing but us writes, so it all goes in at once), else
+        PIPE_BUF, which the kernel writes atomically or not at all (if the reader then stalls
+        for good, the pipe holds whole lines only)."""
+        if self._capacity:
+            unread = bytearray(4)
+            try:
+                fcntl.ioctl(self.fd, termios.FIONREAD, unread)
+            except OSError:
+                return PIPE_BUF
+            if not int.from_bytes(unread, sys.byteorder):
+                return self._capacity
+        return PIPE_BUF
 
     def _write_all(self, view: memoryview) -> None:
         while view:
             written = os.write(self.fd, view)
             self._progress += written
             view = view[written:]
+
+
+def _pipe_capacity(fd: int) -> int:
+    """A pipe's size in bytes (F_GETPIPE_SZ), 0 if unknown."""
+    try:
+        return max(0, fcntl.fcntl(fd, getattr(fcntl, "F_GETPIPE_SZ", 1032)))
+    except OSError:
+        return 0
 
 
 _STDIO: dict[int, Sink] = {}
