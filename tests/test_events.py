@@ -390,14 +390,17 @@ def test_stream_emitter_follows_a_redirected_stream(capsys):
 
 def test_writes_carry_whole_lines(tmp_path):
     """Every write(2) carries whole lines: on a pipe at most PIPE_BUF bytes of them (atomic, so
-    other writers never interleave inside a line), or one line longer than that on its own."""
+    other writers never interleave inside a line) unless the pipe is empty (then all of the write
+    goes in at once), or one line longer than that on its own."""
     script = textwrap.dedent("""
-        import json, os, sys
+        import fcntl, json, os, sys, termios
         writes = {1: [], 2: []}
         real = os.write
         def counting(fd, data):
             if fd in writes:
-                writes[fd].append(bytes(data))
+                unread = bytearray(4)
+                fcntl.ioctl(fd, termios.FIONREAD, unread)
+                writes[fd].append((bytes(data), int.from_bytes(unread, sys.byteorder)))
             return real(fd, data)
         os.write = counting
         from aicp._events import EventLog
@@ -407,16 +410,17 @@ def test_writes_carry_whole_lines(tmp_path):
         log.result(success=True, steps_completed=0, total_steps=0, total_cost=0.0, total_time=0.0,
                    outputs={}, error=None)
         log.close()
-        json.dump({fd: [[len(w), w.count(b"\\n"), w.endswith(b"\\n")] for w in ws] for fd, ws in writes.items()},
-                  open(sys.argv[1], "w"))
+        json.dump({fd: [[len(w), w.count(b"\\n"), w.endswith(b"\\n"), unread] for w, unread in ws]
+                   for fd, ws in writes.items()}, open(sys.argv[1], "w"))
     """)
     out = tmp_path / "counts.json"
     proc = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     counts = json.loads(out.read_text())
-    assert sum(lines for _, lines, _ in counts["2"]) == 200
-    assert all(whole and (size <= select.PIPE_BUF or lines == 1) for size, lines, whole in counts["2"])
-    assert counts["1"] == [[counts["1"][0][0], 1, True]]
+    assert sum(lines for _, lines, _, _ in counts["2"]) == 200
+    assert all(whole and (size <= select.PIPE_BUF or lines == 1 or (unread == 0 and size <= 65536))
+               for size, lines, whole, unread in counts["2"])
+    assert [(lines, whole) for _, lines, whole, _ in counts["1"]] == [(1, True)]
     assert [len(json.loads(line)["line"]) for line in proc.stderr.splitlines()] == [i * 50 for i in range(200)]
 
 
