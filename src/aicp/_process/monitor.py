@@ -44,6 +44,8 @@ MAX_LINE = 8 * 1024
 MAX_RESULT = 64 * 1024 * 1024
 _DRAIN_SECONDS = 2.0
 _WAIT_SLICE = 0.1
+_CHUNK = 65536
+_GATHER = 0.002  # after a read that emptied a pipe, seconds before the next
 _PAUSE_POLL = 0.02  # while output is paused, how often to look whether the reader caught up
 
 
@@ -266,20 +268,26 @@ class _Monitor:
 
     @staticmethod
     def _pump(sel: selectors.BaseSelector, splitters: dict[int, LineSplitter], timeout: float) -> None:
+        partial = False
         for key, _ in sel.select(timeout):
             fd = key.fd
             if fd not in splitters:  # the exit fd: nothing to read, the loop checks exited()
                 sel.unregister(fd)
                 continue
             try:
-                chunk = os.read(fd, 65536)
+                chunk = os.read(fd, _CHUNK)
             except BlockingIOError:
                 continue
             if chunk:
                 splitters[fd].feed(chunk)
+                partial = partial or len(chunk) < _CHUNK
             else:
                 sel.unregister(fd)
                 splitters[fd].close()
+        if partial:
+            # A step printing line by line would otherwise be read a few lines at a time, and the
+            # relay's cost is per read: let its lines gather for a moment (less than a pipeful).
+            time.sleep(_GATHER)
 
     def _drain(self, sel: selectors.BaseSelector, splitters: dict[int, LineSplitter], tree: ProcessTree) -> None:
         """Relay what is left in the pipes; give up if a stray writer keeps them open."""
