@@ -19,8 +19,8 @@ environment holds two secret-looking variables (as a user's would: FAL_KEY,
 OPENAI_API_KEY), so the masking does real work; ``--no-secrets`` drops them.
 
 Then it verifies that every write(2) of ours carries whole lines, at most
-PIPE_BUF bytes of them (or one longer line), by wrapping ``os.write`` in the
-child, and counts the writes with ``strace -f -e trace=write`` when strace is
+PIPE_BUF bytes of them unless the pipe was empty (or one longer line), by
+wrapping ``os.write`` in the child, and counts the writes with ``strace -f -e trace=write`` when strace is
 installed.
 
 Usage: python scripts/bench_events.py [--events 100000] [--rounds 5] [--no-secrets]
@@ -45,14 +45,18 @@ variant, n, count_writes = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
 writes = 0
 split = 0  # writes to fd 2 that were not whole lines (or held several lines over PIPE_BUF bytes)
 if count_writes:
-    import select
+    import fcntl, select, termios
     real_write = os.write
     def counting_write(fd, data):
         global writes, split
         if fd == 2:
             writes += 1
             data = bytes(data)
-            if not data.endswith(b"\n") or (len(data) > select.PIPE_BUF and data.count(b"\n") > 1):
+            unread = bytearray(4)
+            fcntl.ioctl(fd, termios.FIONREAD, unread)
+            # over PIPE_BUF, several lines only into an empty pipe (all of it goes in at once)
+            if not data.endswith(b"\n") or (len(data) > select.PIPE_BUF and data.count(b"\n") > 1
+                                             and int.from_bytes(unread, sys.byteorder) != 0):
                 split += 1
         return real_write(fd, data)
     os.write = counting_write
@@ -189,7 +193,7 @@ def main() -> None:
     n = 2000
     counted = measure("ours", n, env, count_writes=True)
     print(f"os.write calls to fd 2 for {n} events (ours): {counted['writes']} ({counted['writes'] / n:.2f} per line), "
-          f"{counted['split']} not whole lines within PIPE_BUF")
+          f"{counted['split']} not whole lines that fit the pipe")
     traced = {v: strace_writes(v, n, env) for v in ("ours", "print")}
     if traced["ours"] is None:
         print("strace not available: skipped the system-call check")
@@ -197,7 +201,8 @@ def main() -> None:
         for variant, writes in traced.items():
             print(f"strace write(2, ...) calls for {n} events ({variant}): {writes} ({writes / n:.2f} per line)")
     ok = counted["split"] == 0 and counted["writes"] <= n
-    print("every write whole lines (at most PIPE_BUF bytes, or one line): " + ("yes" if ok else "NO"))
+    print("every write whole lines (at most PIPE_BUF bytes unless the pipe was empty, or one line): "
+          + ("yes" if ok else "NO"))
     if not ok:
         raise SystemExit(1)
 
