@@ -114,6 +114,22 @@ def test_step_output_with_an_observer_gives_it_every_line(tmp_path, frozen):
     assert observed == plain
 
 
+def _fast_and_slow(tmp_path: Path, processor: Any, position: int, lines: list[str]) -> tuple[bytes, bytes]:
+    """The bytes of ``lines`` relayed by step_output and emitted one by one, with ``processor``
+    put into the pipeline at ``position``."""
+
+    def with_processor(write: Any) -> Any:
+        def run(log: EventLog) -> None:
+            log._processors.insert(position, processor)
+            write(log)
+        return run
+
+    fast = _bytes_of(tmp_path, "fast.jsonl", with_processor(lambda log: log.step_output({"step": 0}, "stdout", lines)))
+    slow = _bytes_of(tmp_path, "slow.jsonl", with_processor(
+        lambda log: [log.emit("step_log", step=0, stream="stdout", line=line) for line in lines]))
+    return fast, slow
+
+
 @pytest.mark.parametrize("rewrite", [
     lambda line: line[:100],  # a processor that shortens lines
     lambda line: line.strip(),  # one that strips them
@@ -127,16 +143,7 @@ def test_step_output_follows_a_pipeline_that_rewrites_lines(tmp_path, frozen, re
             event_dict["line"] = rewrite(event_dict["line"])
         return event_dict
 
-    def with_processor(write: Any) -> Any:
-        def run(log: EventLog) -> None:
-            log._processors.insert(1, processor)
-            write(log)
-        return run
-
-    lines = [line for line in LINES if "\n" not in line]
-    fast = _bytes_of(tmp_path, "fast.jsonl", with_processor(lambda log: log.step_output({"step": 0}, "stdout", lines)))
-    slow = _bytes_of(tmp_path, "slow.jsonl", with_processor(
-        lambda log: [log.emit("step_log", step=0, stream="stdout", line=line) for line in lines]))
+    fast, slow = _fast_and_slow(tmp_path, processor, 1, [line for line in LINES if "\n" not in line])
     assert fast == slow
 
 
@@ -148,15 +155,7 @@ def test_step_output_follows_a_field_derived_from_the_line(tmp_path, frozen):
             event_dict["message"] = event_dict["line"]
         return event_dict
 
-    def run(write: Any) -> Any:
-        def go(log: EventLog) -> None:
-            log._processors.insert(2, processor)
-            write(log)
-        return go
-
-    fast = _bytes_of(tmp_path, "fast.jsonl", run(lambda log: log.step_output({"step": 0}, "stdout", LINES)))
-    slow = _bytes_of(tmp_path, "slow.jsonl", run(
-        lambda log: [log.emit("step_log", step=0, stream="stdout", line=line) for line in LINES]))
+    fast, slow = _fast_and_slow(tmp_path, processor, 2, LINES)
     assert fast == slow and b'"message":"plain ascii line"' in fast
 
 

@@ -53,6 +53,17 @@ def _chain(tmp_path: Path, body: str) -> Path:
     return path
 
 
+def _flood_chain(tmp_path: Path) -> Path:
+    """One step that floods its output until it is stopped."""
+    return _chain(tmp_path, """
+        name: stalled
+        prompt: go
+        steps:
+          - type: python
+            params: {function: "stall_steps:flood"}
+    """)
+
+
 def _buffered(fd: int) -> int:
     """Bytes waiting in a pipe, unread."""
     size = bytearray(4)
@@ -222,14 +233,7 @@ def test_parallel_members_time_out_while_stderr_is_stalled(tmp_path, stalled):
 
 def test_sigterm_ends_the_run_while_stdout_is_stalled(tmp_path, stalled):
     """The result cannot be written (nobody reads stdout): the exit code still comes, in time."""
-    chain = _chain(tmp_path, """
-        name: stalled_stdout
-        prompt: go
-        steps:
-          - type: python
-            params: {function: "stall_steps:flood"}
-    """)
-    run = stalled(chain, "--stream", stalled="stdout")
+    run = stalled(_flood_chain(tmp_path), "--stream", stalled="stdout")
     deadline = time.monotonic() + BOUND
     while not any(e["event"] == "step_log" for e in run.events()):
         assert time.monotonic() < deadline and run.proc.poll() is None
@@ -243,14 +247,7 @@ def test_sigterm_ends_the_run_while_stdout_is_stalled(tmp_path, stalled):
 
 def test_sigterm_ends_a_human_view_run_while_stderr_is_stalled(tmp_path, stalled):
     """Without --stream the human view writes to stderr: a stalled terminal or pipe blocks nothing."""
-    chain = _chain(tmp_path, """
-        name: stalled_human
-        prompt: go
-        steps:
-          - type: python
-            params: {function: "stall_steps:flood"}
-    """)
-    run = stalled(chain)
+    run = stalled(_flood_chain(tmp_path))
     run.wait_stalled()
     run.proc.send_signal(signal.SIGTERM)
     code, out, _ = run.finish()
