@@ -46,7 +46,7 @@ def test_lnav_reads_a_real_run_and_finds_its_failure(aicp, write_chain, write_mo
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     rows = [line.split() for line in out.stdout.splitlines()[1:] if line.strip()]
-    assert [r[0] for r in rows] == ["step_error", "pipeline_complete"]
+    assert [r[0] for r in rows] == ["step_error", "run_end", "pipeline_complete"]  # run_end: how it ended, on stderr
     assert rows[0][1:3] == ["1", "exception"]
     assert "the render farm is on fire" in out.stdout
 

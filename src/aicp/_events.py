@@ -7,9 +7,9 @@ the human view observe the event, and render it with orjson straight to bytes.
 The "logger" at the end writes each line with one ``write(2)`` call, so a line
 is never split between two writes and readers never see half an event.
 
-Lifecycle events go to stderr (with ``--stream``) and to the ``--log-file``;
-the terminal ``pipeline_complete`` goes to stdout and the log file, never to
-stderr. Streams are resolved at write time, so the stream works under pytest's
+Lifecycle events go to stderr (with ``--stream``) and to the ``--log-file``,
+ending with ``run_end`` (for shippers that only see stderr); the terminal
+``pipeline_complete`` goes to stdout and the log file, never to stderr. Streams are resolved at write time, so the stream works under pytest's
 capsys and after ``contextlib.redirect_stderr``. A reader that goes away
 (``| head``) silences that one stream; the run goes on.
 
@@ -31,8 +31,9 @@ import orjson
 import structlog
 from structlog.processors import add_log_level
 
+from aicp._messages import message_of
 from aicp._redact import Redactor
-from aicp._version import SCHEMA_VERSION
+from aicp._version import SCHEMA_VERSION, __version__
 
 Observer = Callable[[dict[str, Any]], None]
 
@@ -141,8 +142,33 @@ def _redact_render(redactor: Redactor) -> Callable[[Any, str, dict[str, Any]], b
     return processor
 
 
+_second_cache: list[Any] = [None, ""]
+
+
+def rfc3339(timestamp: float) -> str:
+    """``2026-12-02T06:03:23.123Z``: UTC, milliseconds, the same instant as ``timestamp`` (truncated)."""
+    seconds, millis = divmod(int(timestamp * 1000), 1000)
+    if _second_cache[0] != seconds:  # most events share their second with the previous one
+        _second_cache[:] = [seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))]
+    return f"{_second_cache[1]}.{millis:03d}Z"
+
+
+# Where an event came from: aicp itself, or a step (relayed from its output, its ctx.log, its ctx.progress).
+_STEP_SOURCES = {"stdout": "step.stdout", "stderr": "step.stderr", "log": "step.log"}
+
+
+def source_of(event: str, fields: dict[str, Any]) -> str:
+    if event == "step_log":
+        return _STEP_SOURCES.get(fields.get("stream"), "step.stdout")
+    return "step.progress" if event == "step_progress" else "aicp"
+
+
 class _Envelope:
-    """Puts the fields every event carries first, in a stable order."""
+    """Puts the fields every event carries first, in a stable order.
+
+    The six fields of the original envelope come first (their order is part of
+    the contract), then ``time``, ``source`` and ``message``, then the event's own.
+    """
 
     def __init__(self, run_id: str, started: float) -> None:
         self.run_id = run_id
@@ -151,13 +177,18 @@ class _Envelope:
     def __call__(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
         event = event_dict.pop("event")
         level = event_dict.pop("level")
+        now = time.time()
+        has_message = "message" in event_dict  # warning and step_progress carry their own (progress: maybe null)
         return {
             "schema_version": SCHEMA_VERSION,
             "event": event,
-            "timestamp": time.time(),
+            "timestamp": now,
             "elapsed_seconds": round(time.monotonic() - self.started, 3),
             "level": level,
             "run_id": self.run_id,
+            "time": rfc3339(now),
+            "source": source_of(event, event_dict),
+            "message": event_dict.pop("message") if has_message else message_of(event, event_dict),
             **event_dict,
         }
 
@@ -175,6 +206,22 @@ def _drop(_logger: Any, _method: str, _event_dict: dict[str, Any]) -> Any:
 
 
 _LEVELS = {"step_error": "error", "step_retry": "warning", "warning": "warning"}
+# A step's own ctx.log level (structlog's method names) as one of ours; stdout/stderr lines carry
+# no level of their own and are "info" (a program's stderr is as often progress as trouble).
+_RELAYED_LEVELS = {"debug": "debug", "info": "info", "msg": "info", "warning": "warning", "warn": "warning",
+                   "error": "error", "err": "error", "exception": "error", "critical": "critical",
+                   "fatal": "critical"}
+
+
+def level_of(event: str, fields: dict[str, Any]) -> str:
+    """The ``level`` of a lifecycle event; a relayed ``ctx.log`` line keeps the step's own level."""
+    if event == "step_log":
+        return _RELAYED_LEVELS.get(str(fields.get("log_level", "info")).lower(), "info")
+    return _LEVELS.get(event, "info")
+
+
+# run_end: how the run ended, on stderr, for shippers that never see stdout
+_RUN_END_FIELDS = ("success", "exit_code", "error", "steps_completed", "total_steps", "total_cost", "total_time")
 
 
 class EventLog:
@@ -184,11 +231,13 @@ class EventLog:
     ``log_file``: every event, the result included, appended to that file (or files).
     ``observer``: called with each event dict (the human view).
     ``secrets``: values to mask, in addition to secret-looking environment variables.
+    ``run_end``: announce the end of a started run on the lifecycle stream too (the
+    AI Content Pipeline tool's emitter API, :mod:`aicp.stream`, keeps its exact stream).
     """
 
     def __init__(self, *, stream: bool = False, log_file: str | Iterable[str] | None = None,
                  observer: Observer | None = None, secrets: Iterable[str] = (),
-                 run_id: str | None = None) -> None:
+                 run_id: str | None = None, run_end: bool = True) -> None:
         self.run_id = run_id or uuid.uuid4().hex[:16]
         self.started = time.monotonic()
         paths = [log_file] if isinstance(log_file, str) else list(log_file or ())
@@ -196,6 +245,8 @@ class EventLog:
         self.redactor = Redactor.from_environment(extra=secrets)
         self._lifecycle = self._logger([StreamWriter("stderr")] if stream else [], self._files, observer)
         self._terminal = self._logger([StreamWriter("stdout")] if stream else [], self._files, observer)
+        self._started_run = False
+        self._announce_end = run_end
 
     def _logger(self, streams: list[Any], files: list[Any], observer: Observer | None) -> Any:
         processors: list[Any] = [add_log_level, _Envelope(self.run_id, self.started)]
@@ -211,11 +262,20 @@ class EventLog:
 
     def emit(self, event: str, **fields: Any) -> None:
         """Emit a lifecycle event (to stderr / the log file / the observer)."""
-        getattr(self._lifecycle, _LEVELS.get(event, "info"))(event, **fields)
+        if event == "pipeline_start":
+            self._started_run = self._announce_end
+            fields.setdefault("aicp_version", __version__)
+        getattr(self._lifecycle, level_of(event, fields))(event, **fields)
 
-    def result(self, **fields: Any) -> None:
-        """Emit the terminal ``pipeline_complete`` event (to stdout / the log file / the observer)."""
+    def result(self, *, resume_command: str | None = None, **fields: Any) -> None:
+        """End the run: ``run_end`` on the lifecycle stream (when the run had started), then the
+        terminal ``pipeline_complete`` (to stdout / the log file / the observer)."""
         level = "info" if fields.get("success") else "error"
+        if self._started_run:
+            end = {k: fields.get(k) for k in _RUN_END_FIELDS}
+            if resume_command and not fields.get("success"):
+                end["resume_command"] = resume_command
+            getattr(self._lifecycle, level)("run_end", **end)
         getattr(self._terminal, level)("pipeline_complete", **fields)
 
     def close(self) -> None:

@@ -73,6 +73,18 @@ class _Signals:
         self.cancel.set("terminated by SIGTERM", exit_code=ExitCode.TERMINATED)
 
 
+def resume_command(args: Any, run_id: str) -> str:
+    """The exact command that continues this run: same chain, same input, same output folder."""
+    import shlex
+
+    argv = ["aicp", "run-chain", "--config", args.config]
+    for flag, value in (("--input-text", args.input_text), ("--prompt-file", args.prompt_file),
+                        ("--input", args.input), ("--output-dir", args.output_dir)):
+        if value is not None:
+            argv += [flag, value]
+    return shlex.join([*argv, "--resume", run_id])
+
+
 def _failed_before_start(error: AicpError, args: Any) -> None:
     if args.stream or args.log_file:  # the log file records every invocation, in any mode
         events = EventLog(stream=args.stream, log_file=args.log_file)
@@ -106,7 +118,7 @@ def run_chain_command(args: Any) -> int:
             result = Supervisor(chain, events, cancel, reap_strays=reaper,
                                 journal=Journal(record, resume=resuming)).run(chain_input)
             fields = result.event_fields()
-            events.result(**fields)
+            events.result(**fields, resume_command=resume_command(args, record.run_id))
     finally:
         events.close()
     if not args.stream:
