@@ -10,51 +10,9 @@ import shlex
 
 import pytest
 from _aicp import Run
-from conftest import assert_valid_events
+from _shipchain import CHAIN, MODULE
 
 from aicp._version import __version__
-
-MODULE = """
-    import sys
-
-    def talk(ctx):
-        print("plain stdout", ctx.input)
-        print("plain stderr", file=sys.stderr)
-        ctx.log.debug("a debug line")
-        ctx.log.info("an info line", n=1)
-        ctx.log.warning("a warning line")
-        ctx.log.warn("a warn line")
-        ctx.log.error("an error line")
-        ctx.log.critical("a critical line")
-        ctx.progress(0.5, "halfway")
-        ctx.progress(1.0)
-        return "ok"
-
-    def flaky(ctx):
-        marker = ctx.chain_dir / "flaky.marker"
-        if not marker.exists():
-            marker.write_text("x")
-            raise RuntimeError("first attempt fails")
-        return "second"
-
-    def boom(ctx):
-        raise ValueError("it went wrong")
-"""
-
-CHAIN = """
-    name: shipping
-    prompt: hello
-    retry_delay: 0.01
-    steps:
-      - {type: python, name: talk, params: {function: "shipmod:talk"}}
-      - {type: python, retry_count: 1, params: {function: "shipmod:flaky"}}
-      - type: parallel_group
-        params:
-          parallel_steps:
-            - {type: command, params: {argv: [echo, one]}}
-            - {type: command, params: {argv: [echo, two]}}
-      - {type: python, params: {function: "shipmod:boom"}}
-"""
 
 RFC3339_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
@@ -68,9 +26,9 @@ def shipped(aicp, write_chain, write_module) -> Run:
     return run
 
 
-def test_every_event_has_time_source_and_message_and_validates(shipped):
+def test_every_event_has_time_source_and_message_and_validates(shipped, validate_events):
     events = shipped.events + [shipped.result]
-    assert_valid_events(events)
+    validate_events(events)
     for event in events:
         assert RFC3339_MS.match(event["time"]), event
         parsed = dt.datetime.strptime(event["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
@@ -130,7 +88,7 @@ def test_run_end_is_the_last_event_on_stderr_and_stdout_keeps_one_line(shipped, 
     assert argv == ["aicp", "run-chain", "--config", "chain.yaml", "--input-text", "a b", "--resume", end["run_id"]]
 
 
-def test_run_end_of_a_successful_run(aicp, write_chain, tmp_path):
+def test_run_end_of_a_successful_run(aicp, write_chain, tmp_path, validate_events):
     write_chain("""
         name: ok
         prompt: p
@@ -145,5 +103,5 @@ def test_run_end_of_a_successful_run(aicp, write_chain, tmp_path):
     assert end["message"].startswith("run succeeded: 1/1 steps, $0.000")
     logged = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [e["event"] for e in logged][-2:] == ["run_end", "pipeline_complete"]
-    assert_valid_events(logged)
+    validate_events(logged)
 

@@ -31,6 +31,7 @@ import orjson
 import structlog
 from structlog.processors import add_log_level
 
+from aicp._logformats import formatter
 from aicp._messages import message_of
 from aicp._redact import Redactor
 from aicp._version import SCHEMA_VERSION, __version__
@@ -224,11 +225,41 @@ def level_of(event: str, fields: dict[str, Any]) -> str:
 _RUN_END_FIELDS = ("success", "exit_code", "error", "steps_completed", "total_steps", "total_cost", "total_time")
 
 
+class _Shaped:
+    """The last processor when a ``--log-format`` applies: renders the v1 dict for the v1 sinks
+    and the reshaped dict (:mod:`aicp._logformats`) for the others; hands both to :class:`_Routes`."""
+
+    def __init__(self, shape: Callable[[Any, str, dict[str, Any]], dict[str, Any]],
+                 v1: list[Any], shaped: list[Any]) -> None:
+        self.shape, self.v1, self.shaped = shape, v1, shaped
+
+    def __call__(self, logger: Any, method: str,
+                 event_dict: dict[str, Any]) -> tuple[tuple[list[tuple[list[Any], bytes]]], dict[str, Any]]:
+        routes = [(self.shaped, _render(logger, method, self.shape(logger, method, event_dict)))]
+        if self.v1:
+            routes.append((self.v1, _render(logger, method, event_dict)))
+        return (routes,), {}  # structlog calls the logger's method with these arguments
+
+
+class _Routes:
+    """The structlog "logger" after :class:`_Shaped`: each rendering to its own writers."""
+
+    def msg(self, routes: list[tuple[list[Any], bytes]]) -> None:
+        for writers, line in routes:
+            for writer in writers:
+                writer.write(line)
+
+    info = warning = error = debug = critical = msg
+
+
 class EventLog:
     """One run's event stream.
 
     ``stream``: lifecycle events to stderr and the result to stdout (``--stream``).
-    ``log_file``: every event, the result included, appended to that file (or files).
+    ``log_file``: every event, the result included, appended to that file (or files), in
+    ``log_format`` (``json``: the v1 stream; ``ecs`` or ``otel``: see :mod:`aicp._logformats`),
+    which also shapes what goes to stderr.
+    ``record_file``: every event, always as the v1 stream (the run record), like stdout.
     ``observer``: called with each event dict (the human view).
     ``secrets``: values to mask, in addition to secret-looking environment variables.
     ``run_end``: announce the end of a started run on the lifecycle stream too (the
@@ -237,27 +268,40 @@ class EventLog:
 
     def __init__(self, *, stream: bool = False, log_file: str | Iterable[str] | None = None,
                  observer: Observer | None = None, secrets: Iterable[str] = (),
-                 run_id: str | None = None, run_end: bool = True) -> None:
+                 run_id: str | None = None, run_end: bool = True, record_file: str | None = None,
+                 log_format: str = "json") -> None:
         self.run_id = run_id or uuid.uuid4().hex[:16]
         self.started = time.monotonic()
         paths = [log_file] if isinstance(log_file, str) else list(log_file or ())
         self._files = [FileWriter(str(p)) for p in paths]
+        record = [FileWriter(record_file)] if record_file else []
         self.redactor = Redactor.from_environment(extra=secrets)
-        self._lifecycle = self._logger([StreamWriter("stderr")] if stream else [], self._files, observer)
-        self._terminal = self._logger([StreamWriter("stdout")] if stream else [], self._files, observer)
+        self._shape = formatter(log_format, self.run_id)
+        stderr = [StreamWriter("stderr")] if stream else []
+        stdout = [StreamWriter("stdout")] if stream else []
+        self._lifecycle = self._logger(record, stderr + self._files, observer)
+        self._terminal = self._logger(stdout + record, self._files, observer)
+        self._files = [*self._files, *record]  # a new list: the loggers keep theirs
         self._started_run = False
         self._announce_end = run_end
 
-    def _logger(self, streams: list[Any], files: list[Any], observer: Observer | None) -> Any:
+    def _logger(self, v1: list[Any], shaped: list[Any], observer: Observer | None) -> Any:
         processors: list[Any] = [add_log_level, _Envelope(self.run_id, self.started)]
-        if observer is not None:
-            processors += [self.redactor, _observe(observer), _render if streams or files else _drop]
-        elif streams or files:  # nobody looks at the dict: mask and render in one pass
-            processors.append(_redact_render(self.redactor))
+        sink: Any
+        if self._shape is not None and shaped:
+            processors += [self.redactor, *([_observe(observer)] if observer else []),
+                           _Shaped(self._shape, v1, shaped)]
+            sink = _Routes()
         else:
-            processors.append(_drop)
+            sink = _Tee(v1 + shaped)
+            if observer is not None:
+                processors += [self.redactor, _observe(observer), _render if sink.writers else _drop]
+            elif sink.writers:  # nobody looks at the dict: mask and render in one pass
+                processors.append(_redact_render(self.redactor))
+            else:
+                processors.append(_drop)
         # .bind() once: wrap_logger returns a lazy proxy that would build a new bound logger on every call
-        return structlog.wrap_logger(_Tee(streams + files), processors=processors,
+        return structlog.wrap_logger(sink, processors=processors,
                                      wrapper_class=structlog.BoundLogger, context_class=dict).bind()
 
     def emit(self, event: str, **fields: Any) -> None:

@@ -78,6 +78,10 @@ def build_parser() -> Any:
     run.add_argument("--stream", action="store_true",
                      help="JSON events on stderr, the final result as one JSON line on stdout")
     run.add_argument("--log-file", metavar="PATH", help="also append every JSON event to PATH (any mode)")
+    run.add_argument("--log-format", choices=("json", "ecs", "otel"), default=None,
+                     help="the shape of the events on stderr and in --log-file: json (the v1 stream, the "
+                          "default), ecs (Elastic Common Schema) or otel (OpenTelemetry log records); "
+                          "default: $AICP_LOG_FORMAT, else json. stdout and the run record stay v1")
     run.add_argument("--output-dir", metavar="DIR", help="write outputs here instead of the chain's output_dir")
     run.add_argument("--no-confirm", "--yes", "-y", dest="no_confirm", action="store_true",
                      help="never ask before a run with a cost estimate above zero")

@@ -15,6 +15,7 @@ from typing import Any
 from aicp._chain.load import Chain, load_chain
 from aicp._errors import AicpError, ExitCode, NotConfirmed, UsageError
 from aicp._events import EventLog
+from aicp._logformats import FORMATS
 from aicp._commands.human import HumanView, summary
 from aicp._chain.inputs import resolve_input
 from aicp._commands.output import print_envelope, write_stdout, write_to
@@ -85,9 +86,21 @@ def resume_command(args: Any, run_id: str) -> str:
     return shlex.join([*argv, "--resume", run_id])
 
 
+def log_format(args: Any) -> str:
+    """``--log-format``, else ``AICP_LOG_FORMAT``, else ``json``."""
+    chosen = getattr(args, "log_format", None) or os.environ.get("AICP_LOG_FORMAT") or "json"
+    if chosen not in FORMATS:
+        raise UsageError(f"AICP_LOG_FORMAT must be one of {', '.join(FORMATS)}, got {chosen!r}")
+    return chosen
+
+
 def _failed_before_start(error: AicpError, args: Any) -> None:
     if args.stream or args.log_file:  # the log file records every invocation, in any mode
-        events = EventLog(stream=args.stream, log_file=args.log_file)
+        try:
+            shape = log_format(args)
+        except UsageError:
+            shape = "json"
+        events = EventLog(stream=args.stream, log_file=args.log_file, log_format=shape)
         events.result(success=False, steps_completed=0, total_steps=0, total_cost=0.0, total_time=0.0,
                       outputs={}, error=error.message, exit_code=int(error.exit_code))
         events.close()
@@ -96,6 +109,7 @@ def _failed_before_start(error: AicpError, args: Any) -> None:
 def run_chain_command(args: Any) -> int:
     _ensure_std_fds()
     try:
+        shape = log_format(args)
         if args.config == "-" and args.input == "-":
             raise UsageError("--config - and --input - cannot both read stdin; give one of them a file")
         chain = load_chain(args.config, output_dir=args.output_dir)
@@ -108,9 +122,9 @@ def run_chain_command(args: Any) -> int:
         _failed_before_start(exc, args)
         raise
     quiet = args.stream or args.json or args.quiet
-    log_files = [str(record.events_path), *([args.log_file] if args.log_file else [])]
-    events = EventLog(stream=args.stream, log_file=log_files, run_id=record.run_id,
-                      observer=None if quiet else HumanView(), secrets=chain.secrets)
+    events = EventLog(stream=args.stream, log_file=args.log_file, record_file=str(record.events_path),
+                      log_format=shape, run_id=record.run_id, observer=None if quiet else HumanView(),
+                      secrets=chain.secrets)
     cancel = Cancel()
     reaper = enable_subreaper()
     try:

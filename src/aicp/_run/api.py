@@ -17,14 +17,15 @@ from aicp.providers.credentials import check_credentials
 
 def run_chain(chain: Chain | str | Path, input: Any = None, *, stream: bool = False,
               log_file: str | None = None, observer: Observer | None = None,
-              cancel: Cancel | None = None, resume: str | None = None) -> ChainResult:
+              cancel: Cancel | None = None, resume: str | None = None, log_format: str = "json") -> ChainResult:
     """Run a chain (a loaded :class:`Chain`, or a path / YAML text) and return its result.
 
     Every step runs in its own worker process, exactly as from the CLI.
     ``input`` is the chain's input (text or a file path); by default the
     chain's own ``prompt`` / ``input_image`` / ``input_video``. ``stream``
     writes the JSON event stream (stderr, result on stdout); ``observer``
-    receives each event as a dict. Step failures do not raise: they are in
+    receives each event as a dict. ``log_format`` shapes stderr and ``log_file``
+    (``json``, ``ecs`` or ``otel``; the result and the run record stay v1). Step failures do not raise: they are in
     the result (``success``, ``error``, ``exit_code``). The run is recorded
     under ``output_dir/runs/<run_id>/``; ``resume`` (a run id or ``"latest"``)
     continues an earlier run, reusing its unchanged completed steps.
@@ -35,7 +36,7 @@ def run_chain(chain: Chain | str | Path, input: Any = None, *, stream: bool = Fa
     value = resolve_input(chain, input_text=input) if input is not None and not _is_file(input) \
         else resolve_input(chain, input_file=str(input) if input is not None else None)
     record, resuming = open_record(chain, resume)
-    events = EventLog(stream=stream, log_file=[str(record.events_path), *([log_file] if log_file else [])],
+    events = EventLog(stream=stream, log_file=log_file, record_file=str(record.events_path), log_format=log_format,
                       observer=observer, secrets=chain.secrets, run_id=record.run_id)
     try:
         result = Supervisor(chain, events, cancel, journal=Journal(record, resume=resuming)).run(value)
