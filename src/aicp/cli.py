@@ -119,6 +119,17 @@ def build_parser() -> Any:
         where.add_argument("--output-dir", metavar="DIR", default="output",
                            help="the output_dir whose runs/ to read (default: output)")
 
+    view = command("view", "show a recorded or live events JSONL as the live view (or plain lines)",
+                   "Show an events JSONL (a run's --stream stderr, its --log-file, or its record\n"
+                   "output_dir/runs/<run_id>/events.jsonl) in the view run-chain shows people: live on a\n"
+                   "terminal, plain lines elsewhere. Exits with the run's exit code when the stream\n"
+                   "says how it ended.\n\n"
+                   "  aicp run-chain --config chain.yaml --stream 2>&1 >/dev/null | aicp view\n"
+                   "  aicp view output/runs/<run_id>/events.jsonl")
+    view.add_argument("file", metavar="FILE", help="the events JSONL; '-' reads stdin (as the events arrive)")
+    view.add_argument("--follow", "-f", action="store_true",
+                      help="keep reading FILE as a run writes it, until the run ends")
+
     schema = command("schema", "print the JSON Schema of the event stream")
     schema.add_argument("what", choices=["events"], help="which schema")
     return parser
@@ -130,6 +141,10 @@ def _run(command: str, args: Any) -> int:
         from aicp._commands.run_chain import run_chain_command
 
         handlers[command] = run_chain_command
+    elif command == "view":
+        from aicp._commands.view import view_command
+
+        handlers[command] = view_command
     elif command == "runs":
         from aicp._commands.runs import runs_command
 

@@ -122,8 +122,9 @@ def run_chain_command(args: Any) -> int:
         _failed_before_start(exc, args)
         raise
     quiet = args.stream or args.json or args.quiet
+    view = None if quiet else HumanView()
     events = EventLog(stream=args.stream, log_file=args.log_file, record_file=str(record.events_path),
-                      log_format=shape, run_id=record.run_id, observer=None if quiet else HumanView(),
+                      log_format=shape, run_id=record.run_id, observer=view,
                       secrets=chain.secrets)
     cancel = Cancel()
     reaper = enable_subreaper()
@@ -135,6 +136,8 @@ def run_chain_command(args: Any) -> int:
             events.result(**fields, resume_command=resume_command(args, record.run_id))
     finally:
         events.close()
+        if view is not None:
+            view.close()
     if not args.stream:
         if args.json:
             print_envelope("run-chain", events.redactor.scrub(fields))
