@@ -16,6 +16,7 @@ from aicp._chain.load import Chain, load_chain
 from aicp._errors import AicpError, ExitCode, NotConfirmed, UsageError
 from aicp._events import EventLog
 from aicp._logformats import FORMATS
+from aicp._tracing import with_tracing
 from aicp._commands.human import HumanView, summary
 from aicp._chain.inputs import resolve_input
 from aicp._commands.output import print_envelope, write_stdout, write_to
@@ -123,9 +124,9 @@ def run_chain_command(args: Any) -> int:
         raise
     quiet = args.stream or args.json or args.quiet
     view = None if quiet else HumanView()
+    chain, observer, end_trace = with_tracing(chain, record.run_id, view)
     events = EventLog(stream=args.stream, log_file=args.log_file, record_file=str(record.events_path),
-                      log_format=shape, run_id=record.run_id, observer=view,
-                      secrets=chain.secrets)
+                      log_format=shape, run_id=record.run_id, observer=observer, secrets=chain.secrets)
     cancel = Cancel()
     reaper = enable_subreaper()
     try:
@@ -136,6 +137,7 @@ def run_chain_command(args: Any) -> int:
             events.result(**fields, resume_command=resume_command(args, record.run_id))
     finally:
         events.close()
+        end_trace()
         if view is not None:
             view.close()
     if not args.stream:

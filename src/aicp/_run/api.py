@@ -12,6 +12,7 @@ from aicp._process.monitor import Cancel
 from aicp._run.record import Journal, open_record
 from aicp._chain.steptypes import path_like
 from aicp._run.supervisor import ChainResult, Supervisor
+from aicp._tracing import with_tracing
 from aicp.providers.credentials import check_credentials
 
 
@@ -26,7 +27,8 @@ def run_chain(chain: Chain | str | Path, input: Any = None, *, stream: bool = Fa
     writes the JSON event stream (stderr, result on stdout); ``observer``
     receives each event as a dict. ``log_format`` shapes stderr and ``log_file``
     (``json``, ``ecs`` or ``otel``; the result and the run record stay v1). Step failures do not raise: they are in
-    the result (``success``, ``error``, ``exit_code``). The run is recorded
+    the result (``success``, ``error``, ``exit_code``). With the ``otel`` extra and
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, the run is exported as a trace. The run is recorded
     under ``output_dir/runs/<run_id>/``; ``resume`` (a run id or ``"latest"``)
     continues an earlier run, reusing its unchanged completed steps.
     """
@@ -36,6 +38,7 @@ def run_chain(chain: Chain | str | Path, input: Any = None, *, stream: bool = Fa
     value = resolve_input(chain, input_text=input) if input is not None and not _is_file(input) \
         else resolve_input(chain, input_file=str(input) if input is not None else None)
     record, resuming = open_record(chain, resume)
+    chain, observer, end_trace = with_tracing(chain, record.run_id, observer)
     events = EventLog(stream=stream, log_file=log_file, record_file=str(record.events_path), log_format=log_format,
                       observer=observer, secrets=chain.secrets, run_id=record.run_id)
     try:
@@ -43,6 +46,7 @@ def run_chain(chain: Chain | str | Path, input: Any = None, *, stream: bool = Fa
         events.result(**result.event_fields())
     finally:
         events.close()
+        end_trace()
     return result
 
 
