@@ -160,7 +160,7 @@ _STEP_SOURCES = {"stdout": "step.stdout", "stderr": "step.stderr", "log": "step.
 
 def source_of(event: str, fields: dict[str, Any]) -> str:
     if event == "step_log":
-        return _STEP_SOURCES.get(fields.get("stream"), "step.stdout")
+        return _STEP_SOURCES.get(str(fields.get("stream")), "step.stdout")
     return "step.progress" if event == "step_progress" else "aicp"
 
 

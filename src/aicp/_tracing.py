@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from aicp._traceids import SpanKey, TraceIds
 from aicp._version import __version__
+
+if TYPE_CHECKING:
+    from aicp._chain.load import Chain
 
 _LOG_EVENTS_PER_SPAN = 100
 _FLUSH_SECONDS = 10.0
@@ -48,8 +51,11 @@ def tracer_for(run_id: str) -> tuple["RunTracer | None", str | None]:
                       "no trace is exported (pip install 'aicp[otel]')")
 
 
-def with_tracing(chain: Any, run_id: str,
-                 observer: Callable[[dict[str, Any]], None] | None) -> tuple[Any, Any, Callable[[], None]]:
+Observer = Callable[[dict[str, Any]], None]
+
+
+def with_tracing(chain: Chain, run_id: str,
+                 observer: Observer | None) -> tuple[Chain, Observer | None, Callable[[], None]]:
     """For a run about to start: the chain (with a warning added if tracing was asked for but
     cannot be done), the observer to give its event log (``observer`` plus the tracer), and
     what to call when the run is over, however it ended."""
