@@ -60,19 +60,23 @@ class HumanView:
             if self.finished:
                 return
             self.model.apply(event)
-            kind = event.get("event")
-            if kind in _ENDS:
+            if event.get("event") in _ENDS:
                 self.close()
             elif self.screen is None:
                 lines = self.plain(event)
                 if lines:
                     self._write("".join(f"{line}\n" for line in lines))
-            elif kind == "warning":
-                self.screen.above([f"warning: {event.get('message')}"])
-            elif kind == "pipeline_start":
-                self.screen.above(self.plain(event))
-            elif kind != "step_progress" or self._progress_due():
-                self.screen.changed()
+            else:
+                self._live(event)
+
+    def _live(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "warning":
+            self.screen.above([f"warning: {event.get('message')}"])
+        elif kind == "pipeline_start":
+            self.screen.above(self.plain(event))
+        elif kind != "step_progress" or self._progress_due():
+            self.screen.changed()
 
     def _progress_due(self) -> bool:
         now = time.monotonic()
@@ -83,7 +87,7 @@ class HumanView:
     def text(self, line: str) -> None:
         """A line that is not an event (``aicp view`` of a mixed stream): shown as it is."""
         with self.lock:
-            if self.screen is not None:
+            if self.screen is not None and not self.finished:
                 self.screen.above([line])
             else:
                 self._write(f"{line}\n")

@@ -49,29 +49,38 @@ def _event(line: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) and isinstance(value.get("event"), str) else None
 
 
+def _open(path: str) -> IO[str]:
+    if path == "-":
+        return sys.stdin
+    try:
+        return open(path, encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise MissingInputError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _feed(view: HumanView, source: IO[str], follow: bool) -> None:
+    """Every line to the view; a followed file is read until its run has ended."""
+    for line in _lines(source, follow=follow, ended=lambda: view.finished):
+        event = _event(line)
+        if event is not None:
+            view(event)
+        elif line.strip():
+            view.text(line)
+        if follow and view.finished:
+            return
+
+
 def view_command(args: Any) -> int:
     stdin = args.file == "-"
-    try:
-        source: IO[str] = sys.stdin if stdin else open(args.file, encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise MissingInputError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+    source = _open(args.file)
     live_input = stdin or args.follow  # events arrive as they happen: running steps tick
     view = HumanView(stream="stdout", tick=live_input,
                      clock=time.time if live_input else (lambda: view.model.last_time))
     try:
-        for line in _lines(source, follow=bool(args.follow) and not stdin, ended=lambda: view.finished):
-            event = _event(line)
-            if event is None:
-                if line.strip():
-                    view.text(line)
-            else:
-                view(event)
-            if view.finished and not stdin:
-                break
+        _feed(view, source, follow=bool(args.follow) and not stdin)
     finally:
         view.close()
         if not stdin:
             source.close()
-    end = view.model.end or {}
-    code = end.get("exit_code")
+    code = (view.model.end or {}).get("exit_code")
     return code if isinstance(code, int) else 0

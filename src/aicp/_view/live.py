@@ -24,7 +24,7 @@ import os
 import shutil
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from aicp._view.model import Row, RunModel
 from aicp._view.report import end_lines
@@ -83,7 +83,7 @@ class LiveScreen:
                 if not self._stop.is_set():
                     self._draw()
 
-    def _draw(self, extra: list[str] = (), final: bool = False) -> None:  # type: ignore[assignment]
+    def _draw(self, extra: Sequence[str] = (), final: bool = False) -> None:
         cols, lines = self.size()
         cells = cols - 1  # never the last column: writing there may wrap
         now = self._now()
