@@ -36,9 +36,13 @@ _BAR = 10
 
 
 def terminal_size(stream: Any) -> tuple[int, int]:
+    """Columns and rows of the terminal ``stream`` is on; a terminal that reports no size (0x0,
+    as a bare pty does) counts as ``COLUMNS``/``LINES`` or 80x24."""
     try:
         size = os.get_terminal_size(stream.fileno())
     except (AttributeError, ValueError, OSError):
+        size = os.terminal_size((0, 0))
+    if not size.columns or not size.lines:
         size = shutil.get_terminal_size()
     return max(size.columns, 10), max(size.lines, 3)
 
