@@ -171,9 +171,10 @@ class _Envelope:
     the contract), then ``time``, ``source`` and ``message``, then the event's own.
     """
 
-    def __init__(self, run_id: str, started: float) -> None:
+    def __init__(self, run_id: str, started: float, context: dict[str, Any]) -> None:
         self.run_id = run_id
         self.started = started
+        self.context = context
 
     def __call__(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
         event = event_dict.pop("event")
@@ -187,6 +188,7 @@ class _Envelope:
             "elapsed_seconds": round(time.monotonic() - self.started, 3),
             "level": level,
             "run_id": self.run_id,
+            **self.context,
             "time": rfc3339(now),
             "source": source_of(event, event_dict),
             "message": event_dict.pop("message") if has_message else message_of(event, event_dict),
@@ -264,29 +266,35 @@ class EventLog:
     ``secrets``: values to mask, in addition to secret-looking environment variables.
     ``run_end``: announce the end of a started run on the lifecycle stream too (the
     AI Content Pipeline tool's emitter API, :mod:`aicp.stream`, keeps its exact stream).
+    ``context``: fields every event carries after ``run_id`` (a batch job's ``batch_id``, ``job_id``).
+    ``sinks``: more writers of every v1 line (``write(bytes)``, ``close()``), as the run record is (a
+    fleet's Redis stream).
     """
 
     def __init__(self, *, stream: bool = False, log_file: str | Iterable[str] | None = None,
                  observer: Observer | None = None, secrets: Iterable[str] = (),
                  run_id: str | None = None, run_end: bool = True, record_file: str | None = None,
-                 log_format: str = "json") -> None:
+                 log_format: str = "json", context: dict[str, Any] | None = None,
+                 sinks: Iterable[Any] = ()) -> None:
         self.run_id = run_id or uuid.uuid4().hex[:16]
         self.started = time.monotonic()
+        self.context = dict(context or {})
         paths = [log_file] if isinstance(log_file, str) else list(log_file or ())
-        self._files = [FileWriter(str(p)) for p in paths]
-        record = [FileWriter(record_file)] if record_file else []
+        self._files: list[Any] = [FileWriter(str(p)) for p in paths]
+        record: list[Any] = ([FileWriter(record_file)] if record_file else []) + list(sinks)
         self.redactor = Redactor.from_environment(extra=secrets)
         self._shape = formatter(log_format, self.run_id)
-        stderr = [StreamWriter("stderr")] if stream else []
+        stderr = [StreamWriter("stderr")] if stream else []  # one writer (one lock) for all stderr lines
         stdout = [StreamWriter("stdout")] if stream else []
         self._lifecycle = self._logger(record, stderr + self._files, observer)
         self._terminal = self._logger(stdout + record, self._files, observer)
         self._files = [*self._files, *record]  # a new list: the loggers keep theirs
+        self._relayed = _Tee(stderr + self._files)
         self._started_run = False
         self._announce_end = run_end
 
     def _logger(self, v1: list[Any], shaped: list[Any], observer: Observer | None) -> Any:
-        processors: list[Any] = [add_log_level, _Envelope(self.run_id, self.started)]
+        processors: list[Any] = [add_log_level, _Envelope(self.run_id, self.started, self.context)]
         sink: Any
         if self._shape is not None and shaped:
             processors += [self.redactor, *([_observe(observer)] if observer else []),
@@ -311,16 +319,23 @@ class EventLog:
             fields.setdefault("aicp_version", __version__)
         getattr(self._lifecycle, level_of(event, fields))(event, **fields)
 
-    def result(self, *, resume_command: str | None = None, **fields: Any) -> None:
-        """End the run: ``run_end`` on the lifecycle stream (when the run had started), then the
-        terminal ``pipeline_complete`` (to stdout / the log file / the observer)."""
+    def result(self, event: str = "pipeline_complete", *, resume_command: str | None = None,
+               **fields: Any) -> None:
+        """End the run: ``run_end`` on the lifecycle stream (when a run had started), then the
+        terminal event (``pipeline_complete``; a batch's ``batch_complete``) to stdout / the log
+        file / the observer."""
         level = "info" if fields.get("success") else "error"
         if self._started_run:
             end = {k: fields.get(k) for k in _RUN_END_FIELDS}
             if resume_command and not fields.get("success"):
                 end["resume_command"] = resume_command
             getattr(self._lifecycle, level)("run_end", **end)
-        getattr(self._terminal, level)("pipeline_complete", **fields)
+        getattr(self._terminal, level)(event, **fields)
+
+    def relay(self, line: bytes) -> None:
+        """Pass on a line that is already an event of this stream's kind (a batch job's own events)
+        to stderr and the log files, unchanged: its producer rendered and masked it."""
+        self._relayed.msg(line)
 
     def close(self) -> None:
         for writer in self._files:
