@@ -85,6 +85,17 @@ def _pipeline_start(e: dict[str, Any]) -> str:
     return f"run '{e.get('name')}' started: {e.get('total_steps')} steps"
 
 
+def _job_complete(e: dict[str, Any]) -> str:
+    head = f"job {e.get('job_id')} {e.get('status')}"
+    return head if e.get("success") else f"{head} (exit {e.get('exit_code')}): {first_line(e.get('error'))}"
+
+
+def _batch_complete(e: dict[str, Any]) -> str:
+    outcome = "succeeded" if e.get("success") else f"failed (exit {e.get('exit_code')})"
+    return (f"batch {outcome}: {e.get('succeeded')}/{e.get('total_jobs')} jobs succeeded, {e.get('failed')} failed, "
+            f"{_money(e.get('total_cost'))}")
+
+
 _MESSAGES: dict[str, Callable[[dict[str, Any]], str]] = {
     "pipeline_start": _pipeline_start,
     "step_start": _start,
@@ -96,6 +107,13 @@ _MESSAGES: dict[str, Callable[[dict[str, Any]], str]] = {
     "warning": lambda e: str(e.get("message")),
     "run_end": _end,
     "pipeline_complete": _end,
+    "batch_start": lambda e: f"batch '{e.get('name')}' started: {e.get('total_jobs')} jobs ({e.get('engine')})",
+    "job_queued": lambda e: f"job {e.get('job_id')} queued",
+    "job_start": lambda e: f"job {e.get('job_id')} started, attempt {e.get('attempt')}",
+    "job_retry": lambda e: (f"job {e.get('job_id')} attempt {e.get('attempt')} failed ({e.get('reason')}), "
+                            f"retrying: {first_line(e.get('error'))}"),
+    "job_complete": _job_complete,
+    "batch_complete": _batch_complete,
 }
 
 
