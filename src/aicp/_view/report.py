@@ -7,6 +7,8 @@ aicp's, so it is shown without ``--debug``: it is what the author of the step ne
 
 from __future__ import annotations
 
+from typing import Any
+
 from aicp._view.model import RunModel
 from aicp._view.text import clean, duration, money, paint
 
@@ -30,16 +32,21 @@ def failure_lines(model: RunModel, colour: bool, mark: str) -> list[str]:
     return lines
 
 
+def _outcome(end: dict[str, Any] | None) -> str:
+    if end is None:  # the stream stopped before the run said how it ended (killed, or still running)
+        return "did not finish"
+    return "succeeded" if end.get("success") else f"failed (exit {end.get('exit_code')})"
+
+
 def end_lines(model: RunModel, colour: bool, mark: str = "x") -> list[str]:
     """The failures, the outcome, and on failure the command that resumes the run."""
     end = model.end or {}
-    lines = failure_lines(model, colour, mark) if not end.get("success") else []
+    ok = bool(end.get("success"))
+    lines = [] if ok else failure_lines(model, colour, mark)
     total = model.total_steps or end.get("total_steps") or 0
     done = end.get("steps_completed", model.steps_done())
-    outcome = "succeeded" if end.get("success") else f"failed (exit {end.get('exit_code')})"
-    lines.append(paint(f"{model.name or 'run'} {outcome}: {done}/{total} steps, {money(model.cost())}, "
-                       f"{duration(model.elapsed(model.last_time))}", "green" if end.get("success") else "red",
-                       colour))
-    if not end.get("success") and end.get("resume_command"):
+    lines.append(paint(f"{model.name or 'run'} {_outcome(model.end)}: {done}/{total} steps, {money(model.cost())}, "
+                       f"{duration(model.elapsed(model.last_time))}", "green" if ok else "red", colour))
+    if not ok and end.get("resume_command"):
         lines.append(f"resume with: {end['resume_command']}")
     return lines
