@@ -290,3 +290,12 @@ def test_version_and_plain_runs_do_not_import_the_live_view(tmp_path):
     plain = loaded_modules(where, "run-chain", "--config", "chain.yaml")
     assert "aicp._view.model" in plain  # the plain view
     assert "aicp._view.live" not in plain and not {m for m in plain if m.startswith(("rich", "opentelemetry"))}
+
+
+def test_view_of_a_stream_that_stops_early_says_so(recorded):
+    record = recorded / "output" / "runs" / run_id_of(recorded) / "events.jsonl"
+    half = record.read_text().splitlines()[:8]
+    proc = subprocess.run(aicp_argv("view", "-"), input="\n".join(half) + "\n", cwd=recorded, env=child_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0  # the run's exit code is not known
+    assert proc.stdout.splitlines()[-1].startswith("showcase_with_a_rather_long_name did not finish: ")
