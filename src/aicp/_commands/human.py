@@ -100,7 +100,7 @@ class HumanView:
             self.finished = True
             if self.screen is not None:
                 self.screen.finish()
-            elif self.model.end is not None or self.model.failures:
+            elif self.model.started is not None or self.model.end is not None:
                 self._write("".join(f"{line}\n" for line in end_lines(self.model, False)))
 
 
