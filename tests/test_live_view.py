@@ -217,7 +217,7 @@ def test_view_renders_a_recorded_run(recorded, cols, rows):
 def test_view_of_a_pipe_as_the_events_arrive(recorded, tmp_path):
     chain = folder(tmp_path, SHOWCASE)
     aicp = " ".join(aicp_argv())
-    command = f"{aicp} run-chain --config chain.yaml --stream 2>&1 >/dev/null | {aicp} view -"
+    command = f"{aicp} run-chain --config chain.yaml --stream 2>&1 >/dev/null | {aicp} view"  # FILE: stdin
     run = PtyRun(["/bin/sh", "-c", command], 80, 24, chain, child_env(), stdout_too=True)
     assert run.finish() == 5
     check_showcase_screen(run.transcript(), 80, run_id_of(chain))

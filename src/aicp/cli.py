@@ -187,7 +187,8 @@ def build_parser() -> Any:
                    "says how it ended.\n\n"
                    "  aicp run-chain --config chain.yaml --stream 2>&1 >/dev/null | aicp view\n"
                    "  aicp view output/runs/<run_id>/events.jsonl")
-    view.add_argument("file", metavar="FILE", help="the events JSONL; '-' reads stdin (as the events arrive)")
+    view.add_argument("file", metavar="FILE", nargs="?", default="-",
+                      help="the events JSONL; '-' (the default) reads stdin, as the events arrive")
     view.add_argument("--follow", "-f", action="store_true",
                       help="keep reading FILE as a run writes it, until the run ends")
 
