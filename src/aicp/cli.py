@@ -197,7 +197,7 @@ def build_parser() -> Any:
     return parser
 
 
-def _run(command: str, args: Any) -> int:
+def _dispatch(command: str, args: Any) -> int:
     handlers: dict[str, Callable[[Any], int]] = {}
     if command == "run-chain":
         from aicp._commands.run_chain import run_chain_command
@@ -257,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         parser.print_help(sys.stderr)
         raise SystemExit(ExitCode.INVALID)
     try:
-        code = _run(args.command, args)
+        code = _dispatch(args.command, args)
     except AicpError as exc:
         if args.debug:
             import traceback
