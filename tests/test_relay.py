@@ -120,7 +120,7 @@ def _fast_and_slow(tmp_path: Path, processor: Any, position: int, lines: list[st
 
     def with_processor(write: Any) -> Any:
         def run(log: EventLog) -> None:
-            log._processors.insert(position, processor)
+            log._lifecycle.processors.insert(position, processor)
             write(log)
         return run
 

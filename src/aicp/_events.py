@@ -19,10 +19,13 @@ verbatim, which is checked (else each line goes through the pipeline); lines
 are masked with the redactor's own rule first. Lines relayed together share
 the timestamp of the moment they were read.
 
-Lifecycle events go to stderr (with ``--stream``) and to the ``--log-file``;
-the terminal ``pipeline_complete`` goes to stdout and the log file, never to
-stderr. Streams are resolved at write time, so the stream works under pytest's
-capsys and after ``contextlib.redirect_stderr``. A reader that goes away
+Lifecycle events go to stderr (with ``--stream``) and to the ``--log-file``,
+ending with ``run_end`` (for shippers that only see stderr); the terminal
+``pipeline_complete`` goes to stdout and the log file, never to stderr.
+``--log-format ecs|otel`` reshapes stderr and the log files (the last processor
+renders both shapes; each line goes to its own outputs). Streams are resolved
+at write time, so the stream works under pytest's capsys and after
+``contextlib.redirect_stderr``. A reader that goes away
 (``| head``) silences that one stream; the run goes on.
 
 We never call ``structlog.configure``: a library must not change its host's logging.
@@ -35,15 +38,18 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import orjson
 import structlog
 from structlog.processors import add_log_level
 
+from aicp._logformats import formatter
+from aicp._messages import message_of
 from aicp._redact import Redactor
 from aicp._sink import Sink, same_file, stdio_sink
-from aicp._version import SCHEMA_VERSION
+from aicp._version import SCHEMA_VERSION, __version__
 
 Observer = Callable[[dict[str, Any]], None]
 
@@ -139,8 +145,33 @@ def _redact_render(redactor: Redactor) -> Callable[[Any, str, dict[str, Any]], b
     return processor
 
 
+_second_cache: list[Any] = [None, ""]
+
+
+def rfc3339(timestamp: float) -> str:
+    """``2026-12-02T06:03:23.123Z``: UTC, milliseconds, the same instant as ``timestamp`` (truncated)."""
+    seconds, millis = divmod(int(timestamp * 1000), 1000)
+    if _second_cache[0] != seconds:  # most events share their second with the previous one
+        _second_cache[:] = [seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))]
+    return f"{_second_cache[1]}.{millis:03d}Z"
+
+
+# Where an event came from: aicp itself, or a step (relayed from its output, its ctx.log, its ctx.progress).
+_STEP_SOURCES = {"stdout": "step.stdout", "stderr": "step.stderr", "log": "step.log"}
+
+
+def source_of(event: str, fields: dict[str, Any]) -> str:
+    if event == "step_log":
+        return _STEP_SOURCES.get(str(fields.get("stream")), "step.stdout")
+    return "step.progress" if event == "step_progress" else "aicp"
+
+
 class _Envelope:
-    """Puts the fields every event carries first, in a stable order."""
+    """Puts the fields every event carries first, in a stable order.
+
+    The six fields of the original envelope come first (their order is part of
+    the contract), then ``time``, ``source`` and ``message``, then the event's own.
+    """
 
     def __init__(self, run_id: str, started: float, context: dict[str, Any]) -> None:
         self.run_id = run_id
@@ -150,14 +181,19 @@ class _Envelope:
     def __call__(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
         event = event_dict.pop("event")
         level = event_dict.pop("level")
+        now = time.time()
+        has_message = "message" in event_dict  # warning and step_progress carry their own (progress: maybe null)
         return {
             "schema_version": SCHEMA_VERSION,
             "event": event,
-            "timestamp": time.time(),
+            "timestamp": now,
             "elapsed_seconds": round(time.monotonic() - self.started, 3),
             "level": level,
             "run_id": self.run_id,
             **self.context,
+            "time": rfc3339(now),
+            "source": source_of(event, event_dict),
+            "message": event_dict.pop("message") if has_message else message_of(event, event_dict),
             **event_dict,
         }
 
@@ -175,6 +211,39 @@ def _drop(_logger: Any, _method: str, _event_dict: dict[str, Any]) -> Any:
 
 
 _LEVELS = {"step_error": "error", "step_retry": "warning", "warning": "warning"}
+# A step's own ctx.log level (structlog's method names) as one of ours; stdout/stderr lines carry
+# no level of their own and are "info" (a program's stderr is as often progress as trouble).
+_RELAYED_LEVELS = {"debug": "debug", "info": "info", "msg": "info", "warning": "warning", "warn": "warning",
+                   "error": "error", "err": "error", "exception": "error", "critical": "critical",
+                   "fatal": "critical"}
+
+
+def level_of(event: str, fields: dict[str, Any]) -> str:
+    """The ``level`` of a lifecycle event; a relayed ``ctx.log`` line keeps the step's own level."""
+    if event == "step_log":
+        return _RELAYED_LEVELS.get(str(fields.get("log_level", "info")).lower(), "info")
+    return _LEVELS.get(event, "info")
+
+
+# run_end: how the run ended, on stderr, for shippers that never see stdout
+_RUN_END_FIELDS = ("success", "exit_code", "error", "steps_completed", "total_steps", "total_cost", "total_time")
+
+
+class _Shaped:
+    """The last processor when a ``--log-format`` applies: renders the v1 dict for the v1 sinks
+    and the reshaped dict (:mod:`aicp._logformats`) for the others; hands both to :class:`_Routes`."""
+
+    def __init__(self, shape: Callable[[Any, str, dict[str, Any]], dict[str, Any]],
+                 v1: list[Any], shaped: list[Any]) -> None:
+        self.shape, self.v1, self.shaped = shape, v1, shaped
+
+    def __call__(self, logger: Any, method: str,
+                 event_dict: dict[str, Any]) -> tuple[tuple[list[tuple[list[Any], bytes]]], dict[str, Any]]:
+        routes = [(self.shaped, _render(logger, method, self.shape(logger, method, event_dict)))]
+        if self.v1:
+            routes.append((self.v1, _render(logger, method, event_dict)))
+        return (routes,), {}  # structlog calls the logger's method with these arguments
+
 
 # The relay's fast path renders a step_log event once per batch with this text as its line,
 # and puts each line's JSON string where the sentinel's is. _PROBE (long, with characters JSON
@@ -186,16 +255,32 @@ _PROBE = " \ue002 \"quoted\" \\ tab\t cr\r " + "é" * 4200 + " \x00 "
 _PROBE_JSON = orjson.dumps(_PROBE)
 
 
+Route = tuple[list[Any], bytes]  # the writers of a line, the line
+
+
+@dataclass
+class _Chain:
+    """One structlog processor chain and every writer of what it renders."""
+
+    processors: list[Any]
+    writers: list[Any]
+
+
 class EventLog:
     """One run's event stream.
 
     ``stream``: lifecycle events to stderr and the result to stdout (``--stream``).
-    ``log_file``: every event, the result included, appended to that file (or files).
+    ``log_file``: every event, the result included, appended to that file (or files), in
+    ``log_format`` (``json``: the v1 stream; ``ecs`` or ``otel``: see :mod:`aicp._logformats`),
+    which also shapes what goes to stderr.
+    ``record_file``: every event, always as the v1 stream (the run record), like stdout.
     ``observer``: called with each event dict (the human view).
     ``secrets``: values to mask, in addition to secret-looking environment variables.
+    ``run_end``: announce the end of a started run on the lifecycle stream too (the
+    AI Content Pipeline tool's emitter API, :mod:`aicp.stream`, keeps its exact stream).
     ``context``: fields every event carries after ``run_id`` (a batch job's ``batch_id``, ``job_id``).
-    ``sinks``: more writers of every line (``write(bytes)``, ``close()``), as a log file is (a fleet's
-    Redis stream); each gets one line per call.
+    ``sinks``: more writers of every v1 line (``write(bytes)``, ``close()``), as the run record is (a
+    fleet's Redis stream); each gets one line per call.
 
     Writing never blocks the caller (:mod:`aicp._sink`): :meth:`congested` tells the
     relay to stop reading steps' output while an output's reader is behind.
@@ -203,132 +288,145 @@ class EventLog:
 
     def __init__(self, *, stream: bool = False, log_file: str | Iterable[str] | None = None,
                  observer: Observer | None = None, secrets: Iterable[str] = (),
-                 run_id: str | None = None, context: dict[str, Any] | None = None,
+                 run_id: str | None = None, run_end: bool = True, record_file: str | None = None,
+                 log_format: str = "json", context: dict[str, Any] | None = None,
                  sinks: Iterable[Any] = ()) -> None:
         self.run_id = run_id or uuid.uuid4().hex[:16]
         self.started = time.monotonic()
         self.context = dict(context or {})
         paths = [log_file] if isinstance(log_file, str) else list(log_file or ())
-        self._files: list[Any] = [FileWriter(str(p)) for p in paths] + [_External(s) for s in sinks]
+        logs: list[Any] = [FileWriter(str(p)) for p in paths]
+        record: list[Any] = ([FileWriter(record_file)] if record_file else []) + [_External(s) for s in sinks]
+        self.redactor = Redactor.from_environment(extra=secrets)
+        self._shape = formatter(log_format, self.run_id)
         self._stderr = [StreamWriter("stderr")] if stream else []
         self._stdout = [StreamWriter("stdout")] if stream else []
-        self._lifecycle_out: list[Any] = self._stderr + self._files
-        self._terminal_out: list[Any] = self._stdout + self._files
         self._observed = observer is not None
-        self.redactor = Redactor.from_environment(extra=secrets)
-        self._processors = self._pipeline(bool(self._lifecycle_out or self._terminal_out), observer)
+        self._lifecycle = self._chain(record, self._stderr + logs, observer)
+        self._terminal = self._chain(self._stdout + record, logs, observer)
+        self._files = [*logs, *record]
         self._verbatim: dict[tuple[Any, ...], bool] = {}
-        for writer in self._lifecycle_out:
+        self._started_run = False
+        self._announce_end = run_end
+        for writer in self._stderr + self._files:
             sink = writer.sink()
             if sink is not None:
                 sink.on_recover = self._output_recovered
                 if writer in self._files:
                     sink.on_error = self._output_failed
 
-    def _pipeline(self, writes: bool, observer: Observer | None) -> list[Any]:
+    def _chain(self, v1: list[Any], shaped: list[Any], observer: Observer | None) -> _Chain:
         processors: list[Any] = [add_log_level, _Envelope(self.run_id, self.started, self.context)]
-        if observer is not None:
-            processors += [self.redactor, _observe(observer), _render if writes else _drop]
-        elif writes:  # nobody looks at the dict: mask and render in one pass
+        writers = v1 + shaped
+        if self._shape is not None and shaped:
+            processors += [self.redactor, *([_observe(observer)] if observer else []),
+                           _Shaped(self._shape, v1, shaped)]
+        elif observer is not None:
+            processors += [self.redactor, _observe(observer), _render if writers else _drop]
+        elif writers:  # nobody looks at the dict: mask and render in one pass
             processors.append(_redact_render(self.redactor))
         else:
             processors.append(_drop)
-        return processors
+        return _Chain(processors, writers)
 
-    def render(self, event: str, fields: dict[str, Any], method: str | None = None) -> bytes | None:
-        """The event as its JSON line (None when nothing writes it), observed on the way.
+    @staticmethod
+    def _render(chain: _Chain, event: str, fields: dict[str, Any], method: str) -> list[Route]:
+        """The event's lines and their writers (none when nothing writes it), observed on the way.
 
         The processors are called as a structlog bound logger calls them (``method`` is the
         level method's name: ``info``, ``warning``...; the event dict is the fields, then
         ``event``), without a bound logger's per-call machinery, which cost more than the
-        processors themselves. The last processor renders the bytes.
+        processors themselves. The last processor renders bytes for every writer, or
+        (:class:`_Shaped`) a line per group of writers, as the arguments of a logger call.
         """
         event_dict: Any = {**fields, "event": event}
-        method = method or _LEVELS.get(event, "info")
         try:
-            for processor in self._processors:
+            for processor in chain.processors:
                 event_dict = processor(None, method, event_dict)
         except structlog.DropEvent:
-            return None
-        line: bytes = event_dict
-        return line
+            return []
+        if isinstance(event_dict, bytes):
+            return [(chain.writers, event_dict)]
+        routes: list[Route] = event_dict[0][0]
+        return routes
+
+    @staticmethod
+    def _write(routes: list[Route], relay: bool = False) -> None:
+        for writers, line in routes:
+            for writer in writers:
+                writer.write(line, relay)
 
     def emit(self, event: str, **fields: Any) -> None:
         """Emit a lifecycle event (to stderr / the log file / the observer)."""
-        line = self.render(event, fields)
-        if line is not None:
-            for writer in self._lifecycle_out:
-                writer.write(line)
+        if event == "pipeline_start":
+            self._started_run = self._announce_end
+            fields.setdefault("aicp_version", __version__)
+        self._write(self._render(self._lifecycle, event, fields, level_of(event, fields)))
 
     def step_output(self, base: dict[str, Any], stream: str, lines: list[str], truncated: bool = False) -> None:
         """``step_log`` events for lines a step wrote on ``stream``, in order: the bytes
         :meth:`emit` would write for each, made without running the pipeline per line."""
-        if not self._lifecycle_out and not self._observed:
+        if not self._lifecycle.writers and not self._observed:
             return
         extra = {"truncated": True} if truncated else {}
-        parts = None if self._observed else self._template(base, stream, extra)
-        if parts is None:  # one event at a time (an observer sees each)
-            rendered = (self.render("step_log", {**base, "stream": stream, "line": line, **extra})
-                        for line in lines)
-            data = b"".join(line for line in rendered if line is not None)
-        else:
-            data = self._fill(parts, lines)
-        if data:
-            for writer in self._lifecycle_out:
-                writer.write(data, relay=True)
+        templates = None if self._observed else self._templates(base, stream, extra)
+        if templates is None:  # one event at a time (an observer sees each)
+            for line in lines:
+                fields = {**base, "stream": stream, "line": line, **extra}
+                self._write(self._render(self._lifecycle, "step_log", fields, level_of("step_log", fields)), True)
+            return
+        inner, items = self._encode(lines)
+        self._write([(writers, _fill(parts, inner, items)) for writers, parts in templates], True)
 
-    def _fill(self, parts: list[bytes], lines: list[str]) -> bytes:
-        """The batch's lines, masked (by the redactor's rule, as the pipeline would), in the template.
-
-        The lines are JSON-encoded in one call, as a list: ``["a","b"]``. A quote inside an
-        encoded string is escaped (``\\"``), so ``","`` occurs only between two items, or
-        where a line ends in a quote and a comma (``\\","``, which a separator after a
-        line ending in a backslash also gives): then the batch is encoded line by line.
-        Otherwise replacing each ``","`` with the template's text between two lines' strings
-        gives every event at C speed.
-        """
+    def _encode(self, lines: list[str]) -> tuple[bytes, list[bytes] | None]:
+        """The lines masked (by the redactor's rule, as the pipeline would) and JSON-encoded in
+        one call, as a list: ``["a","b"]`` -> ``a","b``. A quote inside an encoded string is
+        escaped, so ``","`` occurs only between two items, or where a line ends in a quote and
+        a comma (``\\","``, which a separator after a line ending in a backslash also gives):
+        then the lines are also encoded one by one (``items``)."""
         encoded = orjson.dumps(lines)
         if self.redactor.appears_in(encoded):
             lines = [self.redactor.text(line) for line in lines]
             encoded = orjson.dumps(lines)
         inner = encoded[2:-2]  # between [" and "]
-        if b'\\","' in inner:
-            items = [orjson.dumps(line)[1:-1] for line in lines]
-        elif len(parts) == 2:
-            head, tail = parts
-            return head + b'"' + inner.replace(b'","', b'"' + tail + head + b'"') + b'"' + tail
-        else:
-            items = inner.split(b'","')
-        return b"".join([(b'"' + item + b'"').join(parts) for item in items])
+        items = [orjson.dumps(line)[1:-1] for line in lines] if b'\\","' in inner else None
+        return inner, items
 
-    def _template(self, base: dict[str, Any], stream: str, extra: dict[str, Any]) -> list[bytes] | None:
-        """This batch's step_log line cut where the line goes, or None if the pipeline does not
-        copy lines verbatim for events of this shape (checked once per shape with _PROBE)."""
+    def _templates(self, base: dict[str, Any], stream: str,
+                   extra: dict[str, Any]) -> list[tuple[list[Any], list[bytes]]] | None:
+        """This batch's step_log lines cut where the line goes (one per group of writers), or
+        None if the pipeline does not copy lines verbatim for events of this shape (checked once
+        per shape with _PROBE)."""
         fields = {**base, "stream": stream, "line": _SENTINEL, **extra}
-        line = self.render("step_log", fields)
-        if line is None:
-            return None
-        parts = line.split(_SENTINEL_JSON)
+        method = level_of("step_log", fields)
+        routes = self._render(self._lifecycle, "step_log", fields, method)
         shape = (stream, *base, *extra)
         verbatim = self._verbatim.get(shape)
         if verbatim is None:
-            probe = self.render("step_log", {**fields, "line": _PROBE}) or b""
-            verbatim = self._verbatim[shape] = len(parts) > 1 and probe.count(_PROBE_JSON) == len(parts) - 1
-        return parts if verbatim else None
+            probes = self._render(self._lifecycle, "step_log", {**fields, "line": _PROBE}, method)
+            verbatim = self._verbatim[shape] = bool(routes) and len(probes) == len(routes) and all(
+                line.count(_SENTINEL_JSON) > 0 and probe.count(_PROBE_JSON) == line.count(_SENTINEL_JSON)
+                for (_, line), (_, probe) in zip(routes, probes))
+        return [(writers, line.split(_SENTINEL_JSON)) for writers, line in routes] if verbatim else None
 
-    def result(self, event: str = "pipeline_complete", **fields: Any) -> None:
-        """Emit the terminal event (``pipeline_complete``; a batch's ``batch_complete``) to stdout /
-        the log file / the observer."""
+    def result(self, event: str = "pipeline_complete", *, resume_command: str | None = None,
+               **fields: Any) -> None:
+        """End the run: ``run_end`` on the lifecycle stream (when a run had started), then the
+        terminal event (``pipeline_complete``; a batch's ``batch_complete``) to stdout / the log
+        file / the observer."""
+        level = "info" if fields.get("success") else "error"
+        if self._started_run:
+            end = {k: fields.get(k) for k in _RUN_END_FIELDS}
+            if resume_command and not fields.get("success"):
+                end["resume_command"] = resume_command
+            self._write(self._render(self._lifecycle, "run_end", end, level))
         self._stderr_before_stdout()
-        line = self.render(event, fields, "info" if fields.get("success") else "error")
-        if line is not None:
-            for writer in self._terminal_out:
-                writer.write(line)
+        self._write(self._render(self._terminal, event, fields, level))
 
     def relay(self, line: bytes) -> None:
         """Pass on a line that is already an event of this stream's kind (a batch job's own events)
         to stderr and the log files, unchanged: its producer rendered and masked it."""
-        for writer in self._lifecycle_out:
+        for writer in self._lifecycle.writers:
             writer.write(line)
 
     def _stderr_before_stdout(self) -> None:
@@ -341,7 +439,7 @@ class EventLog:
 
     def congested(self) -> bool:
         """Whether an output's reader is behind: relays should stop reading steps' output."""
-        for writer in self._lifecycle_out:
+        for writer in self._lifecycle.writers:
             sink = writer.sink()
             if sink is not None and sink.congested():
                 return True
@@ -352,15 +450,16 @@ class EventLog:
                                      "the run goes on without it")
 
     def _output_recovered(self, sink: Sink, lines: int) -> None:
-        line = self.render("warning", {"message": f"{lines} lines of step output were not written to "
-                                                  f"{sink.name}: its reader did not keep up",
-                                       "dropped_lines": lines})
-        if line is not None:
-            sink.put(line)
+        """Tell an output that caught up how many step output lines it did not get."""
+        fields = {"message": f"{lines} lines of step output were not written to {sink.name}: "
+                             "its reader did not keep up", "dropped_lines": lines}
+        for writers, line in self._render(self._lifecycle, "warning", fields, "warning"):
+            if any(writer.sink() is sink for writer in writers):
+                sink.put(line)
 
     def close(self) -> None:
         """Write what is queued (a stalled output is given up after a while) and close the files."""
-        for writer in self._lifecycle_out + self._stdout:
+        for writer in self._stderr + self._stdout + self._files:
             sink = writer.sink()
             if sink is not None and sink.dropped:
                 self._output_recovered(sink, sink.dropped)
@@ -372,3 +471,12 @@ class EventLog:
         for writer in self._files:
             writer.close()
         self._files.clear()
+
+
+def _fill(parts: list[bytes], inner: bytes, items: list[bytes] | None) -> bytes:
+    """Each encoded line in the template (``parts``: the rendered event cut where its line goes).
+    With the line in one place and ``inner`` safe to cut, one replace does the whole batch."""
+    if items is None and len(parts) == 2:
+        head, tail = parts
+        return head + b'"' + inner.replace(b'","', b'"' + tail + head + b'"') + b'"' + tail
+    return b"".join([(b'"' + item + b'"').join(parts) for item in (items or inner.split(b'","'))])
