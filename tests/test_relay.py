@@ -282,3 +282,22 @@ def test_a_log_file_that_fails_mid_run_is_reported_on_the_others(tmp_path, capsy
     log.close()
     err = capsys.readouterr().err
     assert '"event":"step_start"' in err and "cannot write events to /dev/full" in err
+
+
+def test_step_output_is_exact_when_a_step_prints_the_relays_own_markers(tmp_path, frozen):
+    """The markers the fast path puts between a line's appearances are text a step could print."""
+    lines = ["before", _events._MARKS[0], "between", _events._BETWEEN, _events._MARKS[1], "after"]
+    fast = _bytes_of(tmp_path, "fast.jsonl", lambda log: log.step_output({"step": 0}, "stdout", lines))
+    slow = _bytes_of(tmp_path, "slow.jsonl",
+                     lambda log: [log.emit("step_log", step=0, stream="stdout", line=line) for line in lines])
+    assert fast == slow
+
+
+def test_step_output_with_a_line_in_three_places(tmp_path, frozen):
+    def processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        if "line" in event_dict:
+            event_dict["copy_one"] = event_dict["copy_two"] = event_dict["line"]
+        return event_dict
+
+    fast, slow = _fast_and_slow(tmp_path, processor, 2, LINES)
+    assert fast == slow and b'"copy_two":"plain ascii line"' in fast

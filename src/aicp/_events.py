@@ -253,6 +253,9 @@ _SENTINEL = "\ue000aicp-line\ue001"
 _SENTINEL_JSON = orjson.dumps(_SENTINEL)
 _PROBE = " \ue002 \"quoted\" \\ tab\t cr\r " + "é" * 4200 + " \x00 "
 _PROBE_JSON = orjson.dumps(_PROBE)
+# Markers between the appearances of a line in one event, and between two events (see _fill).
+_MARKS = tuple(f"\ue000aicp-mark-{i}-{uuid.uuid4().hex}" for i in range(3))
+_BETWEEN = f"\ue000aicp-next-{uuid.uuid4().hex}"
 
 
 Route = tuple[list[Any], bytes]  # the writers of a line, the line
@@ -375,10 +378,10 @@ class EventLog:
                 fields = {**base, "stream": stream, "line": line, **extra}
                 self._write(self._render(self._lifecycle, "step_log", fields, level_of("step_log", fields)), True)
             return
-        inner, items = self._encode(lines)
-        self._write([(writers, _fill(parts, inner, items)) for writers, parts in templates], True)
+        lines, inner, items = self._encode(lines)
+        self._write([(writers, _fill(parts, lines, inner, items)) for writers, parts in templates], True)
 
-    def _encode(self, lines: list[str]) -> tuple[bytes, list[bytes] | None]:
+    def _encode(self, lines: list[str]) -> tuple[list[str], bytes, list[bytes] | None]:
         """The lines masked (by the redactor's rule, as the pipeline would) and JSON-encoded in
         one call, as a list: ``["a","b"]`` -> ``a","b``. A quote inside an encoded string is
         escaped, so ``","`` occurs only between two items, or where a line ends in a quote and
@@ -390,7 +393,7 @@ class EventLog:
             encoded = orjson.dumps(lines)
         inner = encoded[2:-2]  # between [" and "]
         items = [orjson.dumps(line)[1:-1] for line in lines] if b'\\","' in inner else None
-        return inner, items
+        return lines, inner, items
 
     def _templates(self, base: dict[str, Any], stream: str,
                    extra: dict[str, Any]) -> list[tuple[list[Any], list[bytes]]] | None:
@@ -473,10 +476,29 @@ class EventLog:
         self._files.clear()
 
 
-def _fill(parts: list[bytes], inner: bytes, items: list[bytes] | None) -> bytes:
+def _fill(parts: list[bytes], lines: list[str], inner: bytes, items: list[bytes] | None) -> bytes:
     """Each encoded line in the template (``parts``: the rendered event cut where its line goes).
-    With the line in one place and ``inner`` safe to cut, one replace does the whole batch."""
+
+    ``inner`` is the batch encoded as a list, without its brackets and outer quotes; when it is
+    safe to cut at ``","`` (``items`` is None), one replace turns the separators into the text
+    between two events. A line that appears more than once in an event (its ``message`` too) is
+    encoded once per appearance, with a marker between appearances, and each kind of separator
+    replaced by its text; a step printing a marker itself shows in the counts, and then (as when
+    ``inner`` is not safe) every line is filled in one by one.
+    """
     if items is None and len(parts) == 2:
         head, tail = parts
         return head + b'"' + inner.replace(b'","', b'"' + tail + head + b'"') + b'"' + tail
+    if items is None and len(parts) - 2 <= len(_MARKS):
+        marks = _MARKS[:len(parts) - 2]
+        seq = [x for line in lines for mark in (*marks, _BETWEEN) for x in (line, mark)]
+        seq.pop()  # no separator after the last event
+        body = orjson.dumps(seq)[2:-2]
+        cuts = [(b'","' + orjson.dumps(mark)[1:-1] + b'","', b'"' + part + b'"', len(lines))
+                for mark, part in zip(marks, parts[1:-1])]
+        cuts.append((b'","' + orjson.dumps(_BETWEEN)[1:-1] + b'","', b'"' + parts[-1] + parts[0] + b'"', len(lines) - 1))
+        if all(body.count(cut) == count for cut, _, count in cuts):
+            for cut, text, _ in cuts:
+                body = body.replace(cut, text)
+            return parts[0] + b'"' + body + b'"' + parts[-1]
     return b"".join([(b'"' + item + b'"').join(parts) for item in (items or inner.split(b'","'))])
