@@ -125,6 +125,8 @@ STEP_TYPES: dict[str, StepType] = {
 # provider -> (executor, params check) of its models
 PROVIDER_EXECUTORS = {
     "fal": ("aicp.providers.fal_step:run", "aicp.providers.fal_step:check"),
+    "gemini": ("aicp.providers.gemini:run", "aicp.providers.gemini:check"),
+    "openrouter": ("aicp.providers.openrouter:run", "aicp.providers.openrouter:check"),
 }
 
 

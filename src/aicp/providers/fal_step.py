@@ -30,11 +30,6 @@ if TYPE_CHECKING:
 POLL_MIN = 0.5  # seconds between status polls while something changes...
 POLL_MAX = 3.0  # ...growing to this while nothing does
 LOG_LINE_MAX = 4000
-EXTENSIONS = {
-    "image": ("png", {"png", "jpg", "jpeg", "webp", "gif"}),
-    "video": ("mp4", {"mp4", "mov", "webm", "mkv", "m4v"}),
-    "audio": ("mp3", {"mp3", "wav", "m4a", "aac", "ogg", "flac", "opus"}),
-}
 _FAL_LEVELS = {"DEBUG": "debug", "INFO": "info", "WARN": "warning", "WARNING": "warning",
                "ERROR": "error", "STDERR": "warning"}
 
@@ -166,7 +161,7 @@ class _Request:
 
     def text(self, result: dict[str, Any], request_id: str) -> dict[str, Any]:
         """A text result (a transcript): the text flows on; it and the whole answer are saved."""
-        from aicp.providers._text import save_text
+        from aicp.providers._files import save_text
 
         found = [t for t in _lookup(result, self.model.output_path.split(".")) if isinstance(t, str)]
         if not found:
@@ -230,16 +225,11 @@ class _Request:
 
     def file_url(self, value: Any, where: str) -> str:
         """A URL fal can fetch: URLs pass through; local files are uploaded."""
-        from pathlib import Path
+        from aicp.providers._files import is_url, local_file
 
-        text = str(value)
-        if text.startswith(("http://", "https://", "data:")):
-            return text
-        path = Path(text).expanduser()
-        if not path.is_absolute():
-            path = self.ctx.chain_dir / path
-        if not path.is_file():
-            raise StepFailed(f"{where}: file not found: {text}")
+        if is_url(value):
+            return str(value)
+        path = local_file(self.ctx, value, where)
         self.progress(0.01, f"uploading {path.name}")
         return self.client.upload(path)
 
@@ -303,48 +293,12 @@ class _Request:
                          f"{', '.join(map(str, result)) or 'nothing'}")
 
     def save(self, url: str, number: int, count: int) -> str:
-        """Write one produced file under ``step_{n}_{type}[_i].{ext}``, atomically."""
-        ctx = self.ctx
+        """Keep one produced file under ``step_{n}_{type}[_i].{ext}``, atomically."""
+        from aicp.providers._files import save_url
+
         suffix = (f"_{self.index + 1}" if self.index is not None else "") + (f"_{number + 1}" if count > 1 else "")
-        if url.startswith("data:"):  # sync_mode results come inline
-            import base64
-
-            header, _, data = url.partition(",")
-            ext = self.extension(url, header[5:].split(";")[0])
-            with ctx.atomic_output(ext, suffix) as tmp:
-                tmp.write_bytes(base64.b64decode(data) if header.endswith(";base64") else data.encode())
-            return str(ctx.output_path(ext, suffix))
-        final: list[Path] = []
-        shown = [-1]
-
-        def target(content_type: str | None) -> Any:
-            ext = self.extension(url, content_type)
-            final.append(ctx.output_path(ext, suffix))
-            return ctx.atomic_output(ext, suffix)
-
-        def progress(got: int, total: int | None) -> None:
-            tenth = 10 * got // total if total else 0
-            if tenth != shown[0]:
-                shown[0] = tenth
-                share = (number + (got / total if total else 0)) / count
-                self.progress(0.9 + 0.1 * share, f"downloading {final[0].name}"
-                              + (f", {10 * tenth}%" if total else ""))
-
-        self.client.download(url, target, progress)
-        return str(final[0])
-
-    def extension(self, url: str, content_type: str | None) -> str:
-        """From the URL's file name, else the content type, else the kind's usual one; always of the right kind."""
-        import mimetypes
-        from urllib.parse import urlsplit
-
-        default, allowed = EXTENSIONS[self.model.io.kind]
-        name = "" if url.startswith("data:") else urlsplit(url).path.rsplit("/", 1)[-1]
-        for candidate in (name.rpartition(".")[2].lower() if "." in name else "",
-                          (mimetypes.guess_extension(content_type or "") or "").lstrip(".")):
-            if candidate in allowed:
-                return candidate
-        return default
+        return save_url(self.ctx, self.client.download, url, self.model.io.kind, suffix,
+                        lambda share, message: self.progress(0.9 + 0.1 * (number + share) / count, message))
 
 
 def _is_list_field(name: str) -> bool:

@@ -145,6 +145,11 @@ def _rows(step_type: str, *rows: tuple[Any, ...], provider: str = "fal", **commo
     return models
 
 
+# The language models the old tool used were Gemini 2.0 Flash (directly, and through OpenRouter);
+# 2.5 Flash is its successor on both services.
+GEMINI_MODEL = "gemini-2.5-flash"
+OPENROUTER_MODEL = "google/gemini-2.5-flash"
+
 _ASPECT_AS_SIZE = {"sizes": FAL_IMAGE_SIZES}
 _START_FRAME = {"input_field": "start_image_url"}
 _REFERENCES = {"input_field": "image_urls"}
@@ -296,6 +301,22 @@ _MODELS: list[Model] = [
         ("elevenlabs", "fal-ai/elevenlabs/tts/multilingual-v2", 0.05, "ElevenLabs TTS (multilingual v2)", 15),
         ("elevenlabs_turbo", "fal-ai/elevenlabs/tts/turbo-v2.5", 0.03, "ElevenLabs Turbo v2.5", 8),
         ("elevenlabs_v3", "fal-ai/elevenlabs/tts/eleven-v3", 0.08, "ElevenLabs v3", 20),
+    ),
+    *_rows(
+        "image_understanding",
+        *((f"gemini_{task}", GEMINI_MODEL, price, f"Gemini image analysis: {task}", seconds, {"task": task})
+          for task, price, seconds in (("describe", 0.001, 3), ("detailed", 0.002, 5), ("classify", 0.001, 3),
+                                       ("objects", 0.002, 4), ("ocr", 0.001, 3), ("composition", 0.002, 5),
+                                       ("qa", 0.001, 4))),
+        provider="gemini",
+    ),
+    *_rows(
+        "prompt_generation",
+        *((f"openrouter_{task}" if task == "video_prompt" else f"openrouter_video_{task}", OPENROUTER_MODEL, 0.002,
+           f"{task.replace('_', ' ').capitalize()} prompt writer (OpenRouter)", seconds, {"task": task})
+          for task, seconds in (("video_prompt", 4), ("cinematic", 5), ("realistic", 4), ("artistic", 5),
+                                ("dramatic", 5))),
+        provider="openrouter",
     ),
     *_rows(
         "speech_to_text",
