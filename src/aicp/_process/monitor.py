@@ -114,6 +114,7 @@ class WorkerEvents:
     output: Callable[[str, str, bool], None]  # stream, line, truncated
     progress: Callable[[float, str | None], None]
     log: Callable[[str, dict[str, Any]], None]  # level, fields
+    remote: Callable[[dict[str, Any]], None] = lambda request: None  # a paid request went out (to the run record)
 
 
 class _Monitor:
@@ -280,6 +281,8 @@ class _Monitor:
             self.events.progress(message.get("fraction", 0.0), message.get("message"))
         elif kind == "log":
             self.events.log(message.get("level", "info"), message.get("fields") or {})
+        elif kind == "remote":
+            self.events.remote(message)
         elif kind == "result":
             self.result = message.get("value")
         elif kind == "error":

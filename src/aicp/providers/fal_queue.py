@@ -79,6 +79,9 @@ def _from_the_model(response: httpx.Response) -> bool:
 class FalClient:
     """One step's conversation with fal. ``notify(message)`` hears about retries."""
 
+    name = "fal"
+    provider = "fal"
+
     def __init__(self, key: str, *, queue_url: str | None = None, rest_url: str | None = None,
                  notify: Callable[[str], None] | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         self._key = key
