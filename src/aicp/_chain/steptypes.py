@@ -127,6 +127,7 @@ PROVIDER_EXECUTORS = {
     "fal": ("aicp.providers.fal_step:run", "aicp.providers.fal_step:check"),
     "gemini": ("aicp.providers.gemini:run", "aicp.providers.gemini:check"),
     "openrouter": ("aicp.providers.openrouter:run", "aicp.providers.openrouter:check"),
+    "replicate": ("aicp.providers.replicate:run", "aicp.providers.fal_step:check"),
 }
 
 

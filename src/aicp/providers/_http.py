@@ -161,19 +161,21 @@ class Http:
         self._client.close()
 
     def send(self, method: str, url: str, *, what: str, json: Any = None,
-             content: Callable[[], Any] | None = None, headers: Mapping[str, str] | None = None,
+             content: Callable[[], Any] | None = None, files: Mapping[str, Any] | None = None,
+             headers: Mapping[str, str] | None = None,
              stream: bool = False, idempotent: bool = True, timeout: float | None = None,
              policy: RetryPolicy | None = None, attempts: int | None = None) -> httpx.Response:
         """One call, retried as the policy says; a 2xx response or :class:`StepFailed`.
 
-        ``content`` is a factory, so a retried upload sends its body again from the start.
+        ``content`` is a factory, so a retried upload sends its body again from the start;
+        ``files`` is a multipart form (httpx's ``files``).
         """
         policy = policy or self.policy
         limit = attempts or policy.attempts
         attempt = 1
         while True:
             request = self._client.build_request(
-                method, url, json=json, content=content() if content else None,
+                method, url, json=json, content=content() if content else None, files=files,
                 headers={**self._auth(url), **(headers or {})},
                 timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)) if timeout else httpx.USE_CLIENT_DEFAULT)
             try:
@@ -202,6 +204,9 @@ class Http:
         if status in (401, 403) or self._key_rejected(response):
             raise StepFailed(f"{self.provider}: key rejected (HTTP {status}, {what}): {error_detail(response)}; "
                              f"check {self.key_env}", run_exit_code=PROVIDER_EXIT)
+        if status in policy.statuses and policy.methods is not None and method not in policy.methods:
+            raise StepFailed(f"{self.provider} answered HTTP {status} to {what} (not retried: a {method} may "
+                             f"already have been billed): {error_detail(response)}", run_exit_code=PROVIDER_EXIT)
         if not policy.retryable(method, response):
             refused = "failed" if status >= 500 else "refused the request"
             raise StepFailed(f"{self.provider} {refused} (HTTP {status}, {what}): {error_detail(response)}")

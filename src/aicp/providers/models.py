@@ -172,6 +172,12 @@ _MODELS: list[Model] = [
         ("gpt_image_1_5", "fal-ai/gpt-image-1.5", 0.003, "GPT Image 1.5", 10, {"sizes": GPT_IMAGE_SIZES}),
     ),
     *_rows(
+        "text_to_image",
+        ("gen4", "runwayml/gen4-image", 0.08, "Runway Gen-4 Image", 20,
+         {"defaults": {"resolution": "1080p"}, "output": "output[]"}),
+        provider="replicate",
+    ),
+    *_rows(
         "text_to_video",
         ("hailuo_pro", "fal-ai/minimax/hailuo-02/pro/text-to-video", 0.08, "MiniMax Hailuo-02 Pro", 60,
          {"defaults": {"prompt_optimizer": True}}),
@@ -348,7 +354,8 @@ AUTO = "auto"
 SELECTION_PARAMS = ("criteria", "budget")  # read by auto, never sent to a provider
 RECOMMENDATIONS: dict[str, dict[str, str]] = {
     "text_to_image": {"quality": "flux_dev", "speed": "flux_schnell", "cost_effective": "seedream_v3",
-                      "photorealistic": "imagen4", "high_resolution": "seedream3", "": "flux_dev"},
+                      "photorealistic": "imagen4", "high_resolution": "seedream3", "cinematic": "gen4",
+                      "reference_guided": "gen4", "": "flux_dev"},
     "image_to_video": {"quality": "veo3_i2v", "speed": "hailuo", "cost_effective": "hailuo",
                        "balanced": "veo3_fast_i2v", "cinematic": "veo3_i2v", "": "hailuo"},
 }
