@@ -18,13 +18,6 @@ TASK_WORDS = {"describe": "briefly", "detailed": "in depth", "classify": "Classi
               "ocr": "Transcribe", "composition": "composition", "qa": "What colour is it?"}
 
 
-@pytest.fixture
-def fake_gemini():
-    fake = FakeGemini().start()
-    yield fake
-    fake.stop()
-
-
 def gemini_env(fake: FakeGemini, **extra: str) -> dict[str, str]:
     env = env_for(None, **{"GEMINI_API_KEY": KEY, "AICP_GEMINI_URL": fake.url, **extra})
     env.pop("GOOGLE_API_KEY", None)

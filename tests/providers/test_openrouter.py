@@ -11,17 +11,10 @@ import pytest
 
 from aicp._context import StepFailed
 from aicp.providers import openrouter
-from openrouter_fake import KEY, FakeOpenRouter
+from openrouter_fake import KEY
 from test_fal_cli import env_for
 
 PROMPT = "A red square slowly turns in soft light, the camera drifting closer."
-
-
-@pytest.fixture
-def fake_openrouter():
-    fake = FakeOpenRouter().start()
-    yield fake
-    fake.stop()
 
 
 def router_env(fake, fal=None, **extra):

@@ -13,7 +13,7 @@ from _aicp import LiveRun
 from aicp._context import StepFailed
 from aicp.providers import fal_step, replicate
 from aicp.providers._http import RetryPolicy
-from replicate_fake import TOKEN, FakeReplicate
+from replicate_fake import TOKEN
 from test_fal_cli import env_for
 
 CHAIN = """
@@ -22,13 +22,6 @@ CHAIN = """
     steps:
       - {type: text_to_image, model: gen4, params: {aspect_ratio: "1:1"}}
 """
-
-
-@pytest.fixture
-def fake_replicate(media):
-    fake = FakeReplicate(media["png"].read_bytes()).start()
-    yield fake
-    fake.stop()
 
 
 def rep_env(fake, **extra):
