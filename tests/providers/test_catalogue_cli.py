@@ -235,3 +235,30 @@ def test_an_old_chain_with_every_provider(aicp, write_chain, fake_fal, fake_gemi
     assert [e["type"] for e in run.of("step_complete")] == ["text_to_image", "image_understanding",
                                                             "prompt_generation", "image_to_video", "add_audio"]
     assert run.result["total_cost"] == pytest.approx(0.003 + 0.002 + 0.00042 + 4.0 + 0.05)
+
+
+@pytest.mark.parametrize("model, kind, param", [
+    ("omnihuman_v1_5", "audio", "audio_url"), ("fabric_1_0", "audio", "audio_url"),
+    ("multitalk", "audio", "first_audio_url"), ("kling_motion_control", "video", "video_url"),
+])
+def test_validate_says_what_a_model_also_needs(aicp, write_chain, media, tmp_path, model, kind, param):
+    chain = write_chain(f"""
+        name: avatar
+        prompt: hello
+        steps:
+          - {{type: text_to_image, model: flux_dev}}
+          - {{type: avatar, model: {model}}}
+    """)
+    run = aicp("validate", "--config", chain)
+    assert run.returncode == 2
+    assert f"steps[1].model: {model} also needs {kind}: give params.{param}" in run.stderr
+    (tmp_path / f"given.{'wav' if kind == 'audio' else 'mp4'}").write_bytes(
+        media["wav" if kind == "audio" else "mp4"].read_bytes())
+    given = write_chain(f"""
+        name: avatar
+        prompt: hello
+        steps:
+          - {{type: text_to_image, model: flux_dev}}
+          - {{type: avatar, model: {model}, params: {{{param}: given.{'wav' if kind == 'audio' else 'mp4'}}}}}
+    """, name="given.yaml")
+    assert aicp("validate", "--config", given).returncode == 0

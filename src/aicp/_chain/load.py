@@ -466,6 +466,10 @@ class _Validator:
                     raise self.fail(consumer.path + ("type",), f"{consumer.type} expects {consumer.consumes} input, "
                                     f"but the {'chain input' if i == 0 else 'previous step'} gives {previous} "
                                     f"and no earlier step produces {consumer.consumes}")
+                for field, kind in consumer.executor.needs if consumer.executor else ():
+                    if consumer.params.get(field) is None and not {kind, "any"} & available:
+                        raise self.fail(consumer.path + ("model",), f"{consumer.model} also needs {kind}: give "
+                                        f"params.{field}, or put a step that produces {kind} before this one")
             produced = step.produces
             if step.type == "image_to_video" and previous == "images":
                 produced = "videos"

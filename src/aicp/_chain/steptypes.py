@@ -36,6 +36,7 @@ class Executor:
     cost: float = 0.0
     provider: str = "local"
     consumes: str | None = None  # what the step takes when it differs from its type's (a model that edits video)
+    needs: tuple[tuple[str, str], ...] = ()  # (param, kind): further inputs taken from the flow unless given
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ def _add_remote_models() -> None:
     for m in MODELS.values():
         target, check = PROVIDER_EXECUTORS[m.provider]
         executor = Executor(target=target, summary=m.summary, check=check, cost=m.price, provider=m.provider,
-                            consumes=m.consumes)
+                            consumes=m.consumes, needs=tuple(m.takes.items()))
         step_type = STEP_TYPES[m.step_type]
         STEP_TYPES[m.step_type] = replace(step_type, executors={**step_type.executors, m.key: executor})
 
