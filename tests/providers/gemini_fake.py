@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from typing import Any
 
@@ -29,6 +30,7 @@ class FakeGemini(FakeAPI):
         self.sessions: dict[str, dict[str, Any]] = {}
         self.deleted: list[str] = []
         self.block = False
+        self.delay = 0.0  # seconds generateContent takes (a slow model)
 
     def answer(self, method: str, path: str, record: dict[str, Any]) -> Answer:
         headers = {k.lower(): v for k, v in record["headers"].items()}
@@ -68,6 +70,7 @@ class FakeGemini(FakeAPI):
         return 200, {"X-Goog-Upload-Status": "final"}, {"file": file}
 
     def generate(self, body: dict[str, Any]) -> Answer:
+        time.sleep(self.delay)
         parts = body["contents"][0]["parts"]
         for part in parts:
             if "inline_data" in part:

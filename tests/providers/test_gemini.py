@@ -146,3 +146,20 @@ def test_a_blocked_image_fails_the_step_saying_why(gemini_ctx, fake_gemini, medi
     ctx, _ = gemini_ctx("image_understanding", "gemini_describe", str(media["png"]))
     with pytest.raises(StepFailed, match="blocked: SAFETY"):
         gemini.run(ctx)
+
+
+def test_a_step_stopped_mid_call_drops_it_and_deletes_its_upload(aicp, write_chain, fake_gemini, tmp_path):
+    # generateContent has no cancel: stopping the step drops the connection; the uploaded image goes
+    fake_gemini.delay = 30
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG" + bytes(16 * 1024 * 1024))  # above the inline limit: the Files API
+    chain = write_chain("""
+        name: slow look
+        steps:
+          - {type: image_understanding, model: gemini_describe, timeout: 4}
+    """)
+    run = aicp("run-chain", "--config", chain, "--input", "big.png", "--stream", env=gemini_env(fake_gemini),
+               timeout=60)
+    assert run.returncode == 5, run.stderr[-2000:]
+    assert run.of("step_error")[0]["reason"] == "timeout"
+    assert list(fake_gemini.files) and fake_gemini.deleted == list(fake_gemini.files)
