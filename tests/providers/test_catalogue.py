@@ -104,6 +104,10 @@ def test_rows_are_consistent():
         assert model.output_path and model.request_input_field
         assert STEP_TYPES[model.step_type].produces == model.io.kind
         assert model.seconds > 0
+        if model.provider in ("gemini", "openrouter"):  # each language-model row is one instruction
+            from aicp.providers import gemini, openrouter
+
+            assert model.task in (gemini.TASKS if model.provider == "gemini" else openrouter.STYLES)
     assert fal_model("text_to_video", "kling_2_1") is None  # a key serves its own step type only
     # local executors are still there
     assert STEP_TYPES["text_to_image"].executors["title_card"].provider == "local"

@@ -31,6 +31,14 @@ def is_url(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(("http://", "https://", "data:"))
 
 
+def single_input(ctx: Any) -> Any:
+    """The one file a step takes: its input, or the first of a list of them; StepFailed if there is none."""
+    value = ctx.input[0] if isinstance(ctx.input, list) and ctx.input else ctx.input
+    if value in (None, "", []):
+        raise StepFailed(f"{ctx.type} got no input")
+    return value
+
+
 def local_file(ctx: Any, value: Any, where: str) -> Path:
     """The local file a step's input or param names (relative to the chain's folder), or StepFailed."""
     text = str(value)

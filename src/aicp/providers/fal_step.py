@@ -104,18 +104,12 @@ def run(ctx: Any) -> dict[str, Any]:
 
 def run_queued(ctx: Any, provider: str, connect: Callable[[str], QueueClient]) -> dict[str, Any]:
     """Run a step on a queued provider: ``connect(key)`` gives the client."""
-    from aicp.providers.credentials import missing_key, provider_key
-    from aicp.providers.models import model_for
+    from aicp.providers.credentials import step_model_and_key
 
-    model = model_for(ctx.type, ctx.model, ctx.params)
-    if model is None or model.provider != provider:
-        raise StepFailed(f"'{ctx.model}' is not a {provider} model for {ctx.type}")
+    model, key = step_model_and_key(ctx, provider)
     problems = check(ctx.params, model.key)
     if problems:
         raise StepFailed("; ".join(f"{where}: {message}" for where, message in problems))
-    key = provider_key(provider)
-    if key is None:
-        raise missing_key(provider, model.key)
     client = connect(key)
     try:
         inputs = ctx.input if isinstance(ctx.input, list) and model.io.input_field.endswith("_url") else [ctx.input]

@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 
 from aicp._context import StepFailed
-from aicp.providers._files import content_type, is_url, local_file, save_text
+from aicp.providers._files import content_type, is_url, local_file, save_text, single_input
 from aicp.providers._http import Http, RetryPolicy
 
 DEFAULT_URL = "https://generativelanguage.googleapis.com"
@@ -144,20 +144,12 @@ def answer_text(response: dict[str, Any]) -> str:
 
 
 def run(ctx: Any) -> dict[str, Any]:
-    from aicp.providers.credentials import missing_key, provider_key
-    from aicp.providers.models import model_for
+    from aicp.providers.credentials import step_model_and_key
 
-    model = model_for(ctx.type, ctx.model, ctx.params)
-    if model is None or model.provider != "gemini" or model.task not in TASKS:
-        raise StepFailed(f"'{ctx.model}' is not a Gemini model for {ctx.type}")
-    key = provider_key("gemini")
-    if key is None:
-        raise missing_key("gemini", model.key)
-    image = ctx.input[0] if isinstance(ctx.input, list) and ctx.input else ctx.input
-    if not image:
-        raise StepFailed(f"{ctx.type} got no image")
+    model, key = step_model_and_key(ctx, "gemini")
+    image = single_input(ctx)
     question = ctx.params.get("question") or ctx.params.get("analysis_prompt") or ctx.params.get("prompt")
-    instruction = TASKS[model.task].format(question=question or DEFAULT_QUESTION)
+    instruction = TASKS[str(model.task)].format(question=question or DEFAULT_QUESTION)
     client = GeminiClient(key, notify=lambda message: ctx.log.warning(message))
     uploaded: dict[str, Any] | None = None
     try:

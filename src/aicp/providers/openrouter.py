@@ -33,7 +33,7 @@ import re
 from typing import Any
 
 from aicp._context import StepFailed
-from aicp.providers._files import data_uri, is_url, local_file, save_text
+from aicp.providers._files import data_uri, is_url, local_file, save_text, single_input
 from aicp.providers._http import Http, RetryPolicy, describe_error
 
 DEFAULT_URL = "https://openrouter.ai"
@@ -94,20 +94,12 @@ def optimized_prompt(analysis: str) -> str:
 
 
 def run(ctx: Any) -> dict[str, Any]:
-    from aicp.providers.credentials import missing_key, provider_key
-    from aicp.providers.models import model_for
+    from aicp.providers.credentials import step_model_and_key
 
-    model = model_for(ctx.type, ctx.model, ctx.params)
-    if model is None or model.provider != "openrouter" or model.task not in STYLES:
-        raise StepFailed(f"'{ctx.model}' is not an OpenRouter model for {ctx.type}")
-    key = provider_key("openrouter")
-    if key is None:
-        raise missing_key("openrouter", model.key)
-    image = ctx.input[0] if isinstance(ctx.input, list) and ctx.input else ctx.input
-    if not image:
-        raise StepFailed(f"{ctx.type} got no image")
+    model, key = step_model_and_key(ctx, "openrouter")
+    image = single_input(ctx)
     url = str(image) if is_url(image) else data_uri(local_file(ctx, image, "input"))
-    style, pacing = STYLES[model.task]
+    style, pacing = STYLES[str(model.task)]
     params = ctx.params
     text = INSTRUCTION.format(context=params.get("background_context") or params.get("prompt") or "none given",
                               style=params.get("video_style") or style,
