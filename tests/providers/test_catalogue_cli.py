@@ -262,3 +262,18 @@ def test_validate_says_what_a_model_also_needs(aicp, write_chain, media, tmp_pat
           - {{type: avatar, model: {model}, params: {{{param}: given.{'wav' if kind == 'audio' else 'mp4'}}}}}
     """, name="given.yaml")
     assert aicp("validate", "--config", given).returncode == 0
+
+
+def test_add_audio_with_nothing_to_mux_is_an_error_that_names_thinksound(aicp, write_chain):
+    # the old tool's add_audio always generated a soundtrack (thinksound); ours muxes unless asked to generate
+    chain = write_chain("""
+        name: silent
+        prompt: a cat
+        steps:
+          - {type: text_to_video, model: hailuo_pro}
+          - {type: add_audio}
+    """)
+    run = aicp("validate", "--config", chain)
+    assert run.returncode == 2
+    assert ("steps[1]: add_audio also needs audio: give params.audio, or put a step that produces audio "
+            "before this one (or use model: thinksound, which generates it)") in run.stderr

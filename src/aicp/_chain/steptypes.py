@@ -88,7 +88,7 @@ STEP_TYPES: dict[str, StepType] = {
                  model_required=False, any_model=True,
                  executors={None: _local(
                      "media.add_audio:run", "muxes params.audio or the latest audio (ffmpeg)",
-                     check="aicp.steps.media.add_audio:check")}),
+                     check="aicp.steps.media.add_audio:check", needs=(("audio", "audio"),))}),
         StepType("upscale_video", "video", "video", "a larger video",
                  executors={"lanczos": _local(
                      "media.upscale:run_video", "lanczos resampling by factor or target_width (ffmpeg)",
