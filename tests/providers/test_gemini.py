@@ -163,3 +163,25 @@ def test_a_step_stopped_mid_call_drops_it_and_deletes_its_upload(aicp, write_cha
     assert run.returncode == 5, run.stderr[-2000:]
     assert run.of("step_error")[0]["reason"] == "timeout"
     assert list(fake_gemini.files) and fake_gemini.deleted == list(fake_gemini.files)
+
+
+@pytest.mark.parametrize("params, expected", [
+    ({"prompt": "Count the cats."}, "Count the cats."),
+    ({"analysis_prompt": "Describe the mood."}, "Describe the mood."),  # the old tool's name
+    ({}, "Analyse this image in depth"),
+])
+def test_the_steps_own_prompt_replaces_the_instruction(gemini_ctx, fake_gemini, media, params, expected):
+    ctx, _ = gemini_ctx("image_understanding", "gemini_detailed", str(media["png"]), params=params)
+    gemini.run(ctx)
+    assert fake_gemini.prompts()[0].startswith(expected)
+
+
+def test_image_path_analyses_that_file_instead(gemini_ctx, fake_gemini, media, tmp_path):
+    other = tmp_path / "other.png"
+    other.write_bytes(media["png"].read_bytes() + b"x")
+    ctx, _ = gemini_ctx("image_understanding", "gemini_qa", "ignored.png",
+                        params={"image_path": str(other), "question": "Is it red?"})
+    gemini.run(ctx)
+    parts = fake_gemini.bodies("POST", ":generateContent")[0]["contents"][0]["parts"]
+    assert base64.b64decode(parts[0]["inline_data"]["data"]) == other.read_bytes()
+    assert "Is it red?" in parts[1]["text"]

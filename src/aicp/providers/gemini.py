@@ -26,7 +26,9 @@ drops the connection (nothing is queued), and deletes its uploaded image.
 
 Each model of the catalogue is one instruction (``task``) for the same Gemini
 model, as in the old tool: describe, detailed, classify, objects, ocr,
-composition, qa (``params.question``).
+composition, qa (``params.question``). ``params.prompt`` (or the old tool's
+``analysis_prompt``) replaces the instruction, or is the question for qa;
+``params.image_path`` analyses that file instead of the step's input.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ DEFAULT_QUESTION = "What do you see in this image?"
 def check(params: dict[str, Any], model: str | None = None) -> list[tuple[str, str]]:
     """Problems with an image_understanding step's params that are certain before anything runs."""
     return [(f"params.{key}", f"must be a string, got {params[key]!r}")
-            for key in ("question", "prompt", "analysis_prompt") if params.get(key) is not None
+            for key in ("question", "prompt", "analysis_prompt", "image_path") if params.get(key) is not None
             and not isinstance(params[key], str)]
 
 
@@ -147,9 +149,8 @@ def run(ctx: Any) -> dict[str, Any]:
     from aicp.providers.credentials import step_model_and_key
 
     model, key = step_model_and_key(ctx, "gemini")
-    image = single_input(ctx)
-    question = ctx.params.get("question") or ctx.params.get("analysis_prompt") or ctx.params.get("prompt")
-    instruction = TASKS[str(model.task)].format(question=question or DEFAULT_QUESTION)
+    image = ctx.params.get("image_path") or single_input(ctx)
+    instruction = _instruction(str(model.task), ctx.params)
     client = GeminiClient(key, notify=lambda message: ctx.log.warning(message))
     uploaded: dict[str, Any] | None = None
     try:
@@ -170,6 +171,14 @@ def run(ctx: Any) -> dict[str, Any]:
     ctx.progress(1.0, f"{len(text)} characters")
     return {"output": text, "outputs": save_text(ctx, text, response), "cost": model.price,
             "provider": "gemini", "endpoint": model.endpoint, "usage": response.get("usageMetadata")}
+
+
+def _instruction(task: str, params: dict[str, Any]) -> str:
+    """What Gemini is asked: the task's instruction, or the step's own prompt; for qa, the question."""
+    own = params.get("prompt") or params.get("analysis_prompt")
+    if task == "qa":
+        return TASKS["qa"].format(question=params.get("question") or own or DEFAULT_QUESTION)
+    return str(own) if own else TASKS[task]
 
 
 def _image_bytes(ctx: Any, client: GeminiClient, image: Any) -> tuple[bytes, str, str]:
