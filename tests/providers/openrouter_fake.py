@@ -10,6 +10,7 @@ openai/openai-python (``chat.completions.create``: the request's ``messages`` wi
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from fake_api import Answer, FakeAPI
@@ -30,12 +31,14 @@ class FakeOpenRouter(FakeAPI):
     def __init__(self) -> None:
         super().__init__()
         self.content: str = ANALYSIS
+        self.delay = 0.0  # seconds a completion takes (a slow model)
 
     def answer(self, method: str, path: str, record: dict[str, Any]) -> Answer:
         if record["headers"].get("Authorization") != f"Bearer {KEY}":
             return 401, {}, {"error": {"code": 401, "message": "No auth credentials found"}}
         if method != "POST" or path != "/api/v1/chat/completions":
             return 404, {}, {"error": {"code": 404, "message": f"no route {method} {path}"}}
+        time.sleep(self.delay)
         scripted = self.scripted("chat")
         if scripted:
             return scripted

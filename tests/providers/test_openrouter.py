@@ -125,3 +125,26 @@ def test_an_upstream_error_inside_a_200_fails_the_step(router_ctx, fake_openrout
 ])
 def test_the_optimized_prompt_section_is_the_output(analysis, prompt):
     assert openrouter.optimized_prompt(analysis) == prompt
+
+
+def test_a_step_stopped_mid_call_ends_at_once(aicp, write_chain, fake_openrouter, media, tmp_path):
+    # a chat completion has nothing to cancel: the stopped step drops the connection
+    fake_openrouter.delay = 30
+    (tmp_path / "still.png").write_bytes(media["png"].read_bytes())
+    chain = write_chain("""
+        name: slow prompt
+        steps:
+          - {type: prompt_generation, model: openrouter_video_prompt, timeout: 3}
+    """)
+    run = aicp("run-chain", "--config", chain, "--input", "still.png", "--stream", env=router_env(fake_openrouter),
+               timeout=60)
+    assert run.returncode == 5, run.stderr[-2000:]
+    error = run.of("step_error")[0]
+    assert error["reason"] == "timeout" and error["duration_seconds"] < 15
+
+
+def test_an_image_url_is_passed_as_it_is(router_ctx, fake_openrouter):
+    ctx, _ = router_ctx("prompt_generation", "openrouter_video_realistic", "https://example.com/still.png")
+    openrouter.run(ctx)
+    image = fake_openrouter.bodies("POST", "/chat/completions")[0]["messages"][0]["content"][1]
+    assert image == {"type": "image_url", "image_url": {"url": "https://example.com/still.png"}}
