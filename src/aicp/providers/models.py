@@ -319,7 +319,7 @@ _MODELS: list[Model] = [
     *_rows(
         "prompt_generation",
         *((f"openrouter_{task}" if task == "video_prompt" else f"openrouter_video_{task}", OPENROUTER_MODEL, 0.002,
-           f"{task.replace('_', ' ').capitalize()} prompt writer (OpenRouter)", seconds, {"task": task})
+           f"Video prompt writer: {'general' if task == 'video_prompt' else task}", seconds, {"task": task})
           for task, seconds in (("video_prompt", 4), ("cinematic", 5), ("realistic", 4), ("artistic", 5),
                                 ("dramatic", 5))),
         provider="openrouter",
