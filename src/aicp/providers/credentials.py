@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
-from aicp._errors import CredentialsError
+from aicp._errors import CredentialsError, ExitCode
 
 
 @dataclass(frozen=True)
@@ -101,5 +101,5 @@ def step_model_and_key(ctx: Any, provider: str) -> tuple[Any, str]:
     if value is None:
         key = PROVIDER_KEYS[provider]
         raise StepFailed(f"{key.variable} is not set: {model.key} runs on {PROVIDER_NAMES[provider]} and needs "
-                         f"an API key ({key.hint()})", run_exit_code=3)
+                         f"an API key ({key.hint()})", run_exit_code=ExitCode.MISSING)
     return model, value
