@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 from _aicp import aicp_argv, child_env
 from _pty import PtyRun, find
+from _shipchain import MODULE as SHIP_MODULE
 
-MODULE = """
-    import sys, time
+MODULE = SHIP_MODULE + """
+    import time
 
     def slow(ctx):
         for i in range(3):
@@ -31,14 +32,6 @@ MODULE = """
         print("\\x1b[31mred\\x1b[0m, a carriage\\rreturn, a tab\\tand a long line " + "x" * 300)
         print("宽字符" * 40)
         time.sleep(0.5)
-        return "ok"
-
-    def flaky(ctx):
-        marker = ctx.chain_dir / "flaky.marker"
-        n = int(marker.read_text()) if marker.exists() else 0
-        marker.write_text(str(n + 1))
-        if n < 1:
-            raise RuntimeError("transient failure " + "y" * 100)
         return "ok"
 
     def fail(ctx):
