@@ -41,7 +41,7 @@ MODULE = SHIP_MODULE + """
 
     def quiet_wait(ctx):
         print("ready", flush=True)
-        time.sleep(2.5)
+        time.sleep(4)  # long enough to watch it between two events, on a loaded machine too
         return "ok"
 """
 
