@@ -187,8 +187,8 @@ class Supervisor:
         attempt = 0
         while True:
             attempt += 1
-            outcome = run_worker(spec, limits, cancel, self._worker_events(step, base, attempt), self.env,
-                                 self.launcher)
+            outcome = run_worker(spec, limits, cancel, self._worker_events(step, base, attempt, retries + 1),
+                                 self.env, self.launcher)
             if outcome.ok:
                 return self._complete(step, base, attempt, outcome)
             retryable = outcome.reason != "cancelled" and not cancel.is_set()
@@ -208,12 +208,12 @@ class Supervisor:
             raise _RunStepFailed(outcome.error or outcome.reason or "failed", run_exit_code,
                                  outcome.reason or "exception")
 
-    def _worker_events(self, step: Step, base: dict[str, Any], attempt: int) -> WorkerEvents:
+    def _worker_events(self, step: Step, base: dict[str, Any], attempt: int, max_attempts: int) -> WorkerEvents:
         emit = self.events.emit
 
         def started(pid: int) -> None:
             emit("step_start", **base, type=step.type, model=step.model, name=step.name,
-                 attempt=attempt, pid=pid)
+                 attempt=attempt, pid=pid, max_attempts=max_attempts)
 
         return WorkerEvents(
             started=started,
