@@ -45,6 +45,9 @@ LINES = [
 @pytest.fixture
 def frozen(monkeypatch):
     """One instant for every event: renders at different moments compare byte for byte."""
+    for name in ("_wall", "_monotonic"):  # the envelope's clocks, whatever they are bound to
+        if hasattr(_events, name):
+            monkeypatch.setattr(_events, name, {"_wall": lambda: 1795608946.7012345, "_monotonic": lambda: 1234.5}[name])
     monkeypatch.setattr(_events.time, "time", lambda: 1795608946.7012345)
     monkeypatch.setattr(_events.time, "monotonic", lambda: 1234.5)
 
