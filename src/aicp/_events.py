@@ -174,7 +174,7 @@ def _drop(_logger: Any, _method: str, _event_dict: dict[str, Any]) -> Any:
     raise structlog.DropEvent
 
 
-_LEVELS = {"step_error": "error", "step_retry": "warning", "warning": "warning"}
+_LEVELS = {"step_error": "error", "error": "error", "step_retry": "warning", "warning": "warning"}
 
 
 class EventLog:

@@ -13,6 +13,8 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing cost 'aicp -
 if TYPE_CHECKING:
     from typing import Any, Callable, NoReturn, Sequence
 
+from aicp import _interrupt
+from aicp._commands.report import Invocation
 from aicp._errors import EXIT_CODE_HELP, AicpError, ExitCode, UsageError
 from aicp._version import __version__
 
@@ -144,6 +146,7 @@ def _run(command: str, args: Any) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
+    _interrupt.install()  # first: a signal while the chain loads still gets its result line
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list == ["--version"]:  # the hot path: no argparse, no imports
         try:
@@ -153,53 +156,45 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             pass
         _flush_stdout()
         raise SystemExit(0)
-    parser = build_parser()
+    invocation = Invocation.guess(args_list)
     try:
-        args = parser.parse_args(args_list)
-    except UsageError as exc:  # argparse's complaint, as the one-line error every user error is
-        _print_error(exc.message)
-        if "run-chain" in args_list and "--stream" in args_list:  # the one stdout line, even now
-            import argparse
-
-            from aicp._commands.run_chain import _failed_before_start
-
-            _failed_before_start(exc, argparse.Namespace(stream=True, log_file=None))
-        _flush_stdout()
-        raise SystemExit(int(ExitCode.INVALID)) from None
-    if not args.command:
-        parser.print_help(sys.stderr)
-        raise SystemExit(ExitCode.INVALID)
-    try:
-        code = _run(args.command, args)
-    except AicpError as exc:
-        if args.debug:
-            import traceback
-
-            traceback.print_exc()
-        _print_error(exc.message)
-        code = exc.exit_code
-        if args.json and not getattr(args, "stream", False):  # --json still means one envelope
-            from aicp._commands.output import print_envelope
-
-            print_envelope(args.command, None, error={"message": exc.message, "exit_code": int(code)})
-    except KeyboardInterrupt:
-        _print_error("interrupted")
-        code = ExitCode.INTERRUPTED
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: a bug, reported as such
-        if args.debug:
-            import traceback
-
-            traceback.print_exc()
-        _print_error(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)")
-        code = ExitCode.INTERNAL
+        try:
+            code = _parse_and_run(args_list, invocation)
+            _interrupt.hold()
+        except AicpError as exc:
+            code = _failed(invocation, exc.message, exc.exit_code)
+        except KeyboardInterrupt:
+            code = _failed(invocation, "interrupted", ExitCode.INTERRUPTED)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: a bug, reported as such
+            code = _failed(invocation, f"internal error: {type(exc).__name__}: {exc} "
+                           "(run with --debug for the traceback)", ExitCode.INTERNAL)
+    except _interrupt.Signalled as exc:  # also one that came while another failure was being told
+        code = _failed(invocation, exc.message, exc.exit_code)
     _flush_stdout()
     raise SystemExit(int(code))
 
 
-def _print_error(message: str) -> None:
-    from aicp._commands.output import write_to
+def _parse_and_run(args_list: list[str], invocation: Invocation) -> int:
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    invocation.update(args)
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return ExitCode.INVALID
+    args.invocation = invocation  # run-chain marks when its result line is out
+    return _run(args.command, args)
 
-    write_to("stderr", f"error: {message}\n")
+
+def _failed(invocation: Invocation, message: str, exit_code: int) -> int:
+    """Tell a failure once, in the form the invocation asked for; a signal now changes nothing."""
+    _interrupt.hold()
+    trace = None
+    if invocation.debug:
+        import traceback
+
+        trace = traceback.format_exc()
+    invocation.fail(message, int(exit_code), trace)
+    return int(exit_code)
 
 
 def _flush_stdout() -> None:

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from aicp._chain.load import Chain, load_chain
-from aicp._errors import AicpError, ExitCode, NotConfirmed, UsageError
+from aicp._errors import ExitCode, NotConfirmed, UsageError
 from aicp._events import EventLog
 from aicp._commands.human import HumanView, summary
 from aicp._chain.inputs import resolve_input
@@ -39,13 +39,20 @@ def _ensure_std_fds() -> None:
                 os.set_inheritable(fd, True)
 
 
-def _confirm(chain: Chain, skip: bool) -> None:
-    """Ask before spending money, but only a person at a terminal, and never in CI."""
+def _confirm(chain: Chain, skip: bool, stream: bool) -> None:
+    """Ask before spending money, but only a person at a terminal, and never in CI.
+
+    With ``--stream`` stderr carries JSON lines only, so the question is a ``confirm`` event."""
     cost = chain.estimated_cost
     if skip or cost <= 0 or os.environ.get("CI") or sys.stdin is None or not sys.stdin.isatty():
         return
-    sys.stderr.write(f"'{chain.name}' is estimated to cost ${cost:.3f}. Run it? [y/N] ")
-    sys.stderr.flush()
+    question = f"'{chain.name}' is estimated to cost ${cost:.3f}. Run it? [y/N] "
+    if stream:
+        asking = EventLog(stream=True)
+        asking.emit("confirm", message=question, estimated_cost=cost)
+        asking.close()
+    else:
+        write_to("stderr", question)
     if sys.stdin.readline().strip().lower() not in ("y", "yes"):
         raise NotConfirmed("not confirmed; nothing was run (use --yes to skip this question)")
 
@@ -73,28 +80,18 @@ class _Signals:
         self.cancel.set("terminated by SIGTERM", exit_code=ExitCode.TERMINATED)
 
 
-def _failed_before_start(error: AicpError, args: Any) -> None:
-    if args.stream or args.log_file:  # the log file records every invocation, in any mode
-        events = EventLog(stream=args.stream, log_file=args.log_file)
-        events.result(success=False, steps_completed=0, total_steps=0, total_cost=0.0, total_time=0.0,
-                      outputs={}, error=error.message, exit_code=int(error.exit_code))
-        events.close()
-
-
 def run_chain_command(args: Any) -> int:
+    """Run the chain; a failure before the run starts propagates to the CLI, which tells it
+    (with ``--stream``: the error event and the result line)."""
     _ensure_std_fds()
-    try:
-        if args.config == "-" and args.input == "-":
-            raise UsageError("--config - and --input - cannot both read stdin; give one of them a file")
-        chain = load_chain(args.config, output_dir=args.output_dir)
-        check_credentials(chain)
-        chain_input = resolve_input(chain, input_text=args.input_text, prompt_file=args.prompt_file,
-                                    input_file=args.input)
-        _confirm(chain, args.no_confirm)
-        record, resuming = open_record(chain, args.resume)
-    except AicpError as exc:
-        _failed_before_start(exc, args)
-        raise
+    if args.config == "-" and args.input == "-":
+        raise UsageError("--config - and --input - cannot both read stdin; give one of them a file")
+    chain = load_chain(args.config, output_dir=args.output_dir)
+    check_credentials(chain)
+    chain_input = resolve_input(chain, input_text=args.input_text, prompt_file=args.prompt_file,
+                                input_file=args.input)
+    _confirm(chain, args.no_confirm, args.stream)
+    record, resuming = open_record(chain, args.resume)
     quiet = args.stream or args.json or args.quiet
     log_files = [str(record.events_path), *([args.log_file] if args.log_file else [])]
     events = EventLog(stream=args.stream, log_file=log_files, run_id=record.run_id,
@@ -107,6 +104,7 @@ def run_chain_command(args: Any) -> int:
                                 journal=Journal(record, resume=resuming)).run(chain_input)
             fields = result.event_fields()
             events.result(**fields)
+            args.invocation.result_written = True
     finally:
         events.close()
     if not args.stream:
