@@ -7,8 +7,9 @@ traceback or end the process with no result line at all. ``install()`` is the
 first instruction of ``aicp``'s ``main``: from then on such a signal raises
 :class:`Signalled`, which the CLI turns into its one error line (or, with
 ``--stream``, the error event and the result line) and the signal's exit code
-(130 for SIGINT, 143 for SIGTERM). While that report is written, ``hold()``
-makes a further signal change nothing instead of cutting the report short.
+(130 for SIGINT, 143 for SIGTERM). Once the outcome is decided, ``hold()``
+makes a further signal change nothing instead of cutting the report short or
+overriding the exit code the result line already gave.
 
 Only the C module ``_signal`` is used: ``signal`` imports ``enum``, and
 ``aicp --version`` must stay as cheap as a bare interpreter start.
@@ -52,7 +53,12 @@ def install() -> None:
 
 
 def hold() -> None:
-    """From now on a signal changes nothing: the outcome is decided and being reported."""
+    """From now on a signal changes nothing: the outcome is decided and being reported.
+
+    The signals are blocked too, not only ignored by the handler: the interpreter restores the
+    default dispositions while it shuts down, and a SIGTERM then would kill the process after its
+    result line said otherwise. Nothing is started after this (children would inherit the mask)."""
     global _held
     _held = True
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, set(_NAMES))
 
