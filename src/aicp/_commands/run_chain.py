@@ -17,6 +17,7 @@ from aicp._errors import ExitCode, NotConfirmed, UsageError
 from aicp._events import EventLog
 from aicp._commands.human import HumanView, summary
 from aicp._chain.inputs import resolve_input
+from aicp._chain.source import check_name
 from aicp._commands.output import print_envelope, write_stdout, write_to
 from aicp._process.monitor import Cancel
 from aicp._process.tree import enable_subreaper
@@ -86,6 +87,9 @@ def run_chain_command(args: Any) -> int:
     _ensure_std_fds()
     if args.config == "-" and args.input == "-":
         raise UsageError("--config - and --input - cannot both read stdin; give one of them a file")
+    for flag, value in (("--output-dir", args.output_dir), ("--log-file", args.log_file)):
+        if value is not None:
+            check_name(value, flag)
     chain = load_chain(args.config, output_dir=args.output_dir)
     check_credentials(chain)
     chain_input = resolve_input(chain, input_text=args.input_text, prompt_file=args.prompt_file,
