@@ -21,6 +21,11 @@ MAX_INT = 2**64 - 1             # integers anywhere in a chain (what the JSON ev
 MIN_INT = -(2**63)
 
 
+def number_text(value: float) -> str:
+    """``2592000``, not ``2.592e+06``: limits read as people write them."""
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
 class Range(NamedTuple):
     """The accepted values of one numeric field (``low`` excluded when ``low_open``)."""
 
@@ -32,9 +37,9 @@ class Range(NamedTuple):
 
     def describe(self) -> str:
         """The range as README's table shows it: ``> 0 .. 2592000 seconds (30 days)``."""
-        low = f"> {self.low:g}" if self.low_open else f"{self.low:g}"
+        low = f"> {number_text(self.low)}" if self.low_open else number_text(self.low)
         kind = "whole number " if self.integer else ""
-        return f"{kind}{low} .. {self.high:g} {self.unit}"
+        return f"{kind}{low} .. {number_text(self.high)} {self.unit}"
 
 
 # the numeric fields of a chain (top level and steps) and of a parallel_group's params
@@ -55,10 +60,10 @@ def field_problem(key: str, value: object) -> str | None:
     limit = FIELDS[key]
     number = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
     if limit.integer and (not isinstance(value, int) or isinstance(value, bool) or value < limit.low):
-        return f"must be a whole number >= {limit.low:g}, got {value!r}"
+        return f"must be a whole number >= {number_text(limit.low)}, got {value!r}"
     if not number or value < limit.low or (value == limit.low and limit.low_open):  # type: ignore[operator]
-        kind = "a positive number" if limit.low_open else f"a number >= {limit.low:g}"
+        kind = "a positive number" if limit.low_open else f"a number >= {number_text(limit.low)}"
         return f"must be {kind}, got {value!r}"
     if value > limit.high:  # type: ignore[operator]
-        return f"must be at most {limit.high:g} {limit.unit}, got {value!r}"
+        return f"must be at most {number_text(limit.high)} {limit.unit}, got {value!r}"
     return None

@@ -58,6 +58,10 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
 Path = tuple[Any, ...]
 _MAX_DIGITS = 40  # an integer literal longer than this is out of range whatever it says
 _BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
+_TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels (the limit)"
+# JSON escapes of lone surrogates, which YAML refuses: replaced by an escape of the same length
+# when the text is composed as YAML only to find positions
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 class DocumentError(Exception):
@@ -154,7 +158,7 @@ class _BoundedComposer:
 
     def _start(self, event: Any, anchors: dict[str, Node], depth: int) -> _Frame:
         if depth >= MAX_DEPTH:
-            raise DocumentError(f"nested deeper than {MAX_DEPTH} levels (the limit)", event.start_mark)
+            raise DocumentError(_TOO_DEEP, event.start_mark)
         node_class = SequenceNode if isinstance(event, SequenceStartEvent) else MappingNode
         tag = event.tag if event.tag not in (None, "!") else self.resolve(node_class, None, event.implicit)
         node = node_class(tag, [], event.start_mark, None, flow_style=event.flow_style)
@@ -192,6 +196,16 @@ def _stack_path(stack: list[_Frame]) -> Path:
     return tuple(path)
 
 
+class _HugeInt:
+    """A JSON integer literal too long to be converted (Python refuses > 4300 digits, slowly)."""
+
+    def __init__(self, digits: str) -> None:
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"{self.digits[:20]}...({len(self.digits)} digits)"
+
+
 class _Constructor(SafeConstructor):
     """PyYAML's safe constructor, refusing with a position what would otherwise raise a bare
     ValueError (``!!int abc``, a timestamp with month 13) or hang (an integer of a million digits)."""
@@ -207,10 +221,7 @@ class _Constructor(SafeConstructor):
 
     def construct_yaml_int(self, node: Node) -> Any:
         digits = str(node.value).replace("_", "").lstrip("+-")
-        if len(digits) > _MAX_DIGITS:
-            raise ConstructorError(None, None, f"an integer of {len(digits)} digits is out of range "
-                                   f"(integers must be within {MIN_INT} .. {MAX_INT})", node.start_mark)
-        return super().construct_yaml_int(node)
+        return _HugeInt(digits) if len(digits) > _MAX_DIGITS else super().construct_yaml_int(node)
 
 
 _Constructor.add_constructor("tag:yaml.org,2002:int", _Constructor.construct_yaml_int)
@@ -300,17 +311,28 @@ class Document:
 
 def parse(text: str, label: str) -> Document:
     """YAML (safe subset) or, for a ``.json`` label, JSON text to a checked :class:`Document`."""
-    if label.endswith(".json"):
+    is_json = label.endswith(".json")
+    if is_json:
         data = _parse_json(text, label)
-        positions = Positions(lambda: _compose(text.replace("\t", " ")))  # tabs: JSON space, not YAML's
+        positions = Positions(lambda: _compose(_as_yaml(text)))
     else:
         data, root = _parse_yaml(text, label)
         positions = Positions(lambda: root)
     document = Document(data, positions, label)
     problem = _first_bad_value(data)
-    if problem is not None:
-        raise document.error(*problem)
-    return document
+    if problem is None:
+        return document
+    path, message = problem
+    if message == _TOO_DEEP:  # only JSON gets here (the composer stops YAML), and YAML cannot place it
+        line, column = _json_depth_position(text)
+        raise ChainError(f"{label}:{line}:{column}: {message}")
+    raise document.error(path, message)
+
+
+def _as_yaml(json_text: str) -> str:
+    """JSON text that YAML's parser takes, every character where it was: tabs are JSON's
+    whitespace (not YAML's), and lone-surrogate escapes YAML refuses become ``\\u0020``."""
+    return _SURROGATE_ESCAPE.sub(r"\\u0020", json_text.replace("\t", " "))
 
 
 def _parse_yaml(text: str, label: str) -> tuple[Any, Node | None]:
@@ -324,6 +346,8 @@ def _parse_yaml(text: str, label: str) -> tuple[Any, Node | None]:
             raise error_at(label, where, exc.path, exc.message) from None
         raise ChainError(f"{_mark_text(label, exc.mark)}: {exc.message}") from None
     except yaml.MarkedYAMLError as exc:
+        if exc.problem == "exceeded maximum nesting depth":  # libyaml's own limit (1000) met first
+            raise ChainError(f"{_mark_text(label, exc.problem_mark)}: {_TOO_DEEP}") from None
         raise ChainError(f"{_mark_text(label, exc.problem_mark)}: invalid YAML: {exc.problem or exc}") from None
     except yaml.YAMLError as exc:
         raise ChainError(f"{label}:1:1: invalid YAML: {exc}") from None
@@ -333,16 +357,6 @@ def _parse_yaml(text: str, label: str) -> tuple[Any, Node | None]:
 
 def _mark_text(label: str, mark: Any) -> str:
     return f"{label}:{mark.line + 1}:{mark.column + 1}" if mark is not None else f"{label}:1:1"
-
-
-class _HugeInt:
-    """A JSON integer literal too long to be converted (Python refuses > 4300 digits, slowly)."""
-
-    def __init__(self, digits: str) -> None:
-        self.digits = digits
-
-    def __repr__(self) -> str:
-        return f"{self.digits[:20]}...({len(self.digits)} digits)"
 
 
 def _json_int(literal: str) -> Any:
@@ -367,7 +381,7 @@ def _parse_json(text: str, label: str) -> Any:
         raise ChainError(f"{label}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
     except _DuplicateKey:  # composing it as YAML finds the key, its path and position
         try:
-            _compose(text.replace("\t", " "))
+            _compose(_as_yaml(text))
         except DocumentError as exc:
             if exc.path is not None:
                 raise error_at(label, (exc.mark.line + 1, exc.mark.column + 1), exc.path, exc.message) from None
@@ -376,7 +390,7 @@ def _parse_json(text: str, label: str) -> Any:
         raise ChainError(f"{label}:1:1: invalid JSON: a key is given twice; only one may stay") from None
     except RecursionError:
         line, column = _json_depth_position(text)
-        raise ChainError(f"{label}:{line}:{column}: nested deeper than {MAX_DEPTH} levels (the limit)") from None
+        raise ChainError(f"{label}:{line}:{column}: {_TOO_DEEP}") from None
 
 
 def _json_depth_position(text: str) -> tuple[int, int]:
@@ -416,8 +430,8 @@ def _values(data: Any) -> Iterator[tuple[Path, Any]]:
         path, value = todo.pop()
         seen += 1
         if seen > MAX_VALUES or len(path) > MAX_DEPTH:
-            limit = f"more than {MAX_VALUES} values" if seen > MAX_VALUES else f"nesting deeper than {MAX_DEPTH} levels"
-            yield path, _Limit(f"the document has {limit} (the limit)")
+            yield path, _Limit(f"the document has more than {MAX_VALUES} values (the limit)"
+                               if seen > MAX_VALUES else _TOO_DEEP)
             return
         yield path, value
         if isinstance(value, dict):

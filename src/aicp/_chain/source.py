@@ -38,19 +38,26 @@ def _read_file(path: str, label: str, what: str) -> bytes:
     except FileNotFoundError:
         raise MissingInputError(f"{what} not found: {label}") from None
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the name (from the Python API)
+        try:  # a socket cannot even be opened (ENXIO): say what it is
+            _check_regular(os.stat(path).st_mode, label, what)
+        except (OSError, ValueError):
+            pass
         raise MissingInputError(f"cannot read {what} {label}: {_reason(exc)}") from None
     try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise MissingInputError(f"{what} is a directory: {label}")
-        if not stat.S_ISREG(mode):
-            kind = next((name for test, name in _KINDS if test(mode)), "not a file")
-            raise MissingInputError(f"{what} is not a regular file ({kind}): {label}")
+        _check_regular(os.fstat(fd).st_mode, label, what)
         return _read_bounded(fd, label, what)
     except OSError as exc:
         raise MissingInputError(f"cannot read {what} {label}: {_reason(exc)}") from None
     finally:
         os.close(fd)
+
+
+def _check_regular(mode: int, label: str, what: str) -> None:
+    if stat.S_ISDIR(mode):
+        raise MissingInputError(f"{what} is a directory: {label}")
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _KINDS if test(mode)), "not a file")
+        raise MissingInputError(f"{what} is not a regular file ({kind}): {label}")
 
 
 def _read_stdin(what: str) -> bytes:
