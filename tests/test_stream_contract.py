@@ -197,3 +197,22 @@ class TestSignalsWhileLoading:
             assert failure == message if run.returncode == code else "steps[0].timeout" in failure
             outcomes.add(run.returncode)
         assert outcomes  # every case above held, whichever way each went
+
+
+class TestMainFromPython:
+    """``aicp.cli.main(argv)`` called in a host process (tests, programs) leaves the host's
+    signal handlers and signal mask as they were: children it starts later must get SIGTERM."""
+
+    @pytest.mark.parametrize("args", [["validate", "--config", "missing.yaml"], ["--version"], ["list-steps"],
+                                      ["run-chain", "--stream", "--bogus"]])
+    def test_signal_state_is_restored(self, tmp_path, monkeypatch, capsys, args):
+        from aicp import cli
+
+        monkeypatch.chdir(tmp_path)
+        before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM),
+                  signal.pthread_sigmask(signal.SIG_BLOCK, []))
+        with pytest.raises(SystemExit):
+            cli.main(args)
+        after = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM),
+                 signal.pthread_sigmask(signal.SIG_BLOCK, []))
+        assert after == before

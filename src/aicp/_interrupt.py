@@ -9,7 +9,8 @@ first instruction of ``aicp``'s ``main``: from then on such a signal raises
 ``--stream``, the error event and the result line) and the signal's exit code
 (130 for SIGINT, 143 for SIGTERM). Once the outcome is decided, ``hold()``
 makes a further signal change nothing instead of cutting the report short or
-overriding the exit code the result line already gave.
+overriding the exit code the result line already gave, and ``release()`` keeps
+it so until the process is gone.
 
 Only the C module ``_signal`` is used: ``signal`` imports ``enum``, and
 ``aicp --version`` must stay as cheap as a bare interpreter start.
@@ -17,7 +18,7 @@ Only the C module ``_signal`` is used: ``signal`` imports ``enum``, and
 
 from __future__ import annotations
 
-import _signal
+import _signal  # type: ignore[import-not-found]  # the C module: no stubs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 _NAMES = {_signal.SIGINT: "interrupted by SIGINT", _signal.SIGTERM: "terminated by SIGTERM"}
 _held = False
+_previous: dict[int, Any] = {}  # what install() replaced, for release()
 
 
 class Signalled(BaseException):
@@ -48,17 +50,31 @@ def _handler(signum: int, _frame: Any) -> None:
 def install() -> None:
     """Route SIGINT and SIGTERM to :class:`Signalled` (where the default disposition applies)."""
     for signum in _NAMES:
-        if _signal.getsignal(signum) in (_signal.SIG_DFL, _signal.default_int_handler):
+        previous = _signal.getsignal(signum)
+        if previous in (_signal.SIG_DFL, _signal.default_int_handler):
+            _previous[signum] = previous
             _signal.signal(signum, _handler)
 
 
 def hold() -> None:
-    """From now on a signal changes nothing: the outcome is decided and being reported.
-
-    The signals are blocked too, not only ignored by the handler: the interpreter restores the
-    default dispositions while it shuts down, and a SIGTERM then would kill the process after its
-    result line said otherwise. Nothing is started after this (children would inherit the mask)."""
+    """From now on a signal changes nothing: the outcome is decided and being reported."""
     global _held
     _held = True
-    _signal.pthread_sigmask(_signal.SIG_BLOCK, set(_NAMES))
 
+
+def release(process_ends: bool) -> None:
+    """``main`` is returning. When the process ends with it, SIGINT and SIGTERM are ignored from
+    here on: the interpreter resets Python-level handlers to the default while it shuts down (a
+    SIGTERM then would kill the process after its result line said otherwise), but it leaves
+    ignored signals ignored. When ``main`` was called from Python (a test, a host program),
+    the host's handlers come back instead: nothing of this may outlive the call."""
+    global _held
+    if process_ends:
+        for signum in _NAMES:
+            _signal.signal(signum, _signal.SIG_IGN)
+        return
+    for signum, previous in _previous.items():
+        if _signal.getsignal(signum) is _handler:
+            _signal.signal(signum, previous)
+    _previous.clear()
+    _held = False

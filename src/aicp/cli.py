@@ -146,6 +146,8 @@ def _run(command: str, args: Any) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The ``aicp`` command. ``argv`` None: the process's own arguments, and the process ends
+    with this call; else (a test, a host program) nothing process-wide outlives it."""
     _interrupt.install()  # first: a signal while the chain loads still gets its result line
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list == ["--version"]:  # the hot path: no argparse, no imports
@@ -154,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
                 sys.stdout.write(f"aicp {__version__}\n")
         except (OSError, ValueError):
             pass
+        _interrupt.release(process_ends=argv is None)
         _flush_stdout()
         raise SystemExit(0)
     invocation = Invocation.guess(args_list)
@@ -170,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
                            "(run with --debug for the traceback)", ExitCode.INTERNAL)
     except _interrupt.Signalled as exc:  # also one that came while another failure was being told
         code = _failed(invocation, exc.message, exc.exit_code)
+    _interrupt.release(process_ends=argv is None)
     _flush_stdout()
     raise SystemExit(int(code))
 

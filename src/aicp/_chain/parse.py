@@ -38,7 +38,7 @@ from aicp._chain.limits import FIELDS, MAX_DEPTH, MAX_INT, MAX_VALUES, MIN_INT, 
 from aicp._errors import ChainError
 
 try:
-    from yaml.cyaml import CParser as _Parser  # libyaml: the fast path
+    from yaml.cyaml import CParser as _Parser  # type: ignore[attr-defined]  # libyaml: the fast path
 
     def _parser_init(self: Any, text: str) -> None:
         _Parser.__init__(self, text)
@@ -123,6 +123,7 @@ class _BoundedComposer:
         while True:
             event = self.get_event()
             kind = type(event)
+            node: Node
             if kind is SequenceStartEvent or kind is MappingStartEvent:
                 stack.append(self._start(event, anchors, len(stack)))
                 expanded += 1
@@ -136,9 +137,10 @@ class _BoundedComposer:
                 size = sizes[id(node)] = 1
                 expanded += 1
             elif kind is AliasEvent:
-                node = anchors.get(event.anchor)  # type: ignore[assignment]
-                if node is None:
+                anchored = anchors.get(event.anchor)
+                if anchored is None:
                     raise DocumentError(f"unknown alias '*{event.anchor}'", event.start_mark)
+                node = anchored
                 if id(node) not in sizes:
                     raise DocumentError(f"alias '*{event.anchor}' refers to a collection that contains it "
                                         "(a recursive document)", event.start_mark)
@@ -219,15 +221,16 @@ class _Constructor(SafeConstructor):
             raise ConstructorError(None, None, f"cannot read this {node.tag.rsplit(':', 1)[-1]} value: {exc}",
                                    node.start_mark) from None
 
-    def construct_yaml_int(self, node: Node) -> Any:
+    def construct_yaml_int(self, node: ScalarNode) -> Any:
         digits = str(node.value).replace("_", "").lstrip("+-")
         return _HugeInt(digits) if len(digits) > _MAX_DIGITS else super().construct_yaml_int(node)
 
 
-_Constructor.add_constructor("tag:yaml.org,2002:int", _Constructor.construct_yaml_int)
+# the registry maps tags to functions, so the override must be registered, not only defined
+_Constructor.add_constructor("tag:yaml.org,2002:int", _Constructor.construct_yaml_int)  # type: ignore[type-var]
 
 
-class _Loader(_BoundedComposer, _Parser, _Constructor, Resolver):  # type: ignore[misc]
+class _Loader(_BoundedComposer, _Parser, _Constructor, Resolver):
     def __init__(self, text: str) -> None:
         _parser_init(self, text)
         _Constructor.__init__(self)
