@@ -76,11 +76,18 @@ class TestEveryFailureIsAnEvent:
         assert run.stdout == ""
 
     @pytest.mark.parametrize("where", ["before", "after"])
-    def test_debug_puts_the_traceback_in_the_event(self, folder, validate_events, where):
+    def test_debug_keeps_the_stream_json(self, folder, validate_events, where):
         args = ["--debug", "run-chain", "--config", "invalid.yaml", "--stream"]
         if where == "after":
             args = args[1:] + ["--debug"]
         run = run_aicp(folder, *args)
+        assert run.returncode == 2
+        assert "steps[0].timeout" in run.stream_failure
+        validate_events(run)
+
+    @pytest.mark.parametrize("args", [["--bogus"], ["--config", "good.yaml", "--config"]])
+    def test_debug_puts_the_traceback_in_the_event(self, folder, validate_events, args):
+        run = run_aicp(folder, "--debug", "run-chain", "--stream", *args)
         assert run.returncode == 2
         (error,) = run.of("error")
         assert "Traceback (most recent call last)" in error["traceback"]
@@ -99,6 +106,11 @@ class TestEveryFailureIsAnEvent:
         assert run.returncode == 1
         assert "internal error: RuntimeError: a bug" in run.stream_failure
         validate_events(run)
+        proc = subprocess.run(aicp_argv("run-chain", "--config", "good.yaml", "--stream", "--debug"), cwd=folder,
+                              capture_output=True, text=True, timeout=60,
+                              env=child_env(PYTHONPATH=str(folder)))
+        (error,) = Run(proc.returncode, proc.stdout, proc.stderr).of("error")
+        assert "RuntimeError: a bug" in error["traceback"]
 
     @pytest.mark.parametrize("args", [["--config", "invalid.yaml"], ["--config", "missing.yaml"],
                                       ["--bogus"], [], ["--config", "good.yaml", "--input", "missing.png"]])
