@@ -38,6 +38,9 @@ class AicpError(Exception):
     """An error meant for the user: one line, a stable exit code, no traceback."""
 
     exit_code: ExitCode = ExitCode.INTERNAL
+    # set once the failure ended the event stream (the error event and the result line), so that
+    # the CLI does not tell it a second time
+    reported: bool = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

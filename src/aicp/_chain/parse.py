@@ -305,15 +305,28 @@ def error_at(label: str, where: tuple[int, int] | None, path: Path, message: str
 class Document:
     """A parsed chain document: its data, and the positions of its values (on demand)."""
 
-    def __init__(self, data: Any, positions: Positions, label: str) -> None:
+    def __init__(self, data: Any, positions: Positions, label: str, text: str = "") -> None:
         self.data, self.positions, self.label = data, positions, label
+        self._json_text = text if label.endswith(".json") else ""
 
     def error(self, path: Path, message: str) -> ChainError:
         return error_at(self.label, self.positions.of(path), path, message)
 
+    def check(self, data: Any) -> None:
+        """Refuse the first value of ``data`` (this document's, with any overrides) that no step
+        and no JSON event could carry."""
+        problem = _first_bad_value(data)
+        if problem is None:
+            return
+        path, message = problem
+        if message == _TOO_DEEP and self._json_text:  # the composer stops deep YAML; JSON gets here
+            line, column = _json_depth_position(self._json_text)
+            raise ChainError(f"{self.label}:{line}:{column}: {message}")
+        raise self.error(path, message)
+
 
 def parse(text: str, label: str) -> Document:
-    """YAML (safe subset) or, for a ``.json`` label, JSON text to a checked :class:`Document`."""
+    """YAML (safe subset) or, for a ``.json`` label, JSON text to a :class:`Document`."""
     is_json = label.endswith(".json")
     if is_json:
         data = _parse_json(text, label)
@@ -321,15 +334,7 @@ def parse(text: str, label: str) -> Document:
     else:
         data, root = _parse_yaml(text, label)
         positions = Positions(lambda: root)
-    document = Document(data, positions, label)
-    problem = _first_bad_value(data)
-    if problem is None:
-        return document
-    path, message = problem
-    if message == _TOO_DEEP:  # only JSON gets here (the composer stops YAML), and YAML cannot place it
-        line, column = _json_depth_position(text)
-        raise ChainError(f"{label}:{line}:{column}: {message}")
-    raise document.error(path, message)
+    return Document(data, positions, label, text)
 
 
 def _as_yaml(json_text: str) -> str:

@@ -4,8 +4,9 @@ Without ``--stream`` a failure is one line, ``error: MESSAGE``, on stderr (and
 with ``--json`` the envelope on stdout). With ``--stream`` stderr carries JSON
 lines and nothing else, whatever went wrong (a usage error argparse found, an
 invalid chain, a missing file, a signal during loading, a bug), so the failure
-is an ``error`` event there, and stdout still gets the one ``pipeline_complete``
-line unless the run already wrote it. ``--log-file`` records the result line.
+is an ``error`` event there, and stdout still gets the one result line
+(``pipeline_complete``, ``batch_complete``) unless the command already wrote
+it. ``--log-file`` records the result line.
 
 Whether ``--stream`` was asked for is known before argparse has accepted the
 command line (:meth:`Invocation.guess`), so that its refusal is told in the
@@ -22,13 +23,14 @@ TYPE_CHECKING = False  # cli imports this module before it knows the command: ke
 if TYPE_CHECKING:
     from typing import Any, Sequence
 
-STREAM_COMMANDS = ("run-chain",)  # the commands that take --stream
+STREAM_COMMANDS = ("run-chain", "run-batch")  # the commands that take --stream
 
 
 def _is_stream_flag(arg: str) -> bool:
-    """``--stream``, or an abbreviation argparse accepts for it (``--str``), or ``--stream=...``."""
+    """``--stream``, or an abbreviation argparse accepts for it (``--st``; ``--s`` could be ``--set``),
+    or ``--stream=...``."""
     name = arg.split("=", 1)[0]
-    return len(name) >= 3 and "--stream".startswith(name)
+    return len(name) >= 4 and "--stream".startswith(name)
 
 
 class Invocation:
@@ -41,7 +43,8 @@ class Invocation:
         self.json = json
         self.debug = debug
         self.log_file: str | None = None
-        self.result_written = False  # the run wrote its pipeline_complete: never a second one
+        self.args: Any = None  # the parsed arguments, once argparse accepted them
+        self.result_written = False  # the run wrote its result line: never a second one
 
     @classmethod
     def guess(cls, argv: Sequence[str]) -> "Invocation":
@@ -58,14 +61,18 @@ class Invocation:
         self.json = bool(args.json)
         self.debug = bool(args.debug)
         self.log_file = getattr(args, "log_file", None)
+        self.args = args
 
-    def fail(self, message: str, exit_code: int, traceback: str | None = None) -> None:
-        """Tell the failure: the error line or event, and the result line where one is owed."""
+    def fail(self, message: str, exit_code: int, traceback: str | None = None, reported: bool = False) -> None:
+        """Tell the failure: the error line, or the error event and the result line where one is
+        owed (``reported``: the command already ended its stream with this failure)."""
         from aicp._commands.output import print_envelope, write_to
 
         message = printable(message)
-        if self.stream or (self.log_file and self.command in STREAM_COMMANDS):
-            self._events(message, exit_code, traceback)
+        streamed = self.command in STREAM_COMMANDS and (self.stream or self.log_file)
+        if streamed and not (reported or self.result_written):
+            self.result_written = True
+            self._end_stream(message, exit_code, traceback)
         if not self.stream:
             if traceback:
                 write_to("stderr", traceback)
@@ -73,24 +80,25 @@ class Invocation:
             if self.json and self.command:
                 print_envelope(self.command, None, error={"message": message, "exit_code": exit_code})
 
-    def _events(self, message: str, exit_code: int, traceback: str | None) -> None:
-        from aicp._events import EventLog
+    def _end_stream(self, message: str, exit_code: int, traceback: str | None) -> None:
+        """The error event and the command's own result line (``pipeline_complete``, ``batch_complete``)."""
+        from aicp._batch.job import job_context
+        from aicp._errors import AicpError
 
-        run_id = None  # one for both lines
-        if self.stream:  # the error event is for the stream; the log file gets the result, as ever
+        error = AicpError(message)
+        error.exit_code = exit_code  # type: ignore[assignment]  # any code: a signal's too
+        if self.command == "run-chain":
+            from aicp._run.run import report_failed_start
+
+            report_failed_start(error, stream=self.stream, log_file=self.log_file, context=job_context(),
+                                traceback=traceback)
+        elif self.args is not None:  # run-batch, its arguments known
+            from aicp._commands.run_batch import report_failed_batch
+
+            report_failed_batch(error, self.args, traceback=traceback)
+        elif self.stream:  # run-batch refused by argparse: no batch to name in a result line
+            from aicp._events import EventLog
+
             events = EventLog(stream=True)
-            run_id = events.run_id
-            events.emit("error", message=message, exit_code=exit_code,
-                        **({"traceback": traceback} if traceback else {}))
+            events.emit("error", message=message, exit_code=exit_code)
             events.close()
-        if self.result_written:
-            return
-        self.result_written = True
-        try:
-            events = EventLog(stream=self.stream, run_id=run_id,
-                              log_file=[self.log_file] if self.log_file else [])
-        except OSError:  # the log file cannot be opened: the stream still tells
-            events = EventLog(stream=self.stream, run_id=run_id)
-        events.result(success=False, steps_completed=0, total_steps=0, total_cost=0.0, total_time=0.0,
-                      outputs={}, error=message, exit_code=exit_code)
-        events.close()
