@@ -1,27 +1,19 @@
 """One supervised worker: spawn it, watch it, stop it, and say exactly how it ended.
 
-The cancellation contract, stated once, here and nowhere else:
+This module keeps the cancellation contract, which is stated once, in
+docs/supervisor.md ("The cancellation contract"): :meth:`_Monitor._stop`
+begins it (SIGTERM to everything the worker started, or SIGKILL at once for a
+memory-limit breach or a second Ctrl-C), :meth:`_Monitor._watch` relays output
+through the ``kill_grace`` period and sends the final SIGKILL, and, however the
+worker ended, kills what it left before the step is reported.
 
-1. When a step must stop early (its ``timeout`` expired, the run was cancelled
-   by SIGINT/SIGTERM, or a parallel group no longer needs it), SIGTERM goes to
-   the worker's process group *and* to every descendant that left the group
-   (``setsid``, double fork), which the supervisor has been tracking.
-2. The supervisor keeps relaying their output for ``kill_grace`` seconds
-   (default 5) while they clean up.
-3. Then SIGKILL goes to whatever is left. A memory-limit breach, or a second
-   Ctrl-C, skips the grace period and kills at once.
-4. However the worker ended, even on success, anything it started that is
-   still running is killed before the step is reported: no step outlives its
-   report.
-
-Who "everything it started" is (the worker's process tree, escaped descendants
-included) is :mod:`aicp._process.tree`'s job; how a worker comes to exist is
-:mod:`aicp._process.launch`'s.
+Who "everything it started" is, is :mod:`aicp._process.tree`'s job; how a
+worker comes to exist is :mod:`aicp._process.launch`'s; what travels on its
+pipes is :mod:`aicp._worker.protocol`'s.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import selectors
 import signal
@@ -29,16 +21,25 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
+from aicp._errors import ExitCode
 from aicp._process.launch import ExitStatus, Launched, Launcher
 from aicp._process.lines import LineSplitter
 from aicp._process.tree import TOKEN_VAR, ProcessTree
+from aicp._worker.protocol import ERROR, LOG, PROGRESS, RESULT, encode_spec, read_message
+
+if TYPE_CHECKING:
+    from aicp._worker.protocol import ErrorMessage, FailureReason, WorkerSpec
 
 SAMPLE_INTERVAL = 0.1
 MAX_LINE = 8 * 1024
 MAX_RESULT = 64 * 1024 * 1024
 _DRAIN_SECONDS = 2.0
+
+# _watch's kill_at, when SIGKILL is due: None while the worker is not being stopped, the
+# monotonic time the grace period ends, or _KILL_SENT once it was sent (never due again).
+_KILL_SENT = float("inf")
 
 
 class Cancel:
@@ -55,7 +56,7 @@ class Cancel:
         self._event = threading.Event()
         self.message = ""
         self.hard = False
-        self.exit_code = 130
+        self.exit_code: int = ExitCode.INTERRUPTED
 
     def set(self, message: str, hard: bool = False, exit_code: int | None = None) -> None:
         if not self._event.is_set():
@@ -85,9 +86,9 @@ class Outcome:
     ok: bool
     pid: int | None = None
     result: dict[str, Any] | None = None
-    reason: str | None = None
+    reason: FailureReason | None = None
     error: str | None = None
-    exit_code: int | None = None
+    exit_code: int | None = None  # the status the worker, its program or the step exited with
     signal: str | None = None
     traceback: str | None = None
     duration_seconds: float = 0.0
@@ -119,7 +120,7 @@ class WorkerEvents:
 class _Monitor:
     """Runs one worker from spawn to report. Not reusable."""
 
-    def __init__(self, spec: dict[str, Any], limits: Limits, cancel: Cancel,
+    def __init__(self, spec: WorkerSpec, limits: Limits, cancel: Cancel,
                  events: WorkerEvents, env: dict[str, str] | None, launcher: Launcher) -> None:
         self.launcher = launcher
         self.spec = spec
@@ -128,8 +129,8 @@ class _Monitor:
         self.events = events
         self.env = env
         self.result: dict[str, Any] | None = None
-        self.error: dict[str, Any] | None = None
-        self.stop_reason: str | None = None
+        self.error: ErrorMessage | None = None
+        self.stop_reason: FailureReason | None = None
         self.stop_detail = ""
         self.rss_at_stop = 0
 
@@ -163,9 +164,8 @@ class _Monitor:
         return outcome
 
     def _send_spec(self, fd: int) -> None:
-        data = (json.dumps(self.spec, default=str) + "\n").encode()
         try:
-            view = memoryview(data)
+            view = memoryview(encode_spec(self.spec))
             while view:
                 view = view[os.write(fd, view):]
         except BrokenPipeError:
@@ -205,8 +205,8 @@ class _Monitor:
                     kill_at = now
                 if kill_at is not None and now >= kill_at:
                     tree.signal_all(signal.SIGKILL)
-                    kill_at = float("inf")
-                if worker.exited() and (kill_at is None or kill_at == float("inf") or not tree.survivors()):
+                    kill_at = _KILL_SENT
+                if worker.exited() and (kill_at is None or kill_at == _KILL_SENT or not tree.survivors()):
                     break  # (while stopping, what the worker started keeps its grace period too)
                 wait = next_sample - now
                 if self.stop_reason is None and deadline is not None:
@@ -224,7 +224,7 @@ class _Monitor:
             sel.close()
         return status
 
-    def _stop(self, reason: str, tree: ProcessTree, now: float, hard: bool = False, rss: int = 0) -> float:
+    def _stop(self, reason: FailureReason, tree: ProcessTree, now: float, hard: bool = False, rss: int = 0) -> float:
         """Begin the cancellation contract; return when SIGKILL is due."""
         self.stop_reason = reason
         self.rss_at_stop = rss
@@ -232,7 +232,7 @@ class _Monitor:
         tree.adopt_orphans()  # escaped descendants get the same signals as the group
         if hard:
             tree.signal_all(signal.SIGKILL)
-            return float("inf")
+            return _KILL_SENT
         tree.signal_all(signal.SIGTERM)
         return now + self.limits.kill_grace
 
@@ -271,18 +271,17 @@ class _Monitor:
             self.error = {"reason": "invalid_result", "error": "the step's result is larger than 64 MiB"}
             return
         try:
-            message = json.loads(line)
+            message = read_message(line)
         except ValueError:
             self.error = {"reason": "invalid_result", "error": "the worker sent a malformed message"}
             return
-        kind = message.pop("k", None)
-        if kind == "progress":
+        if message["k"] == PROGRESS:
             self.events.progress(message.get("fraction", 0.0), message.get("message"))
-        elif kind == "log":
+        elif message["k"] == LOG:
             self.events.log(message.get("level", "info"), message.get("fields") or {})
-        elif kind == "result":
+        elif message["k"] == RESULT:
             self.result = message.get("value")
-        elif kind == "error":
+        elif message["k"] == ERROR:
             self.error = message
 
     def _outcome(self, status: int, pid: int) -> Outcome:
@@ -320,7 +319,7 @@ def _status_fields(status: int) -> dict[str, Any]:
     return {"exit_code": status}
 
 
-def run_worker(spec: dict[str, Any], limits: Limits, cancel: Cancel, events: WorkerEvents,
+def run_worker(spec: WorkerSpec, limits: Limits, cancel: Cancel, events: WorkerEvents,
                env: dict[str, str] | None = None, launcher: Launcher | None = None) -> Outcome:
     """Run one step in a new worker process and return how it ended.
 
