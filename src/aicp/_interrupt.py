@@ -16,8 +16,6 @@ Only the C module ``_signal`` is used: ``signal`` imports ``enum``, and
 ``aicp --version`` must stay as cheap as a bare interpreter start.
 """
 
-from __future__ import annotations
-
 import _signal  # type: ignore[import-not-found]  # the C module: no stubs
 
 TYPE_CHECKING = False
@@ -26,7 +24,7 @@ if TYPE_CHECKING:
 
 _NAMES = {_signal.SIGINT: "interrupted by SIGINT", _signal.SIGTERM: "terminated by SIGTERM"}
 _held = False
-_previous: dict[int, Any] = {}  # what install() replaced, for release()
+_previous: "dict[int, Any]" = {}  # what install() replaced, for release()
 
 
 class Signalled(BaseException):
@@ -40,7 +38,7 @@ class Signalled(BaseException):
         self.exit_code = 128 + signum
 
 
-def _handler(signum: int, _frame: Any) -> None:
+def _handler(signum: int, _frame: "Any") -> None:
     global _held
     if not _held:  # the first one decides the outcome; later ones must not cut its report short
         _held = True

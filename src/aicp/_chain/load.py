@@ -14,7 +14,6 @@ The format is the one of the AI Content Pipeline tool (``name``, ``prompt``,
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -391,6 +390,8 @@ def _consumers(step: Step) -> Iterator[Step]:
 def _did_you_mean(value: Any, choices: Any) -> str:
     if not isinstance(value, str):
         return ""
+    import difflib  # only when a message needs a suggestion: validate's start-up stays lean
+
     close = difflib.get_close_matches(value, [c for c in choices if isinstance(c, str)], n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
