@@ -11,7 +11,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from aicp._chain.load import Chain
+from aicp._chain.model import Chain
 from aicp._chain.source import check_input_text, check_name, read_text
 from aicp._errors import MissingInputError, UsageError
 from aicp._chain.steptypes import kind_of, takes_from

@@ -1,4 +1,4 @@
-"""Chain files: load YAML or JSON, validate everything, and return an immutable plan.
+"""Chain files: load YAML or JSON, validate everything, and return an immutable plan (:mod:`.model`).
 
 Everything that can be known before a step runs is checked here, so a chain
 never fails halfway through for a reason its file already showed: unknown
@@ -14,15 +14,14 @@ The format is the one of the AI Content Pipeline tool (``name``, ``prompt``,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from aicp._chain.limits import field_problem
-from aicp._chain.parse import Document, Positions, parse, path_text
+from aicp._chain.model import Chain, Step
+from aicp._chain.parse import Document, Positions, parse
 from aicp._chain.source import read_text
 from aicp._errors import ChainError
-from aicp._redact import secret_param_values
 from aicp.providers.models import resolve
 from aicp._chain.steptypes import (STEP_TYPES, Executor, StepType, executor_for, made_available, model_names,
                                    takes_from)
@@ -35,83 +34,6 @@ TOP_LEVEL_KEYS = {
 STEP_KEYS = {"type", "model", "params", "enabled", "retry_count", "name", "timeout", "max_memory_mb"}
 INPUT_TYPES = ("text", "image", "video", "auto")
 MERGE_STRATEGIES = ("collect_all", "first_success")
-
-
-@dataclass(frozen=True)
-class Step:
-    """One validated step (or member of a parallel group)."""
-
-    type: str
-    model: str | None
-    params: dict[str, Any]
-    enabled: bool = True
-    retry_count: int | None = None
-    name: str | None = None
-    timeout: float | None = None
-    max_memory_mb: float | None = None
-    executor: Executor | None = None
-    members: tuple["Step", ...] = ()
-    max_workers: int = 1
-    merge_strategy: str = "collect_all"
-    consumes: str = "any"
-    produces: str = "any"
-    path: tuple[Any, ...] = ()
-
-    @property
-    def location(self) -> str:
-        """Where the step is in the chain file: ``steps[2]``, ``steps[1].params.parallel_steps[0]``."""
-        return path_text(self.path)
-
-    @property
-    def is_group(self) -> bool:
-        return self.type == "parallel_group"
-
-    @property
-    def takes(self) -> str:
-        """The kind of input this step wants: a group wants what its first member does."""
-        if self.is_group:
-            return next((m.consumes for m in self.members if m.enabled), "any")
-        return self.consumes
-
-    @property
-    def estimated_cost(self) -> float:
-        if self.is_group:
-            return sum(m.estimated_cost for m in self.members if m.enabled)
-        return self.executor.cost if self.executor else 0.0
-
-
-@dataclass(frozen=True)
-class Chain:
-    """A validated chain, ready to run. ``steps`` holds the enabled steps only."""
-
-    name: str
-    steps: tuple[Step, ...]
-    source: str
-    base_dir: Path
-    output_dir: Path
-    description: str = ""
-    prompt: str | None = None
-    input_type: str = "auto"
-    input_image: str | None = None
-    input_video: str | None = None
-    timeout: float | None = None
-    retry_count: int = 0
-    kill_grace: float = 5.0
-    retry_delay: float = 1.0
-    retry_max_delay: float = 30.0
-    disabled_steps: tuple[Step, ...] = ()  # skipped, not counted in `steps`; kept to be reported
-    extra: dict[str, Any] = field(default_factory=dict)
-    warnings: tuple[str, ...] = ()
-    raw: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def estimated_cost(self) -> float:
-        return sum(s.estimated_cost for s in self.steps)
-
-    @property
-    def secrets(self) -> list[str]:
-        """Secret-looking param values, to be masked in every event."""
-        return secret_param_values(self.raw.get("steps"))
 
 
 # --------------------------------------------------------------------------- loading
@@ -371,6 +293,12 @@ class _Validator:
                     raise self.fail(consumer.path + ("type",), f"{consumer.type} expects {consumer.consumes} input, "
                                     f"but the {'chain input' if i == 0 else 'previous step'} gives {previous} "
                                     f"and no earlier step produces {consumer.consumes}")
+                for field, kind in consumer.executor.needs if consumer.executor else ():
+                    if consumer.params.get(field) is None and not {kind, "any"} & available:
+                        raise self.fail(consumer.path + ("model",) if consumer.model else consumer.path,
+                                        f"{consumer.model or consumer.type} also needs {kind}: give "
+                                        f"params.{field}, or put a step that produces {kind} before this one"
+                                        + ("" if consumer.model else _generating(consumer.type)))
             produced = step.produces
             if step.type == "image_to_video" and previous == "images":
                 produced = "videos"
@@ -378,6 +306,12 @@ class _Validator:
                 produced = previous if step.consumes == "any" and not step.is_group else "any"
             available.update(made_available(produced))
             previous = produced
+
+
+def _generating(type_name: str) -> str:
+    """For a step without a model: the catalogue's models of its type that make the input themselves."""
+    makers = [k for k, e in STEP_TYPES[type_name].executors.items() if k and e.provider != "local"]
+    return f" (or use model: {' / '.join(makers)}, which generates it)" if makers else ""
 
 
 def _consumers(step: Step) -> Iterator[Step]:

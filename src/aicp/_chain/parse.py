@@ -34,6 +34,7 @@ from yaml.events import AliasEvent, MappingStartEvent, ScalarEvent, SequenceStar
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
+from aicp._chain.model import path_text
 from aicp._chain.limits import FIELDS, MAX_DEPTH, MAX_INT, MAX_VALUES, MIN_INT, field_problem
 from aicp._errors import ChainError
 
@@ -70,16 +71,6 @@ class DocumentError(Exception):
     def __init__(self, message: str, mark: Any = None, path: Path | None = None) -> None:
         super().__init__(message)
         self.message, self.mark, self.path = message, mark, path
-
-
-def path_text(path: Path) -> str:
-    """``steps[2].timeout`` for ``("steps", 2, "timeout")``."""
-    out = ""
-    for part in path:
-        if part == "<key>":
-            continue
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 class _Frame:
