@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,11 @@ CHAIN_FILE = "chain.json"
 EVENTS_FILE = "events.jsonl"
 LOCK_FILE = "lock"  # flock()ed by the process running the run; the kernel releases it when that process dies
 RECORD_VERSION = 1
+# What an interrupted run leaves behind: a temp file of write_atomic() in the record
+# (``.manifest.json.tmp<pid>``), and a step's unfinished atomic output in output_dir
+# (``.step_2_python.part<worker pid>.mp4``, see aicp._context.AtomicOutput).
+_RECORD_TEMP = re.compile(r"^\..+\.tmp\d+$")
+_STEP_PART = re.compile(r"^\.step_.*\.part(\d+)")
 
 
 class RunRecordError(ChainError):
@@ -62,11 +68,18 @@ def write_atomic(path: Path, data: bytes) -> None:
     loss right after may lose this update, never half of it.
     """
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:  # a full disk, a signal: leave no half-written temp file behind
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def _dump(value: Any) -> bytes:
@@ -122,6 +135,7 @@ def open_record(chain: Chain, resume: str | None) -> tuple[RunRecord, bool]:
         return RunRecord.create(chain, new_run_id()), False
     record = RunRecord.load(chain.output_dir, resume, chain.name)
     record.lock()
+    record.remove_partials(chain.output_dir)
     record.begin_resume()
     write_chain(record.root, chain)  # the chain as run now (it may have been edited since)
     return record, True
@@ -131,6 +145,16 @@ def write_chain(root: Path, chain: Chain) -> None:
     """Keep the chain as run, with its secrets masked as in the events (output folders get shared)."""
     masked = Redactor.from_environment(extra=chain.secrets).scrub(chain.raw)
     write_atomic(root / CHAIN_FILE, _dump({"source": chain.source, "chain": masked}))
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie, dead but not yet reaped, is not)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 class RunRecord:
@@ -297,6 +321,42 @@ class RunRecord:
             return True
         finally:
             os.close(fd)
+
+    def worker_pids(self) -> set[int]:
+        """The pid of every worker this run started, from its events (``step_start``)."""
+        pids: set[int] = set()
+        try:
+            with open(self.events_path, "rb") as f:
+                for line in f:
+                    if b'"step_start"' not in line:
+                        continue
+                    try:
+                        pid = json.loads(line).get("pid")
+                    except ValueError:
+                        continue  # the last line of a run killed mid-write
+                    if isinstance(pid, int):
+                        pids.add(pid)
+        except OSError:
+            pass
+        return pids
+
+    def remove_partials(self, output_dir: Path) -> list[str]:
+        """Delete what the interrupted run left half-written: temp files of the record's atomic
+        writes, and the unfinished atomic outputs of its own workers (other runs sharing
+        ``output_dir`` keep theirs: a part file names the worker that writes it). Call with the
+        record locked. Returns the paths removed."""
+        removed = [str(p) for p in self.root.iterdir() if _RECORD_TEMP.match(p.name)]
+        pids = self.worker_pids()
+        for entry in os.scandir(output_dir) if output_dir.is_dir() else ():
+            match = _STEP_PART.match(entry.name)
+            if match and int(match[1]) in pids and not _running(int(match[1])):
+                removed.append(entry.path)
+        for path in removed:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        return removed
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
