@@ -183,17 +183,18 @@ class EventLog:
     ``stream``: lifecycle events to stderr and the result to stdout (``--stream``).
     ``log_file``: every event, the result included, appended to that file (or files).
     ``observer``: called with each event dict (the human view).
-    ``secrets``: values to mask, in addition to secret-looking environment variables.
+    ``secrets``: values to mask, in addition to secret-looking environment variables
+    (or ``redactor``: the one to use, shared with the run record).
     """
 
     def __init__(self, *, stream: bool = False, log_file: str | Iterable[str] | None = None,
                  observer: Observer | None = None, secrets: Iterable[str] = (),
-                 run_id: str | None = None) -> None:
+                 run_id: str | None = None, redactor: Redactor | None = None) -> None:
         self.run_id = run_id or uuid.uuid4().hex[:16]
         self.started = time.monotonic()
         paths = [log_file] if isinstance(log_file, str) else list(log_file or ())
         self._files = [FileWriter(str(p)) for p in paths]
-        self.redactor = Redactor.from_environment(extra=secrets)
+        self.redactor = redactor or Redactor.from_environment(extra=secrets)
         self._lifecycle = self._logger([StreamWriter("stderr")] if stream else [], self._files, observer)
         self._terminal = self._logger([StreamWriter("stdout")] if stream else [], self._files, observer)
 

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 import yaml
 
 from aicp._errors import ChainError, MissingInputError
-from aicp._redact import secret_param_values
+from aicp._redact import Redactor, secret_param_values
 from aicp._chain.steptypes import STEP_TYPES, Executor, StepType, accepts, executor_for
 from aicp._targets import load_target
 
@@ -240,11 +240,13 @@ class _Validator:
         self.positions = positions
         self.base_dir = base_dir
         self.names: set[str] = set()
+        self.redactor = Redactor.from_environment()
 
     def fail(self, path: tuple[Any, ...], message: str) -> ChainError:
         where = self.positions.of(path)
         prefix = f"{self.label}:{where[0]}:{where[1]}" if where else self.label
         field_text = _path_text(path)
+        message = self.redactor.text(message)  # an error quoting an api_key's value shows ***
         return ChainError(f"{prefix}: {field_text}: {message}" if field_text else f"{prefix}: {message}")
 
     # -- scalar checks ------------------------------------------------------
@@ -296,6 +298,7 @@ class _Validator:
                              f"'{path[-1]}' (first given on line {first_line}); only one may stay")
         if not isinstance(data, dict):
             raise self.fail((), f"a chain must be a mapping with 'name' and 'steps', got {type(data).__name__}")
+        self.redactor.learn(secret_param_values(data.get("steps")))
         name = self.string(data, "name", (), required=True)
         extra = {k: v for k, v in data.items() if k not in TOP_LEVEL_KEYS}
         warnings = tuple(

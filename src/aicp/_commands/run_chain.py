@@ -98,20 +98,20 @@ def run_chain_command(args: Any) -> int:
     quiet = args.stream or args.json or args.quiet
     log_files = [str(record.events_path), *([args.log_file] if args.log_file else [])]
     events = EventLog(stream=args.stream, log_file=log_files, run_id=record.run_id,
-                      observer=None if quiet else HumanView(), secrets=chain.secrets)
+                      observer=None if quiet else HumanView(), redactor=record.redactor)
     cancel = Cancel()
     reaper = enable_subreaper()
     try:
         with _Signals(cancel):
             result = Supervisor(chain, events, cancel, reap_strays=reaper,
                                 journal=Journal(record, resume=resuming)).run(chain_input)
-            fields = result.event_fields()
+            fields = events.redactor.scrub(result.event_fields())
             events.result(**fields)
     finally:
         events.close()
     if not args.stream:
         if args.json:
-            print_envelope("run-chain", events.redactor.scrub(fields))
+            print_envelope("run-chain", fields)
         else:
             write_stdout(summary(fields))
         if result.error:

@@ -36,7 +36,7 @@ def run_chain(chain: Chain | str | Path, input: Any = None, *, stream: bool = Fa
         else resolve_input(chain, input_file=str(input) if input is not None else None)
     record, resuming = open_record(chain, resume)
     events = EventLog(stream=stream, log_file=[str(record.events_path), *([log_file] if log_file else [])],
-                      observer=observer, secrets=chain.secrets, run_id=record.run_id)
+                      observer=observer, redactor=record.redactor, run_id=record.run_id)
     try:
         result = Supervisor(chain, events, cancel, journal=Journal(record, resume=resuming)).run(value)
         events.result(**result.event_fields())

@@ -131,20 +131,20 @@ def new_run_id() -> str:
 
 def open_record(chain: Chain, resume: str | None) -> tuple[RunRecord, bool]:
     """The record for this run: a new one, or (``resume``: a run id or ``latest``) the one to continue."""
+    redactor = Redactor.from_environment(extra=chain.secrets)
     if resume is None:
-        return RunRecord.create(chain, new_run_id()), False
-    record = RunRecord.load(chain.output_dir, resume, chain.name)
+        return RunRecord.create(chain, new_run_id(), redactor), False
+    record = RunRecord.load(chain.output_dir, resume, chain.name, redactor)
     record.lock()
     record.remove_partials(chain.output_dir)
     record.begin_resume()
-    write_chain(record.root, chain)  # the chain as run now (it may have been edited since)
+    write_chain(record.root, chain, redactor)  # the chain as run now (it may have been edited since)
     return record, True
 
 
-def write_chain(root: Path, chain: Chain) -> None:
+def write_chain(root: Path, chain: Chain, redactor: Redactor) -> None:
     """Keep the chain as run, with its secrets masked as in the events (output folders get shared)."""
-    masked = Redactor.from_environment(extra=chain.secrets).scrub(chain.raw)
-    write_atomic(root / CHAIN_FILE, _dump({"source": chain.source, "chain": masked}))
+    write_atomic(root / CHAIN_FILE, _dump(redactor.scrub({"source": chain.source, "chain": chain.raw})))
 
 
 def _running(pid: int) -> bool:
@@ -158,11 +158,16 @@ def _running(pid: int) -> bool:
 
 
 class RunRecord:
-    """One run's record. Not thread-safe by itself: the supervisor serialises updates."""
+    """One run's record. Not thread-safe by itself: the supervisor serialises updates.
 
-    def __init__(self, root: Path, manifest: dict[str, Any]) -> None:
+    Everything it writes or shows passes ``redactor`` (the run's, shared with its
+    event stream): secrets are masked on disk as in the events.
+    """
+
+    def __init__(self, root: Path, manifest: dict[str, Any], redactor: Redactor | None = None) -> None:
         self.root = root
         self.manifest = manifest
+        self.redactor = redactor or Redactor.from_environment()
         self._lock_fd: int | None = None
 
     @property
@@ -176,35 +181,37 @@ class RunRecord:
     # -------------------------------------------------------------- create and load
 
     @classmethod
-    def create(cls, chain: Chain, run_id: str) -> "RunRecord":
+    def create(cls, chain: Chain, run_id: str, redactor: Redactor | None = None) -> "RunRecord":
+        redactor = redactor or Redactor.from_environment(extra=chain.secrets)
         root = runs_dir(chain.output_dir) / run_id
         root.mkdir(parents=True, exist_ok=False)
-        write_chain(root, chain)
+        write_chain(root, chain, redactor)
         now = time.time()
         record = cls(root, {"record_version": RECORD_VERSION, "run_id": run_id, "chain_name": chain.name,
                             "chain_source": chain.source, "created": now, "updated": now,
-                            "status": "running", "resumed": 0, "steps": {}})
+                            "status": "running", "resumed": 0, "steps": {}}, redactor)
         record.lock()
         record._save()
         return record
 
     @classmethod
-    def load(cls, output_dir: Path, run_id: str, chain_name: str | None = None) -> "RunRecord":
+    def load(cls, output_dir: Path, run_id: str, chain_name: str | None = None,
+             redactor: Redactor | None = None) -> "RunRecord":
         """Load and verify a record; ``run_id`` may be ``latest`` (the newest run of ``chain_name``)."""
         base = runs_dir(output_dir)
         if run_id == "latest":
-            return cls._latest(base, chain_name)
+            return cls._latest(base, chain_name, redactor)
         root = base / run_id
         if "/" in run_id or not (root / MANIFEST).is_file():
             raise MissingInputError(f"no run record '{run_id}' in {base}")
-        record = cls(root, cls._read_manifest(root))
+        record = cls(root, cls._read_manifest(root), redactor)
         if chain_name is not None and record.manifest.get("chain_name") != chain_name:
             raise RunRecordError(f"run {run_id} is a run of chain '{record.manifest.get('chain_name')}', "
                                  f"not of '{chain_name}'; refusing to resume it")
         return record
 
     @classmethod
-    def _latest(cls, base: Path, chain_name: str | None) -> "RunRecord":
+    def _latest(cls, base: Path, chain_name: str | None, redactor: Redactor | None) -> "RunRecord":
         candidates = []
         damaged: list[tuple[float, str, RunRecordError]] = []
         for root in base.iterdir() if base.is_dir() else ():
@@ -225,7 +232,7 @@ class RunRecord:
         if not candidates:
             raise MissingInputError(f"no earlier run of chain '{chain_name}' in {base}")
         _, name, manifest = max(candidates)
-        return cls(base / name, manifest)
+        return cls(base / name, manifest, redactor)
 
     @staticmethod
     def _read_manifest(root: Path) -> dict[str, Any]:
@@ -249,8 +256,8 @@ class RunRecord:
 
     def _save(self) -> None:
         self.manifest["updated"] = time.time()
-        body = dict(self.manifest)
-        body["digest"] = canonical_hash(self.manifest)
+        body = self.redactor.scrub(self.manifest)
+        body["digest"] = canonical_hash(body)
         write_atomic(self.root / MANIFEST, _dump(body))
 
     # -------------------------------------------------------------- steps
@@ -258,7 +265,7 @@ class RunRecord:
     def reusable(self, key: str, definition: str, step_input: str) -> dict[str, Any] | None:
         """The recorded result of step ``key`` if it can stand for running it again, else None."""
         entry = self.manifest["steps"].get(key)
-        if not entry or entry.get("status") != "completed":
+        if not entry or entry.get("status") != "completed" or entry.get("masked"):
             return None
         if entry.get("definition") != definition or entry.get("input") != step_input:
             return None
@@ -277,6 +284,8 @@ class RunRecord:
                                  "recorded": time.time()}
         if result is not None:
             entry["output"] = result.get("output")
+            if self.redactor.scrub(entry["output"]) != entry["output"]:
+                entry["masked"] = True  # stored masked: a resumed run runs the step again
             entry["cost"] = result.get("cost", 0.0)
             # a file the output names counts too, declared in ``outputs`` or not (``return str(path)``)
             declared = list(result.get("outputs") or [])
@@ -380,11 +389,11 @@ class RunRecord:
         status = m["status"]
         if status == "running" and not self.held_elsewhere():
             status = "interrupted"  # its process died (kill -9, a crash): `--resume` continues it
-        return {"run_id": m["run_id"], "chain_name": m["chain_name"], "chain_source": m.get("chain_source"),
+        return self.redactor.scrub({"run_id": m["run_id"], "chain_name": m["chain_name"], "chain_source": m.get("chain_source"),
                 "status": status, "created": m["created"], "updated": m["updated"],
                 "resumed": m.get("resumed", 0), "path": str(self.root),
                 "steps": {k: {kk: vv for kk, vv in v.items() if kk != "result"} for k, v in m["steps"].items()},
-                "result": m.get("result")}
+                "result": m.get("result")})
 
 
 class Journal:
