@@ -373,7 +373,7 @@ class _Validator:
             if name in self.names:
                 raise self.fail(path + ("name",), f"duplicate step name '{name}'; names must be unique")
             self.names.add(name)
-        common = dict(
+        common: dict[str, Any] = dict(
             type=step_type.name,
             model=model,
             params=params,
