@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import sys
 import threading
 import time
@@ -41,7 +42,7 @@ class StreamWriter:
     """Writes whole lines to ``sys.<name>``, resolved at every write."""
 
     def __init__(self, name: str) -> None:
-        self._name = name
+        self._name = self.name = name
         self._stream: Any = None
         self._fd: int | None = None
         self._lock = threading.Lock()
@@ -76,6 +77,8 @@ class FileWriter:
     def __init__(self, path: str) -> None:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         self._lock = threading.Lock()
+        self.name = path
+        self.broken = False
 
     def write(self, data: bytes) -> None:
         with self._lock:
@@ -101,22 +104,43 @@ def _raw_fd(stream: Any, name: str) -> int | None:
 
 
 def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data``; if that fails half way (a disk that filled), a regular file is cut
+    back to where the line began, so that it never ends in half an event."""
     written = os.write(fd, data)  # the whole line, almost always
     if written < len(data):
         view = memoryview(data)[written:]
-        while view:
-            view = view[os.write(fd, view):]
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError:
+            try:
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_CUR) - (len(data) - len(view)))
+            except OSError:
+                pass
+            raise
 
 
 class _Tee:
-    """The structlog "logger" at the end of the chain: hands the rendered line to each writer."""
+    """The structlog "logger" at the end of the chain: hands the rendered line to each writer.
 
-    def __init__(self, writers: Iterable[Any]) -> None:
+    A writer whose write fails (a full disk, an I/O error) is given up and put on ``failed``
+    (shared by the run's tees, reported as a ``warning``); the others, and the run, go on.
+    """
+
+    def __init__(self, writers: Iterable[Any], failed: list[tuple[Any, OSError]]) -> None:
         self.writers = list(writers)
+        self.failed = failed
 
     def msg(self, line: bytes) -> None:
         for writer in self.writers:
-            writer.write(line)
+            if getattr(writer, "broken", False):
+                continue
+            try:
+                writer.write(line)
+            except OSError as exc:
+                writer.broken = True
+                self.failed.append((writer, exc))
 
     info = warning = error = debug = critical = msg
 
@@ -202,10 +226,12 @@ class EventLog:
         paths = [log_file] if isinstance(log_file, str) else list(log_file or ())
         self._files: list[Any] = [FileWriter(str(p)) for p in paths] + list(sinks)
         self.redactor = redactor or Redactor.from_environment(extra=secrets)
+        self._failed: list[tuple[Any, OSError]] = []
         stderr = [StreamWriter("stderr")] if stream else []  # one writer (one lock) for all stderr lines
-        self._relayed = _Tee(stderr + self._files)
+        self._relayed = _Tee(stderr + self._files, self._failed)
         self._lifecycle = self._logger(stderr, self._files, observer)
         self._terminal = self._logger([StreamWriter("stdout")] if stream else [], self._files, observer)
+        self._after_result = self._logger(stderr, [], None)  # nothing follows the result in a log file
 
     def _logger(self, streams: list[Any], files: list[Any], observer: Observer | None) -> Any:
         processors: list[Any] = [add_log_level, _Envelope(self.run_id, self.started, self.context)]
@@ -216,18 +242,33 @@ class EventLog:
         else:
             processors.append(_drop)
         # .bind() once: wrap_logger returns a lazy proxy that would build a new bound logger on every call
-        return structlog.wrap_logger(_Tee(streams + files), processors=processors,
+        return structlog.wrap_logger(_Tee(streams + files, self._failed), processors=processors,
                                      wrapper_class=structlog.BoundLogger, context_class=dict).bind()
 
     def emit(self, event: str, **fields: Any) -> None:
         """Emit a lifecycle event (to stderr / the log file / the observer)."""
         getattr(self._lifecycle, _LEVELS.get(event, "info"))(event, **fields)
+        if self._failed:
+            self._report_failed(self._lifecycle)
 
     def result(self, event: str = "pipeline_complete", **fields: Any) -> None:
         """Emit the terminal event (``pipeline_complete``; a batch's ``batch_complete``) to stdout /
         the log file / the observer."""
         level = "info" if fields.get("success") else "error"
         getattr(self._terminal, level)(event, **fields)
+        if self._failed:
+            self._report_failed(self._after_result)
+
+    def _report_failed(self, logger: Any) -> None:
+        """Say on the outputs still working which one failed (each once; the run goes on)."""
+        while self._failed:
+            try:
+                writer, exc = self._failed.pop(0)
+            except IndexError:  # another thread reported it
+                return
+            name = getattr(writer, "name", type(writer).__name__)
+            logger.warning("warning", message=f"cannot write events to {name}: "
+                                    f"{exc.strerror or exc}; the run goes on without it")
 
     def relay(self, line: bytes) -> None:
         """Pass on a line that is already an event of this stream's kind (a batch job's own events)

@@ -17,24 +17,30 @@ step that differs, and every step after it, runs again.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
+import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
 from aicp._chain.load import Chain, Step
-from aicp._errors import ChainError, MissingInputError, UsageError
+from aicp._errors import ChainError, MissingInputError, OutputError, UsageError
 from aicp._redact import Redactor
+from aicp._run.writable import reason
 from aicp._chain.steptypes import path_like
 
 MANIFEST = "manifest.json"
 CHAIN_FILE = "chain.json"
 EVENTS_FILE = "events.jsonl"
+RESERVE_FILE = ".reserve"  # space kept for the final manifest (see RunRecord.reserve)
+RESERVE_MIN = 64 * 1024
+RESERVE_MAX = 8 * 1024 * 1024
 LOCK_FILE = "lock"  # flock()ed by the process running the run; the kernel releases it when that process dies
 RECORD_VERSION = 1
 # What an interrupted run leaves behind: a temp file of write_atomic() in the record
@@ -143,6 +149,13 @@ def open_record(chain: Chain, resume: str | None, run_id: str | None = None) -> 
     ``run_id`` (``run-chain --run-id``) names the run: it is created with that id, or resumed when a
     record of that id exists (a batch job run again continues its run).
     """
+    try:
+        return _open_record(chain, resume, run_id)
+    except OSError as exc:  # the probe passed, then the disk filled or the folder changed
+        raise OutputError(f"cannot write the run record under {runs_dir(chain.output_dir)}: {reason(exc)}") from None
+
+
+def _open_record(chain: Chain, resume: str | None, run_id: str | None) -> tuple[RunRecord, bool]:
     redactor = Redactor.from_environment(extra=chain.secrets)
     if run_id is not None:
         if not valid_run_id(run_id):
@@ -207,14 +220,21 @@ class RunRecord:
                exist_ok: bool = False) -> "RunRecord":
         redactor = redactor or Redactor.from_environment(extra=chain.secrets)
         root = runs_dir(chain.output_dir) / run_id
+        existed = root.exists()
         root.mkdir(parents=True, exist_ok=exist_ok)  # a named run killed before its first write left its folder
-        write_chain(root, chain, redactor)
         now = time.time()
         record = cls(root, {"record_version": RECORD_VERSION, "run_id": run_id, "chain_name": chain.name,
                             "chain_source": chain.source, "created": now, "updated": now,
                             "status": "running", "resumed": 0, "steps": {}}, redactor)
-        record.lock()
-        record._save()
+        try:
+            write_chain(root, chain, redactor)
+            record.lock()
+            record._save()
+        except OSError:  # a full disk: no half-made record that would look like a run
+            record.unlock()
+            if not existed:
+                shutil.rmtree(root, ignore_errors=True)
+            raise
         return record
 
     @classmethod
@@ -277,11 +297,53 @@ class RunRecord:
             raise RunRecordError(f"run record {path} belongs to run {manifest.get('run_id')}, not {root.name}")
         return manifest
 
-    def _save(self) -> None:
+    def _save(self, final: bool = False) -> None:
+        """Write the manifest. The ``final`` write (how the run ended) may use the reserve: on a
+        full disk the reserve is given back and the write tried again."""
         self.manifest["updated"] = time.time()
         body = self.redactor.scrub(self.manifest)
         body["digest"] = canonical_hash(body)
-        write_atomic(self.root / MANIFEST, _dump(body))
+        data = _dump(body)
+        try:
+            write_atomic(self.root / MANIFEST, data)
+        except OSError as exc:
+            if not (final and exc.errno in (errno.ENOSPC, errno.EDQUOT) and self.release_reserve()):
+                raise
+            write_atomic(self.root / MANIFEST, data)
+        self._top_up_reserve(len(data))
+
+    # -------------------------------------------------------------- space for the last word
+
+    @property
+    def _reserve_path(self) -> Path:
+        return self.root / RESERVE_FILE
+
+    def _top_up_reserve(self, manifest_size: int) -> None:
+        """Keep space aside for the final manifest (the new one, beside the old one until the
+        rename), so that a disk that fills during the run still gets to record how the run ended.
+        Best effort: on a disk already full, what is there stays reserved."""
+        if self._lock_fd is None:
+            return  # only the process running the run keeps a reserve
+        wanted = min(RESERVE_MAX, 2 * manifest_size + RESERVE_MIN)
+        try:
+            fd = os.open(self._reserve_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return
+        try:
+            if os.fstat(fd).st_size < wanted:
+                os.posix_fallocate(fd, 0, wanted)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def release_reserve(self) -> bool:
+        """Give the reserved space back; whether there was any."""
+        try:
+            os.unlink(self._reserve_path)
+        except OSError:
+            return False
+        return True
 
     # -------------------------------------------------------------- steps
 
@@ -403,8 +465,11 @@ class RunRecord:
     def finish(self, status: str, summary: dict[str, Any]) -> None:
         self.manifest["status"] = status
         self.manifest["result"] = summary
-        self._save()
-        self.unlock()
+        try:
+            self._save(final=True)
+        finally:
+            self.release_reserve()
+            self.unlock()
 
     def summary(self) -> dict[str, Any]:
         """What ``aicp runs list/show`` print."""
@@ -424,14 +489,19 @@ class Journal:
 
     Reuse is strictly a prefix: once one step (or group member) runs again,
     every later step runs again too. Safe to call from parallel members.
+    A record that cannot be written (a full disk) does not stop the run: ``warn``
+    says so once, and the final state is still tried (the record keeps space for it).
     """
 
-    def __init__(self, record: RunRecord | None, resume: bool) -> None:
+    def __init__(self, record: RunRecord | None, resume: bool,
+                 warn: Callable[[str], None] | None = None) -> None:
         import threading
 
         self.record = record
         self.reusing = resume and record is not None
         self._lock = threading.Lock()
+        self._warn = warn
+        self._warned = False
 
     def reuse(self, key: str, step: Step, step_input: Any) -> dict[str, Any] | None:
         """The recorded result to reuse for this step, with its cost not charged again; or None."""
@@ -451,17 +521,30 @@ class Journal:
 
     def done(self, key: str, step: Step, step_input: Any, result: dict[str, Any]) -> None:
         if self.record is not None and not result.get("reused"):
-            with self._lock:
-                self.record.record(key, status="completed", definition=definition_hash(step),
-                                   step_input=input_hash(step_input), result=result)
+            self._write(self.record.record, key, status="completed", definition=definition_hash(step),
+                        step_input=input_hash(step_input), result=result)
 
     def failed(self, key: str, step: Step, step_input: Any, error: str) -> None:
         if self.record is not None:
-            with self._lock:
-                self.record.record(key, status="failed", definition=definition_hash(step),
-                                   step_input=input_hash(step_input), error=error)
+            self._write(self.record.record, key, status="failed", definition=definition_hash(step),
+                        step_input=input_hash(step_input), error=error)
 
     def finish(self, status: str, summary: dict[str, Any]) -> None:
         if self.record is not None:
-            with self._lock:
-                self.record.finish(status, summary)
+            self._write(self.record.finish, status, summary)
+
+    def abandon(self, error: str) -> None:
+        """aicp is stopping on an error of its own: a record still ``running`` says it failed."""
+        if self.record is not None and self.record.manifest.get("status") == "running":
+            self.finish("failed", {"success": False, "error": error})
+
+    def _write(self, update: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        with self._lock:
+            try:
+                update(*args, **kwargs)
+            except OSError as exc:
+                if self._warn is not None and not self._warned:
+                    self._warned = True
+                    assert self.record is not None
+                    self._warn(f"cannot update the run record {self.record.root / MANIFEST}: {reason(exc)}; "
+                               "the run goes on, and --resume will redo the steps it could not record")

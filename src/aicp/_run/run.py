@@ -29,6 +29,7 @@ from aicp._process.monitor import Cancel
 from aicp._redact import Redactor
 from aicp._run.record import Journal, RunRecord, open_record
 from aicp._run.supervisor import ChainResult, Supervisor
+from aicp._run.writable import check_log_file, check_output_dir
 from aicp.providers.credentials import check_credentials
 
 
@@ -58,8 +59,9 @@ class Run:
         self.chain = chain
         self.events = events
         self._input = chain_input
-        self._supervisor = Supervisor(chain, events, cancel, reap_strays=reap_strays,
-                                      journal=Journal(record, resume=resuming))
+        self._journal = Journal(record, resume=resuming,
+                                warn=lambda message: events.emit("warning", message=message))
+        self._supervisor = Supervisor(chain, events, cancel, reap_strays=reap_strays, journal=self._journal)
 
     @property
     def cancel(self) -> Cancel:
@@ -75,6 +77,9 @@ class Run:
         try:
             result = self._supervisor.run(self._input)
             self.events.result(**result.event_fields())
+        except BaseException as exc:  # a bug, or KeyboardInterrupt outside the handlers: the record says so
+            self._journal.abandon(f"aicp stopped: {type(exc).__name__}: {exc}")
+            raise
         finally:
             self.events.close()
         return result
@@ -104,6 +109,9 @@ def open_run(chain: Chain | str | Path, source: InputSource = InputSource(), *, 
         check_credentials(chain)
         chain_input = resolve_input(chain, input_text=source.text, prompt_file=source.prompt_file,
                                     input_file=source.file)
+        check_output_dir(chain.output_dir)  # before the question: a run that cannot be kept is not asked for
+        if log_file:
+            check_log_file(log_file)
         if confirm is not None:
             confirm(chain)
         record, resuming = open_record(chain, resume, run_id)
@@ -120,7 +128,10 @@ def report_failed_start(error: AicpError, *, stream: bool, log_file: str | None,
     """End the stream (and the log file, which records every invocation) with a result that says why."""
     if not (stream or log_file):
         return
-    events = EventLog(stream=stream, log_file=log_file, context=context)
+    try:
+        events = EventLog(stream=stream, log_file=log_file, context=context)
+    except OSError:  # the log file is what failed (the error says so): the stream still ends
+        events = EventLog(stream=stream, context=context)
     not_started = ChainResult(success=False, steps_completed=0, total_steps=0, total_cost=0.0, total_time=0.0,
                               outputs={}, error=error.message, exit_code=int(error.exit_code))
     events.result(**not_started.event_fields())
