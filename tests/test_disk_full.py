@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -86,9 +87,19 @@ def chain(tmp_path: Path) -> Path:
     return path
 
 
-def aicp(cwd: Path, *args: str, stdout: object = subprocess.PIPE) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(aicp_argv(*args), cwd=cwd, env=child_env(), stdin=subprocess.DEVNULL,
+def aicp(cwd: Path, *args: str, stdout: object = subprocess.PIPE,
+         prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([*prefix, *aicp_argv(*args)], cwd=cwd, env=child_env(), stdin=subprocess.DEVNULL,
                           stdout=stdout, stderr=subprocess.PIPE, timeout=120)
+
+
+def without_permission_override() -> tuple[str, ...]:
+    """A command prefix under which folder permissions bind: root drops CAP_DAC_OVERRIDE (setpriv)."""
+    if os.geteuid() != 0:
+        return ()
+    if shutil.which("setpriv") is None:
+        pytest.skip("root ignores folder permissions, and setpriv (util-linux) is not here to drop that")
+    return ("setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--")
 
 
 def events_of(stderr: bytes) -> list[dict[str, object]]:
@@ -100,11 +111,11 @@ def manifests(output_dir: Path) -> list[dict[str, object]]:
 
 
 def assert_refused_before_the_run(cwd: Path, chain: Path, option: str, place: Path | str,
-                                  output_dir: Path, words: str) -> None:
+                                  output_dir: Path, words: str, prefix: tuple[str, ...] = ()) -> None:
     """Exit 3, one positioned line naming the place and the reason, the one result line with
     --stream, nothing run and no run record left behind."""
     for mode in ([], ["--stream"], ["--json"]):
-        done = aicp(cwd, "run-chain", "-c", str(chain), option, str(place), *mode)
+        done = aicp(cwd, "run-chain", "-c", str(chain), option, str(place), *mode, prefix=prefix)
         assert done.returncode == 3, done.stderr
         lines = done.stderr.decode().splitlines()
         errors = [line for line in lines if line.startswith("error: ")]
@@ -144,12 +155,15 @@ def test_an_output_dir_that_is_not_a_folder_is_refused(tmp_path: Path, chain: Pa
     assert_refused_before_the_run(tmp_path, chain, "--output-dir", place, tmp_path / "out", words)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a mode-0555 folder anyway")
-def test_an_output_dir_without_permission_is_refused(tmp_path: Path, chain: Path) -> None:
+@pytest.mark.parametrize("option", ["--output-dir", "--log-file"])
+def test_a_place_without_permission_is_refused(tmp_path: Path, chain: Path, option: str) -> None:
+    prefix = without_permission_override()
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
-    assert_refused_before_the_run(tmp_path, chain, "--output-dir", locked / "out", locked / "out",
-                                  "Permission denied")
+    locked.chmod(0o555)  # whatever the umask
+    place = locked / ("out" if option == "--output-dir" else "x.log")
+    assert_refused_before_the_run(tmp_path, chain, option, place, tmp_path / "out", "Permission denied",
+                                  prefix=prefix)
 
 
 @pytest.mark.parametrize("kind", ["directory", "proc", "missing_parent", "read_only"])
