@@ -15,10 +15,15 @@ import os
 import signal
 import subprocess
 from pathlib import Path
-from typing import Any
 
-from aicp._context import StepContext, StepFailed
+from aicp._context import StepFailed
 from aicp.steps.shell_template import ENV_NAMES, TemplateError, shell_template, substitute
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: the worker template pre-imports this module
+if TYPE_CHECKING:
+    from typing import Any
+
+    from aicp._context import StepContext
 
 MAX_CAPTURE = 64 * 1024
 
