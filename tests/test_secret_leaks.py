@@ -188,7 +188,7 @@ def test_no_secret_reaches_any_file_or_stream(folder: Path, case: str, mode: str
     if mode == "human":
         code, shown = on_pty(argv, folder)
         outputs = {"terminal": shown}
-        assert b"step 1" in shown, shown[-2000:]  # the live view did draw
+        assert b"running 'leaky'" in shown and b"\x1b[" in shown, shown[-2000:]  # the live view did draw
     else:
         proc = subprocess.run(argv, cwd=folder, env=env(), stdin=subprocess.DEVNULL, capture_output=True,
                               timeout=120)
