@@ -29,7 +29,7 @@ from typing import Any, Callable, Literal, TypedDict, cast
 
 import orjson
 
-from aicp._chain.load import Chain, Step
+from aicp._chain.model import Chain, Step
 from aicp._errors import ChainError, MissingInputError, OutputError, UsageError
 from aicp._redact import Redactor
 from aicp._run.writable import reason
