@@ -380,6 +380,12 @@ class _Validator:
                     raise self.fail(consumer.path + ("type",), f"{consumer.type} expects {consumer.consumes} input, "
                                     f"but the {'chain input' if i == 0 else 'previous step'} gives {previous} "
                                     f"and no earlier step produces {consumer.consumes}")
+                for field, kind in consumer.executor.needs if consumer.executor else ():
+                    if consumer.params.get(field) is None and not {kind, "any"} & available:
+                        raise self.fail(consumer.path + ("model",) if consumer.model else consumer.path,
+                                        f"{consumer.model or consumer.type} also needs {kind}: give "
+                                        f"params.{field}, or put a step that produces {kind} before this one"
+                                        + ("" if consumer.model else _generating(consumer.type)))
             produced = step.produces
             if step.type == "image_to_video" and previous == "images":
                 produced = "videos"
@@ -387,6 +393,12 @@ class _Validator:
                 produced = previous if step.consumes == "any" and not step.is_group else "any"
             available.update(made_available(produced))
             previous = produced
+
+
+def _generating(type_name: str) -> str:
+    """For a step without a model: the catalogue's models of its type that make the input themselves."""
+    makers = [k for k, e in STEP_TYPES[type_name].executors.items() if k and e.provider != "local"]
+    return f" (or use model: {' / '.join(makers)}, which generates it)" if makers else ""
 
 
 def _consumers(step: Step) -> Iterator[Step]:

@@ -10,6 +10,11 @@ Every run writes ``output_dir/runs/<run_id>/``:
   truncated record is refused instead of half-used;
 * ``events.jsonl``: the run's event stream.
 
+A step that sends a paid request to a provider records the request's id the
+moment it is submitted (``requests`` in the manifest, with the step's
+definition and input hashes); a resumed run hands it back to the same step,
+which polls that request instead of submitting, and paying for, another.
+
 Resuming reuses a step only if its definition and input are unchanged and
 every output file it recorded still exists with the recorded hash; the first
 step that differs, and every step after it, runs again.
@@ -411,7 +416,25 @@ class RunRecord:
         if duration_seconds is not None:
             entry["duration_seconds"] = round(duration_seconds, 3)
         self.manifest["steps"][key] = entry
+        if status == "completed":
+            self.manifest.get("requests", {}).pop(key, None)
         self._save()
+
+    def remember_request(self, key: str, definition: str, step_input: str, request: dict[str, Any]) -> None:
+        """A step's remote request is out: keep its id until the step completes."""
+        entry = {k: request.get(k) for k in ("provider", "endpoint", "request_id", "index")}
+        entry.update(definition=definition, input=step_input, submitted=time.time())
+        kept = [r for r in self.manifest.setdefault("requests", {}).get(key, [])
+                if (r.get("definition"), r.get("input")) == (definition, step_input)
+                and (r.get("provider"), r.get("endpoint"), r.get("index")) != (entry["provider"], entry["endpoint"],
+                                                                             entry["index"])]
+        self.manifest["requests"][key] = kept + [entry]
+        self._save()
+
+    def pending_requests(self, key: str, definition: str, step_input: str) -> list[dict[str, Any]]:
+        """The requests an interrupted run of this step submitted, if the step is still the same."""
+        return [r for r in self.manifest.get("requests", {}).get(key, [])
+                if (r.get("definition"), r.get("input")) == (definition, step_input)]
 
     def lock(self) -> None:
         """Hold the run while this process runs it, so that no second aicp resumes it meanwhile."""
@@ -527,6 +550,7 @@ class Journal:
 
         self.record = record
         self.reusing = resume and record is not None
+        self.resumed = self.reusing
         self._lock = threading.Lock()
         self._warn = warn
         self._warned = False
@@ -552,6 +576,18 @@ class Journal:
         if self.record is not None and not result.get("reused"):
             self._write(self.record.record, key, status="completed", definition=definition_hash(step),
                         step_input=input_hash(step_input), result=result)
+
+    def pending_requests(self, key: str, step: Step, step_input: Any) -> list[dict[str, Any]]:
+        """What a resumed run's step should poll rather than submit again (nothing unless resuming)."""
+        if not self.resumed or self.record is None:
+            return []
+        with self._lock:
+            return self.record.pending_requests(key, definition_hash(step), input_hash(step_input))
+
+    def submitted(self, key: str, step: Step, step_input: Any, request: dict[str, Any]) -> None:
+        if self.record is not None:
+            with self._lock:
+                self.record.remember_request(key, definition_hash(step), input_hash(step_input), request)
 
     def failed(self, key: str, step: Step, step_input: Any, error: str) -> None:
         if self.record is not None:
