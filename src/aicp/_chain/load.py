@@ -22,6 +22,7 @@ from aicp._chain.model import Chain, Step
 from aicp._chain.parse import Document, Positions, parse
 from aicp._chain.source import read_text
 from aicp._errors import ChainError
+from aicp._redact import Redactor, secret_param_values
 from aicp.providers.models import resolve
 from aicp._chain.steptypes import (STEP_TYPES, Executor, StepType, executor_for, made_available, model_names,
                                    takes_from)
@@ -76,9 +77,10 @@ class _Validator:
         self.label = document.label
         self.base_dir = base_dir
         self.names: set[str] = set()
+        self.redactor = Redactor.from_environment()
 
     def fail(self, path: tuple[Any, ...], message: str) -> ChainError:
-        return self.document.error(path, message)
+        return self.document.error(path, self.redactor.text(message))  # an error quoting an api_key's value shows ***
 
     # -- scalar checks ------------------------------------------------------
 
@@ -127,6 +129,7 @@ class _Validator:
     def chain(self, data: Any) -> Chain:
         if not isinstance(data, dict):
             raise self.fail((), f"a chain must be a mapping with 'name' and 'steps', got {type(data).__name__}")
+        self.redactor.learn(secret_param_values(data.get("steps")))
         name = self.string(data, "name", (), required=True)
         extra = {k: v for k, v in data.items() if k not in TOP_LEVEL_KEYS}
         warnings = tuple(

@@ -67,8 +67,9 @@ class Invocation:
         """Tell the failure: the error line, or the error event and the result line where one is
         owed (``reported``: the command already ended its stream with this failure)."""
         from aicp._commands.output import print_envelope, write_to
+        from aicp._redact import Redactor
 
-        message = printable(message)
+        message = printable(Redactor.from_environment().text(message))  # masked everywhere, this line too
         streamed = self.command in STREAM_COMMANDS and (self.stream or self.log_file)
         if streamed and not (reported or self.result_written):
             self.result_written = True
