@@ -12,8 +12,6 @@ Every error the package raises for the user's input is an :class:`AicpError`
 subclass exported here, with the exit code the CLI would use (``.exit_code``).
 """
 
-from __future__ import annotations
-
 from aicp._version import __version__
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs every worker ~10 ms
@@ -22,7 +20,7 @@ if TYPE_CHECKING:
     from aicp._chain.model import Chain, Step
     from aicp._context import StepContext, StepFailed
     from aicp._errors import (AicpError, ChainError, CredentialsError, ExitCode, MissingInputError,
-                              NotConfirmed, ProviderError, UsageError)
+                              NotConfirmed, OutputError, ProviderError, UsageError)
     from aicp._process.monitor import Cancel
     from aicp._run.run import run_chain
     from aicp._run.record import RunRecordError
@@ -36,10 +34,11 @@ _LAZY = {
     "AicpError": "aicp._errors", "ChainError": "aicp._errors", "CredentialsError": "aicp._errors",
     "ExitCode": "aicp._errors", "MissingInputError": "aicp._errors", "NotConfirmed": "aicp._errors",
     "ProviderError": "aicp._errors", "UsageError": "aicp._errors", "RunRecordError": "aicp._run.record",
+    "OutputError": "aicp._errors",
 }
 
 __all__ = ["AicpError", "Cancel", "Chain", "ChainError", "ChainResult", "CredentialsError", "ExitCode",
-           "MissingInputError", "NotConfirmed", "ProviderError", "RunRecordError", "Step", "StepContext",
+           "MissingInputError", "NotConfirmed", "OutputError", "ProviderError", "RunRecordError", "Step", "StepContext",
            "StepFailed", "UsageError", "__version__", "load_chain", "run_chain"]
 
 

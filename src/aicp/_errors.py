@@ -34,7 +34,8 @@ exit codes:
   0    success
   1    unexpected internal error (a bug; run with --debug for the traceback)
   2    invalid arguments or invalid chain (YAML syntax, schema, type flow)
-  3    a file you named is missing or unreadable, or required credentials are missing
+  3    a file you named is missing or unreadable, a place aicp must write (output_dir,
+       --log-file) is not writable or its disk is full, or required credentials are missing
   4    a provider failed (authentication, quota, network)
   5    a step failed (the event stream says which and why)
   130  interrupted by SIGINT (Ctrl-C), or declined at the cost confirmation prompt
@@ -45,6 +46,9 @@ class AicpError(Exception):
     """An error meant for the user: one line, a stable exit code, no traceback."""
 
     exit_code: ExitCode = ExitCode.INTERNAL
+    # set once the failure ended the event stream (the error event and the result line), so that
+    # the CLI does not tell it a second time
+    reported: bool = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -73,6 +77,13 @@ class MissingInputError(AicpError):
     exit_code = ExitCode.MISSING
 
 
+class OutputError(AicpError):
+    """A place the run must write (its output_dir and run record, the --log-file) cannot be written:
+    not a folder, no permission, a read-only or full file system. Found before anything runs."""
+
+    exit_code = ExitCode.MISSING
+
+
 class NotConfirmed(AicpError):
     """The person at the terminal declined to spend the estimated cost: nothing ran."""
 
@@ -89,3 +100,20 @@ class ProviderError(AicpError):
     """A remote provider refused or could not be reached."""
 
     exit_code = ExitCode.PROVIDER
+
+
+def printable(text: str) -> str:
+    """``text`` as a terminal and a JSON encoder take it: bytes that were not UTF-8 (surrogate
+    escapes of a file name) and lone surrogates become backslash escapes (``\\xff``, ``\\ud800``)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogateescape") if _only_escapes(text) else \
+            text.encode("utf-8", "backslashreplace")
+        return raw.decode("utf-8", "backslashreplace")
+
+
+def _only_escapes(text: str) -> bool:
+    """Whether every surrogate in ``text`` is a surrogate escape (U+DC80..U+DCFF) of a byte."""
+    return all(not 0xD800 <= ord(c) <= 0xDFFF or 0xDC80 <= ord(c) <= 0xDCFF for c in text)

@@ -113,13 +113,24 @@ class _External:
 
     def __init__(self, writer: Any) -> None:
         self._writer = writer
+        self.name = getattr(writer, "name", type(writer).__name__)
+        self.broken = False
+        self.on_error: Callable[[Any, OSError], None] | None = None
 
     def sink(self) -> None:
         return None
 
     def write(self, data: bytes, relay: bool = False) -> None:
-        for line in data.splitlines(keepends=True) if relay else (data,):
-            self._writer.write(line)
+        """One line per call; a writer that fails is given up (and reported), the run goes on."""
+        if self.broken:
+            return
+        try:
+            for line in data.splitlines(keepends=True) if relay else (data,):
+                self._writer.write(line)
+        except OSError as exc:
+            self.broken = True
+            if self.on_error is not None:
+                self.on_error(self, exc)
 
     def close(self) -> None:
         self._writer.close()
@@ -225,7 +236,7 @@ def _drop(_logger: Any, _method: str, _event_dict: dict[str, Any]) -> Any:
     raise structlog.DropEvent
 
 
-_LEVELS = {"step_error": "error", "step_retry": "warning", "warning": "warning"}
+_LEVELS = {"step_error": "error", "error": "error", "step_retry": "warning", "warning": "warning"}
 # A step's own ctx.log level (structlog's method names) as one of ours; stdout/stderr lines carry
 # no level of their own and are "info" (a program's stderr is as often progress as trouble).
 _RELAYED_LEVELS = {"debug": "debug", "info": "info", "msg": "info", "warning": "warning", "warn": "warning",
@@ -294,7 +305,8 @@ class EventLog:
     which also shapes what goes to stderr.
     ``record_file``: every event, always as the v1 stream (the run record), like stdout.
     ``observer``: called with each event dict (the human view).
-    ``secrets``: values to mask, in addition to secret-looking environment variables.
+    ``secrets``: values to mask, in addition to secret-looking environment variables
+    (or ``redactor``: the one to use, shared with the run record).
     ``run_end``: announce the end of a started run on the lifecycle stream too (the
     AI Content Pipeline tool's emitter API, :mod:`aicp.stream`, keeps its exact stream).
     ``context``: fields every event carries after ``run_id`` (a batch job's ``batch_id``, ``job_id``).
@@ -309,14 +321,14 @@ class EventLog:
                  observer: Observer | None = None, secrets: Iterable[str] = (),
                  run_id: str | None = None, run_end: bool = True, record_file: str | None = None,
                  log_format: str = "json", context: dict[str, Any] | None = None,
-                 sinks: Iterable[Any] = ()) -> None:
+                 sinks: Iterable[Any] = (), redactor: Redactor | None = None) -> None:
         self.run_id = run_id or uuid.uuid4().hex[:16]
         self.started = time.monotonic()
         self.context = dict(context or {})
         paths = [log_file] if isinstance(log_file, str) else list(log_file or ())
         logs: list[Any] = [FileWriter(str(p)) for p in paths]
         record: list[Any] = ([FileWriter(record_file)] if record_file else []) + [_External(s) for s in sinks]
-        self.redactor = Redactor.from_environment(extra=secrets)
+        self.redactor = redactor or Redactor.from_environment(extra=secrets)
         self._shape = formatter(log_format, self.run_id)
         self._stderr = [StreamWriter("stderr")] if stream else []
         self._stdout = [StreamWriter("stdout")] if stream else []
@@ -327,6 +339,9 @@ class EventLog:
         self._verbatim: dict[tuple[Any, ...], bool] = {}
         self._started_run = False
         self._announce_end = run_end
+        for writer in self._files:
+            if isinstance(writer, _External):
+                writer.on_error = self._output_failed
         for writer in self._stderr + self._files:
             sink = writer.sink()
             if sink is not None:
@@ -464,7 +479,7 @@ class EventLog:
                 return True
         return False
 
-    def _output_failed(self, sink: Sink, exc: OSError) -> None:
+    def _output_failed(self, sink: Any, exc: OSError) -> None:
         self.emit("warning", message=f"cannot write events to {sink.name}: {exc.strerror or exc}; "
                                      "the run goes on without it")
 

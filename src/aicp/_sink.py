@@ -231,10 +231,21 @@ class Sink:
         return PIPE_BUF
 
     def _write_all(self, view: memoryview) -> None:
-        while view:
-            written = os.write(self.fd, view)
-            self._progress += written
-            view = view[written:]
+        """Write all of ``view``; if that fails half way (a disk that filled), a regular file is
+        cut back to where this write began, so that it never ends in half an event."""
+        size = len(view)
+        try:
+            while view:
+                written = os.write(self.fd, view)
+                self._progress += written
+                view = view[written:]
+        except OSError:
+            if self._whole and len(view) < size:
+                try:
+                    os.ftruncate(self.fd, os.lseek(self.fd, 0, os.SEEK_CUR) - (size - len(view)))
+                except OSError:
+                    pass
+            raise
 
 
 def _pipe_capacity(fd: int) -> int:

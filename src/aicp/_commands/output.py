@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from typing import Any
@@ -12,7 +13,8 @@ from aicp._version import SCHEMA_VERSION  # not from _events: that would load st
 
 def write_to(name: str, text: str) -> None:
     """Write to ``sys.stdout`` or ``sys.stderr``; a stream that is closed (``>&-``) or whose
-    reader went away (``| head``) is not an error: the exit code still tells. The real streams
+    reader went away (``| head``) is not an error: the exit code still tells. stdout that
+    cannot be written for another reason (a full disk) is said on stderr, once. The real streams
     are written through their sink (:mod:`aicp._sink`), in order with the events, so a reader
     that stalls never blocks the caller."""
     stream = getattr(sys, name)
@@ -20,13 +22,28 @@ def write_to(name: str, text: str) -> None:
         return
     sink = stdio_sink(name)
     if sink is not None:
+        if name == "stdout" and sink.on_error is None:
+            sink.on_error = _stdout_failed
         sink.put(text.encode(stream.encoding or "utf-8", "backslashreplace"))
         return
     try:
         stream.write(text)
         stream.flush()
-    except (OSError, ValueError):
+    except ValueError:
         pass
+    except OSError as exc:
+        if name == "stdout" and exc.errno not in (errno.EPIPE, errno.EBADF) and not _unwritable:
+            _unwritable.append(exc)
+            write_to("stderr", f"error: cannot write to stdout: {exc.strerror or exc}\n")
+
+
+_unwritable: list[OSError] = []  # stdout's write error, once it was reported
+
+
+def _stdout_failed(_sink: Any, exc: OSError) -> None:
+    if not _unwritable:
+        _unwritable.append(exc)
+        write_to("stderr", f"error: cannot write to stdout: {exc.strerror or exc}\n")
 
 
 def write_stdout(text: str) -> None:
