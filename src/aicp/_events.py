@@ -338,6 +338,7 @@ class EventLog:
         self._files = [*logs, *record]
         self._verbatim: dict[tuple[Any, ...], bool] = {}
         self._started_run = False
+        self._result_written = False
         self._announce_end = run_end
         for writer in self._files:
             if isinstance(writer, _External):
@@ -348,6 +349,10 @@ class EventLog:
                 sink.on_recover = self._output_recovered
                 if writer in self._files:
                     sink.on_error = self._output_failed
+        for writer in self._stdout:  # the result cannot be written: say so on stderr
+            sink = writer.sink()
+            if sink is not None:
+                sink.on_error = self._output_failed
 
     def _chain(self, v1: list[Any], shaped: list[Any], observer: Observer | None) -> _Chain:
         processors: list[Any] = [add_log_level, _Envelope(self.run_id, self.started, self.context)]
@@ -455,6 +460,7 @@ class EventLog:
                 end["resume_command"] = resume_command
             self._write(self._render(self._lifecycle, "run_end", end, level))
         self._stderr_before_stdout()
+        self._result_written = True
         self._write(self._render(self._terminal, event, fields, level))
 
     def relay(self, line: bytes) -> None:
@@ -480,8 +486,14 @@ class EventLog:
         return False
 
     def _output_failed(self, sink: Any, exc: OSError) -> None:
-        self.emit("warning", message=f"cannot write events to {sink.name}: {exc.strerror or exc}; "
-                                     "the run goes on without it")
+        """Say on the outputs still working which one failed (the run goes on); after the result,
+        on stderr only: nothing follows the result in a file."""
+        fields = {"message": f"cannot write events to {sink.name}: {exc.strerror or exc}; "
+                             "the run goes on without it"}
+        routes = self._render(self._lifecycle, "warning", fields, "warning")
+        if self._result_written:
+            routes = [([w for w in writers if w in self._stderr], line) for writers, line in routes]
+        self._write(routes)
 
     def _output_recovered(self, sink: Sink, lines: int) -> None:
         """Tell an output that caught up how many step output lines it did not get."""
