@@ -17,7 +17,7 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs every 
 if TYPE_CHECKING:
     from aicp._run.api import run_chain
     from aicp._context import StepContext, StepFailed
-    from aicp._process.monitor import Cancel
+    from aicp._process.cancel import Cancel
     from aicp._chain.load import Chain, Step, load_chain
     from aicp._errors import AicpError, ChainError, ExitCode
     from aicp._run.supervisor import ChainResult
@@ -29,7 +29,7 @@ _LAZY = {
     "load_chain": "aicp._chain.load", "Chain": "aicp._chain.load", "Step": "aicp._chain.load",
     "run_chain": "aicp._run.api", "ChainResult": "aicp._run.supervisor",
     "AicpError": "aicp._errors", "ChainError": "aicp._errors", "ExitCode": "aicp._errors",
-    "Cancel": "aicp._process.monitor", "StepContext": "aicp._context", "StepFailed": "aicp._context",
+    "Cancel": "aicp._process.cancel", "StepContext": "aicp._context", "StepFailed": "aicp._context",
 }
 
 

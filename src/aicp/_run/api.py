@@ -8,7 +8,7 @@ from typing import Any
 from aicp._chain.load import Chain, load_chain
 from aicp._events import EventLog, Observer
 from aicp._chain.inputs import resolve_input
-from aicp._process.monitor import Cancel
+from aicp._process.cancel import Cancel
 from aicp._run.record import Journal, open_record
 from aicp._chain.steptypes import path_like
 from aicp._run.supervisor import ChainResult, Supervisor
