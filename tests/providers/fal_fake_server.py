@@ -214,7 +214,13 @@ class FakeFal:
         endpoint = job.endpoint
         if "tts" in endpoint:
             return 200, {}, {"audio": {"url": f"{self.url}/files/speech.mp3"}}
-        if "video" in endpoint or "topaz" in endpoint:
+        if "speech-to-text" in endpoint:  # fal's scribe-v2 output: text, language, words with timings
+            return 200, {}, {"text": "hello there", "language_code": "eng", "language_probability": 0.98,
+                             "words": [{"text": "hello", "start": 0.0, "end": 0.4, "type": "word",
+                                        "speaker_id": "speaker_0"},
+                                       {"text": "there", "start": 0.5, "end": 0.9, "type": "word",
+                                        "speaker_id": "speaker_0"}]}
+        if any(word in endpoint for word in ("video", "topaz", "omnihuman", "fabric", "ai-avatar", "thinksound")):
             return 200, {}, {"video": {"url": f"{self.url}/files/clip.mp4"}, "seed": 7}
         if "seedvr" in endpoint or "clarity" in endpoint or "seededit" in endpoint:
             return 200, {}, {"image": {"url": f"{self.url}/files/image.png"}}

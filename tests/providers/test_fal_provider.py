@@ -12,7 +12,7 @@ import pytest
 
 from aicp._context import StepFailed
 from aicp.providers import fal_queue
-from aicp.providers.fal_models import FAL_MODELS
+from aicp.providers.models import MODELS as FAL_MODELS
 from aicp.providers.fal_step import check, run, seconds_of
 from fal_fake_server import Script
 

@@ -24,7 +24,8 @@ import yaml
 
 from aicp._errors import ChainError, MissingInputError
 from aicp._redact import secret_param_values
-from aicp._chain.steptypes import STEP_TYPES, Executor, StepType, accepts, executor_for
+from aicp.providers.models import resolve
+from aicp._chain.steptypes import STEP_TYPES, Executor, StepType, accepts, executor_for, model_names
 from aicp._targets import load_target
 
 TOP_LEVEL_KEYS = {
@@ -208,12 +209,13 @@ def parse_document(text: str, label: str) -> Any:
 
 
 def load_chain(source: str | Path | dict[str, Any], *, base_dir: Path | None = None,
-               label: str | None = None, output_dir: str | Path | None = None) -> Chain:
+               label: str | None = None, output_dir: str | Path | None = None,
+               overrides: dict[str, Any] | None = None) -> Chain:
     """Load and validate a chain from a file path (``-`` for stdin), a YAML/JSON text, or a dict.
 
     Relative paths in the chain resolve against the chain file's folder (the
     current directory for stdin, text and dicts). ``output_dir`` overrides the
-    chain's own. Raises :class:`ChainError` (exit 2) with every message
+    chain's own; ``overrides`` replace top-level keys (``run-chain --set``, a batch row's). Raises :class:`ChainError` (exit 2) with every message
     positioned, or :class:`MissingInputError` (exit 3) when the file cannot be read.
     """
     text = ""
@@ -226,6 +228,8 @@ def load_chain(source: str | Path | dict[str, Any], *, base_dir: Path | None = N
     else:
         text = source
         data = parse_document(text, label or "<chain>")
+    if overrides and isinstance(data, dict):
+        data = {**data, **overrides}
     if output_dir is not None and isinstance(data, dict):
         data = {**data, "output_dir": str(output_dir)}
     return _Validator(label or "<chain>", _Positions(text), base_dir or Path.cwd()).chain(data)
@@ -370,7 +374,7 @@ class _Validator:
             if name in self.names:
                 raise self.fail(path + ("name",), f"duplicate step name '{name}'; names must be unique")
             self.names.add(name)
-        common = dict(
+        common: dict[str, Any] = dict(
             type=step_type.name,
             model=model,
             params=params,
@@ -386,6 +390,8 @@ class _Validator:
         if step_type.name == "parallel_group":
             return self.group(common, params, path)
         executor = self.executor(step_type, model, params, path) if enabled else None
+        if executor is not None and executor.consumes:
+            common["consumes"] = executor.consumes
         return Step(executor=executor, **common)
 
     def executor(self, step_type: StepType, model: str | None, params: dict[str, Any],
@@ -396,10 +402,10 @@ class _Validator:
         if step_type.model_required and not model:
             raise self.fail(path, f"'model' is required for {step_type.name} steps"
                             + _models_hint(step_type))
-        executor = executor_for(step_type, model)
+        executor = executor_for(step_type, model, params)
         if executor is None:
             raise self.fail(path + ("model",), f"unknown model '{model}' for {step_type.name}"
-                            + _did_you_mean(model, [k for k in step_type.executors if k])
+                            + _did_you_mean(model, model_names(step_type))
                             + _models_hint(step_type))
         if executor.available:
             missing = load_target(executor.available)()
@@ -408,7 +414,7 @@ class _Validator:
                                 f"{step_type.name}{'/' + model if model else ''} is not available "
                                 f"on this machine: {missing}")
         if executor.check:
-            for param_path, message in load_target(executor.check)(params, model):
+            for param_path, message in load_target(executor.check)(params, resolve(step_type.name, model, params)):
                 parts = tuple(int(p) if p.isdigit() else p for p in param_path.split("."))
                 raise self.fail(path + parts, message)
         return executor
@@ -490,5 +496,5 @@ def _did_you_mean(value: Any, choices: Any) -> str:
 
 
 def _models_hint(step_type: StepType) -> str:
-    models = sorted(k for k in step_type.executors if k)
+    models = sorted(model_names(step_type))
     return f"; available models: {', '.join(models)}" if models else ""

@@ -76,7 +76,7 @@ def validate(args: Any) -> int:
 
 
 def list_steps(args: Any) -> int:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for t in STEP_TYPES.values():
         executors = [{"model": model, "executor": e.target, "summary": e.summary, "provider": e.provider,
                       "estimated_cost": e.cost} for model, e in t.executors.items()]

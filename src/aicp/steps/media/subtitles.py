@@ -97,8 +97,10 @@ def _burn(ctx: Any, video: MediaInfo, srt: str, tmp: Path) -> None:
     size = int(ctx.params.get("font_size") or 18)
     with tempfile.TemporaryDirectory(prefix="aicp-subs-") as scratch:
         (Path(scratch) / "fonts").mkdir()
-        (Path(scratch) / "fonts" / "Aileron.ttf").write_bytes(
-            ImageFont.load_default(size=size).font_bytes)
+        font = ImageFont.load_default(size=size)
+        if not isinstance(font, ImageFont.FreeTypeFont):  # Pillow's wheels bundle FreeType
+            raise RuntimeError("burning in subtitles needs Pillow built with FreeType")
+        (Path(scratch) / "fonts" / "Aileron.ttf").write_bytes(font.font_bytes)
         (Path(scratch) / "subs.srt").write_text(srt, encoding="utf-8")
         vf = f"subtitles=subs.srt:fontsdir=fonts:force_style='FontName=Aileron,FontSize={size}'"
         run_ffmpeg(["-i", video.path, "-map", "0:v:0", "-map", "0:a:0?", "-vf", vf,
@@ -127,7 +129,7 @@ def run(ctx: Any) -> dict[str, Any]:
     with atomic_outputs(ctx, specs) as tmps:
         tmps[0].write_text(srt, encoding="utf-8")
         tmps[1].write_text(vtt, encoding="utf-8")
-        if len(tmps) == 3:
+        if video is not None and len(tmps) == 3:  # burn_in: checked above that there is a video
             _burn(ctx, video, srt, tmps[2])
     files = [ctx.output_path(ext, suffix) for ext, suffix in specs]
     main = files[2] if len(files) == 3 else (video.path if video else files[0])
