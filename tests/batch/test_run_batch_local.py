@@ -341,7 +341,7 @@ class _Refusing(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_a_provider_failure_is_retried_with_a_delay_up_to_three_attempts(aicp, tmp_path):
+def test_a_provider_failure_is_retried_with_a_growing_delay_up_to_three_times(aicp, tmp_path):
     (tmp_path / "remote.yaml").write_text(textwrap.dedent(FAL_CHAIN).lstrip())
     (tmp_path / "rows.csv").write_text("id,prompt\nonly,a cat\n")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
@@ -356,11 +356,11 @@ def test_a_provider_failure_is_retried_with_a_delay_up_to_three_attempts(aicp, t
         server.shutdown()
     assert run.returncode == 5, run.stderr[-3000:]
     retries = run.of("job_retry")
-    assert [(e["attempt"], e["exit_code"], e["reason"]) for e in retries] == [(1, 4, "provider"), (2, 4, "provider")]
-    assert [e["delay_seconds"] for e in retries] == [0.2, 0.4]
+    assert [(e["attempt"], e["exit_code"], e["reason"]) for e in retries] == [(n, 4, "provider") for n in (1, 2, 3)]
+    assert [e["delay_seconds"] for e in retries] == [0.2, 0.4, 0.8]
     [done] = run.of("job_complete")
-    assert (done["status"], done["attempt"], done["exit_code"]) == ("failed", 3, 4)
-    assert len(_Refusing.submits) == 3
+    assert (done["status"], done["attempt"], done["exit_code"]) == ("failed", 4, 4)
+    assert len(_Refusing.submits) == 4
     assert run.result["failures"][0]["exit_code"] == 4
 
 

@@ -10,7 +10,7 @@ child exit             what the batch does
 0                      ``succeeded``
 2, 3, 5, 1             ``failed``, final (the chain, an input or a step is wrong;
                        running it again would fail again or pay again)
-4 (provider)           retried after a delay, up to :data:`MAX_ATTEMPTS` attempts
+4 (provider)           retried after a growing delay, up to :data:`MAX_PROVIDER_RETRIES` times
 killed by a signal     requeued (the job died with its worker, not of its own
                        fault); after :data:`MAX_DELIVERIES` deliveries ``lost``
 130 / 143              ``interrupted``: the batch itself was stopped; resumable
@@ -39,7 +39,7 @@ JOB_ATTEMPT_VAR = "AICP_JOB_ATTEMPT"
 # The job's parent: the job ends itself (SIGTERM to itself) when that process dies.
 PARENT_PID_VAR = "AICP_PARENT_PID"
 
-MAX_ATTEMPTS = 3  # exit 4 (provider) is retried: 3 attempts in all
+MAX_PROVIDER_RETRIES = 3  # exit 4 (provider) is retried up to 3 times: 4 attempts in all
 MAX_DELIVERIES = 3  # a job killed with its worker is requeued; the 4th delivery is refused: `lost`
 
 Status = Literal["queued", "running", "succeeded", "failed", "lost", "skipped", "interrupted"]
@@ -142,7 +142,7 @@ class JobResult:
                 return "interrupted"
             return "requeue" if delivery < MAX_DELIVERIES else "lost"
         if self.returncode == 4:
-            return "retry" if delivery < MAX_ATTEMPTS else "failed"
+            return "retry" if delivery <= MAX_PROVIDER_RETRIES else "failed"
         return "failed"
 
 

@@ -96,11 +96,12 @@ def _cost_lines(rows: list[dict[str, Any]], indent: str = "  ") -> list[str]:
 def estimate_cost(args: Any) -> int:
     import os
 
-    from aicp.providers.credentials import required_credentials
+    from aicp.providers.credentials import PROVIDER_KEYS, required_credentials
 
     chain = load_chain(args.config)
     rows = _step_costs(chain.steps)
-    needs = {variable: bool(os.environ.get(variable, "").strip()) for variable in required_credentials(chain)}
+    present = {key.variable: key.value(os.environ) is not None for key in PROVIDER_KEYS.values()}
+    needs = {variable: present[variable] for variable in required_credentials(chain)}
     data = {"name": chain.name, "source": chain.source, "estimated_cost": round(chain.estimated_cost, 6),
             "currency": "USD", "steps": rows, "credentials": needs}
     if args.json:

@@ -15,7 +15,6 @@ model table; httpx is imported only when ``run`` starts.
 
 from __future__ import annotations
 
-import os
 import time
 
 from aicp._context import StepFailed
@@ -28,7 +27,6 @@ if TYPE_CHECKING:
     from aicp.providers.models import Model
     from aicp.providers.fal_queue import FalClient, Submission
 
-KEY_ENV = "FAL_KEY"
 POLL_MIN = 0.5  # seconds between status polls while something changes...
 POLL_MAX = 3.0  # ...growing to this while nothing does
 LOG_LINE_MAX = 4000
@@ -93,10 +91,11 @@ def run(ctx: Any) -> dict[str, Any]:
     problems = check(ctx.params, model.key)
     if problems:
         raise StepFailed("; ".join(f"{where}: {message}" for where, message in problems))
-    key = os.environ.get(KEY_ENV, "").strip()
-    if not key:
-        raise StepFailed(f"{KEY_ENV} is not set: {model.key} runs on fal and needs an API key "
-                         "(https://fal.ai/dashboard/keys)", run_exit_code=3)
+    from aicp.providers.credentials import missing_key, provider_key
+
+    key = provider_key("fal")
+    if key is None:
+        raise missing_key("fal", model.key)
 
     from aicp.providers.fal_queue import FalClient
 
@@ -246,7 +245,7 @@ class _Request:
 
     def wait(self, sub: Submission) -> None:
         """Poll until fal is done; raise if the request failed."""
-        from aicp.providers.fal_queue import describe_error
+        from aicp.providers._http import describe_error
 
         interval, last, running_since = POLL_MIN, None, None
         while True:
