@@ -25,12 +25,12 @@ if TYPE_CHECKING:
     from aicp._process.cancel import Cancel
     from aicp._run.run import run_chain
     from aicp._run.record import RunRecordError
-    from aicp._run.supervisor import ChainResult
+    from aicp._run.results import ChainResult
 
 # name -> the module that defines it; imported on first use (see __getattr__)
 _LAZY = {
     "load_chain": "aicp._chain.load", "Chain": "aicp._chain.load", "Step": "aicp._chain.load",
-    "run_chain": "aicp._run.run", "ChainResult": "aicp._run.supervisor",
+    "run_chain": "aicp._run.run", "ChainResult": "aicp._run.results",
     "Cancel": "aicp._process.cancel", "StepContext": "aicp._context", "StepFailed": "aicp._context",
     "AicpError": "aicp._errors", "ChainError": "aicp._errors", "CredentialsError": "aicp._errors",
     "ExitCode": "aicp._errors", "MissingInputError": "aicp._errors", "NotConfirmed": "aicp._errors",

@@ -28,7 +28,8 @@ from aicp._events import EventLog, Observer
 from aicp._process.cancel import Cancel
 from aicp._redact import Redactor
 from aicp._run.record import Journal, RunRecord, open_record
-from aicp._run.supervisor import ChainResult, Supervisor
+from aicp._run.results import ChainResult
+from aicp._run.supervisor import Supervisor
 from aicp.providers.credentials import check_credentials
 
 
@@ -121,9 +122,7 @@ def report_failed_start(error: AicpError, *, stream: bool, log_file: str | None,
     if not (stream or log_file):
         return
     events = EventLog(stream=stream, log_file=log_file, context=context)
-    not_started = ChainResult(success=False, steps_completed=0, total_steps=0, total_cost=0.0, total_time=0.0,
-                              outputs={}, error=error.message, exit_code=int(error.exit_code))
-    events.result(**not_started.event_fields())
+    events.result(**ChainResult.not_started(error.message, int(error.exit_code)).event_fields())
     events.close()
 
 
