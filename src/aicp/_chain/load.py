@@ -25,7 +25,8 @@ import yaml
 from aicp._errors import ChainError, MissingInputError
 from aicp._redact import secret_param_values
 from aicp.providers.models import resolve
-from aicp._chain.steptypes import STEP_TYPES, Executor, StepType, accepts, executor_for, model_names
+from aicp._chain.steptypes import (STEP_TYPES, Executor, StepType, executor_for, made_available, model_names,
+                                   takes_from)
 from aicp._targets import load_target
 
 TOP_LEVEL_KEYS = {
@@ -99,7 +100,7 @@ class Chain:
     kill_grace: float = 5.0
     retry_delay: float = 1.0
     retry_max_delay: float = 30.0
-    disabled: tuple[Step, ...] = ()  # skipped, not counted; kept to be reported
+    disabled_steps: tuple[Step, ...] = ()  # skipped, not counted in `steps`; kept to be reported
     extra: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict)
@@ -107,10 +108,6 @@ class Chain:
     @property
     def estimated_cost(self) -> float:
         return sum(s.estimated_cost for s in self.steps)
-
-    @property
-    def disabled_steps(self) -> int:
-        return len(self.disabled)
 
     @property
     def secrets(self) -> list[str]:
@@ -339,7 +336,7 @@ class _Validator:
             kill_grace=5.0 if kill_grace is None else kill_grace,
             retry_delay=1.0 if retry_delay is None else retry_delay,
             retry_max_delay=30.0 if retry_max_delay is None else retry_max_delay,
-            disabled=tuple(s for s in steps if not s.enabled),
+            disabled_steps=tuple(s for s in steps if not s.enabled),
             extra=extra,
             warnings=warnings,
             raw=data,
@@ -462,7 +459,7 @@ class _Validator:
         previous = first
         for i, step in enumerate(steps):
             for consumer in _consumers(step):
-                if not _can_take(consumer.consumes, previous, available):
+                if takes_from(consumer.consumes, previous, available) is None:
                     raise self.fail(consumer.path + ("type",), f"{consumer.type} expects {consumer.consumes} input, "
                                     f"but the {'chain input' if i == 0 else 'previous step'} gives {previous} "
                                     f"and no earlier step produces {consumer.consumes}")
@@ -471,9 +468,7 @@ class _Validator:
                 produced = "videos"
             if produced == "any":
                 produced = previous if step.consumes == "any" and not step.is_group else "any"
-            available.add(produced)
-            if produced.endswith("s") and produced != "any":
-                available.add(produced[:-1])
+            available.update(made_available(produced))
             previous = produced
 
 
@@ -482,10 +477,6 @@ def _consumers(step: Step) -> Iterator[Step]:
         yield from (m for m in step.members if m.enabled)
     else:
         yield step
-
-
-def _can_take(consumes: str, previous: str, available: set[str]) -> bool:
-    return accepts(consumes, previous) or "any" in available or consumes in available
 
 
 def _did_you_mean(value: Any, choices: Any) -> str:

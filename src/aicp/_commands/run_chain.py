@@ -20,6 +20,7 @@ from aicp._chain.load import Chain
 from aicp._commands.human import HumanView, summary
 from aicp._commands.output import print_envelope, write_stdout, write_to
 from aicp._errors import ExitCode, NotConfirmed, UsageError
+from aicp._logformats import FORMATS
 from aicp._process.cancel import Cancel
 from aicp._process.reaper import enable_subreaper
 from aicp._run.run import InputSource, open_run, report_failed_start
@@ -80,6 +81,28 @@ class _Signals:
         self.cancel.set(f"{verb} by {sig.name}", hard=hard, exit_code=self.EXITS[sig])
 
 
+def resume_command(args: Any, run_id: str) -> str:
+    """The exact command that continues this run: same chain, same input, same output folder."""
+    import shlex
+
+    argv = ["aicp", "run-chain", "--config", args.config]
+    for flag, value in (("--input-text", args.input_text), ("--prompt-file", args.prompt_file),
+                        ("--input", args.input), ("--output-dir", args.output_dir)):
+        if value is not None:
+            argv += [flag, value]
+    for pair in getattr(args, "set", None) or ():  # the same chain definition, or nothing is reused
+        argv += ["--set", pair]
+    return shlex.join([*argv, "--resume", run_id])
+
+
+def log_format(args: Any) -> str:
+    """``--log-format``, else ``AICP_LOG_FORMAT``, else ``json``."""
+    chosen = getattr(args, "log_format", None) or os.environ.get("AICP_LOG_FORMAT") or "json"
+    if chosen not in FORMATS:
+        raise UsageError(f"AICP_LOG_FORMAT must be one of {', '.join(FORMATS)}, got {chosen!r}")
+    return chosen
+
+
 def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
     """``--set KEY=VALUE`` pairs: VALUE is YAML (``--set timeout=30`` is a number), KEY a top-level key."""
     overrides: dict[str, Any] = {}
@@ -109,16 +132,22 @@ def run_chain_command(args: Any) -> int:
     cancel = Cancel()
     try:
         overrides = parse_overrides(args.set)
+        shape = log_format(args)
     except UsageError as exc:
         report_failed_start(exc, stream=args.stream, log_file=args.log_file, context=job_context())
         raise
+    view = None if quiet else HumanView()
     run = open_run(args.config, InputSource(text=args.input_text, prompt_file=args.prompt_file, file=args.input),
                    output_dir=args.output_dir, overrides=overrides, run_id=args.run_id, stream=args.stream,
-                   log_file=args.log_file, context=job_context(), observer=None if quiet else HumanView(),
-                   cancel=cancel, resume=args.resume, confirm=None if args.no_confirm else _confirm,
-                   reap_strays=enable_subreaper())
-    with _Signals(cancel):
-        result = run.execute()
+                   log_file=args.log_file, context=job_context(), observer=view, cancel=cancel,
+                   resume=args.resume, confirm=None if args.no_confirm else _confirm,
+                   reap_strays=enable_subreaper(), log_format=shape)
+    try:
+        with _Signals(cancel):
+            result = run.execute(resume_command=resume_command(args, run.run_id))
+    finally:
+        if view is not None:  # the view ends itself at run_end; this is for a run that broke off
+            view.close()
     if not args.stream:
         fields = result.event_fields()
         if args.json:

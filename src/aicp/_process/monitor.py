@@ -1,22 +1,15 @@
 """One supervised worker: spawn it, watch it, stop it, and say exactly how it ended.
 
-The cancellation contract, stated once, here and nowhere else:
+This module keeps the cancellation contract, which is stated once, in
+docs/supervisor.md ("The cancellation contract"): :meth:`_Monitor._stop`
+begins it (SIGTERM to everything the worker started, or SIGKILL at once for a
+memory-limit breach or a second Ctrl-C), :meth:`_Monitor._watch` relays output
+through the ``kill_grace`` period and sends the final SIGKILL, and, however the
+worker ended, kills what it left before the step is reported.
 
-1. When a step must stop early (its ``timeout`` expired, the run was cancelled
-   by SIGINT/SIGTERM, or a parallel group no longer needs it), SIGTERM goes to
-   the worker's process group *and* to every descendant that left the group
-   (``setsid``, double fork), which the supervisor has been tracking.
-2. The supervisor keeps relaying their output for ``kill_grace`` seconds
-   (default 5) while they clean up.
-3. Then SIGKILL goes to whatever is left. A memory-limit breach, or a second
-   Ctrl-C, skips the grace period and kills at once.
-4. However the worker ended, even on success, anything it started that is
-   still running is killed before the step is reported: no step outlives its
-   report.
-
-Who "everything it started" is (the worker's process tree, escaped descendants
-included) is :mod:`aicp._process.tree`'s job; how a worker comes to exist is
-:mod:`aicp._process.launch`'s.
+Who "everything it started" is, is :mod:`aicp._process.tree`'s job; how a
+worker comes to exist is :mod:`aicp._process.launch`'s; what travels on its
+pipes is :mod:`aicp._worker.protocol`'s.
 """
 
 from __future__ import annotations
@@ -42,7 +35,7 @@ if TYPE_CHECKING:
 SAMPLE_INTERVAL = 0.1  # with a memory limit: a spike of a quarter second is seen
 IDLE_SAMPLE_INTERVAL = 2.0  # without one: only for the reported peak, and (process tree) to know descendants
 _STOP_POLL = 0.05  # while stopping: how soon a second Ctrl-C is seen
-_NEVER = float("inf")
+_NEVER = float("inf")  # kill_at when SIGKILL is not due: not stopping, or already sent
 MAX_LINE = 8 * 1024
 MAX_RESULT = 64 * 1024 * 1024
 _DRAIN_SECONDS = 2.0

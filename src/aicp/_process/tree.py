@@ -1,19 +1,16 @@
 """The processes of one worker: who they are, how much they use, and how to stop them all.
 
-Two mechanisms answer the same questions (:class:`Members`):
+Two mechanisms answer the same questions (:class:`Members`); docs/supervisor.md
+("What a step started: containment") states what each finds and what it cannot:
 
 * :class:`CgroupMembers`, where the run has cgroups (:mod:`aicp._process.cgroup`):
   membership is the kernel's and exact; stopping is ``cgroup.kill``; memory and
   CPU are the cgroup's counters. Nothing is scanned.
-* :class:`ProcessTree`, the fallback. A step may start programs that leave the
-  worker's process group (``setsid``, a double fork), drop its environment, or
-  outlive it. They are found four ways: walking the worker's tree through
-  ``/proc/<pid>/task/<tid>/children`` (no scan of every process), an
-  environment token every process the worker starts inherits
-  (``AICP_WORKER_TOKEN``; looked for among the subreaper's children, or in
-  every process where orphans go to init), the worker's pipes that an escaped
-  process still holds, and a *child subreaper* (the worker template, or the
-  CLI), so that orphans are re-parented to it rather than to init.
+* :class:`ProcessTree`, the fallback: the worker's tree walked through
+  ``/proc/<pid>/task/<tid>/children`` (no scan of every process), the
+  environment token (:data:`TOKEN_VAR`) among the subreaper's children (or
+  every process where orphans go to init), and the processes that still hold
+  the worker's pipes.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from aicp._process.cancel import Cancel
 from aicp._process.monitor import Limits, Outcome, WorkerEvents, run_worker
 from aicp._run.record import Journal
 from aicp._run.results import ChainResult, OutputEntry, StepResult, output_entry
-from aicp._chain.steptypes import accepts, kind_of
+from aicp._chain.steptypes import PREVIOUS, kind_of, made_available, takes_from
 
 if TYPE_CHECKING:
     from aicp._worker.protocol import FailureReason, WorkerSpec
@@ -80,7 +80,7 @@ class Supervisor:
                          containment=self.launcher.containment)
         for warning in chain.warnings:
             self.events.emit("warning", message=warning)
-        for step in chain.disabled:
+        for step in chain.disabled_steps:
             self.events.emit("step_skipped", type=step.type, name=step.name, location=step.location,
                              reason="disabled")
         chain.output_dir.mkdir(parents=True, exist_ok=True)
@@ -110,9 +110,8 @@ class Supervisor:
             results.append(result)
             current = result["output"]
             kind = kind_of(current)
-            latest[kind] = current
-            if kind.endswith("s") and kind != "any":
-                latest[kind[:-1]] = current[0]
+            for available in made_available(kind):
+                latest[available] = current if available == kind else current[0]
             outputs[f"step_{index + 1}_{step.type}"] = output_entry(step, result)
         chain_result = ChainResult(
             success=error is None, steps_completed=completed, total_steps=len(chain.steps),
@@ -148,9 +147,8 @@ class Supervisor:
     @staticmethod
     def _input_for(step: Step, current: Any, latest: dict[str, Any]) -> Any:
         """The previous output if this step can take it, else the latest output of the kind it needs."""
-        if step.is_group or accepts(step.consumes, kind_of(current)):
-            return current
-        return latest.get(step.consumes, current)
+        source = None if step.is_group else takes_from(step.consumes, kind_of(current), latest)
+        return latest[source] if source is not None and source != PREVIOUS else current
 
     def _spec(self, index: int, step: Step, member: int | None, step_input: Any,
               latest: dict[str, Any]) -> WorkerSpec:
@@ -178,8 +176,8 @@ class Supervisor:
         attempt = 0
         while True:
             attempt += 1
-            outcome = run_worker(spec, limits, cancel, self._worker_events(step, base, attempt), self.env,
-                                 self.launcher)
+            outcome = run_worker(spec, limits, cancel, self._worker_events(step, base, attempt, retries + 1),
+                                 self.env, self.launcher)
             if outcome.ok:
                 return self._complete(step, base, attempt, outcome)
             retryable = outcome.reason != "cancelled" and not cancel.is_set()
@@ -199,12 +197,12 @@ class Supervisor:
             raise _RunStepFailed(outcome.error or outcome.reason or "failed", run_exit_code,
                                  outcome.reason or "exception")
 
-    def _worker_events(self, step: Step, base: dict[str, Any], attempt: int) -> WorkerEvents:
+    def _worker_events(self, step: Step, base: dict[str, Any], attempt: int, max_attempts: int) -> WorkerEvents:
         emit = self.events.emit
 
         def started(pid: int) -> None:
             emit("step_start", **base, type=step.type, model=step.model, name=step.name,
-                 attempt=attempt, pid=pid)
+                 attempt=attempt, pid=pid, max_attempts=max_attempts)
 
         return WorkerEvents(
             started=started,
