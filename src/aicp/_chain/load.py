@@ -1,4 +1,4 @@
-"""Chain files: load YAML or JSON, validate everything, and return an immutable plan.
+"""Chain files: load YAML or JSON, validate everything, and return an immutable plan (:mod:`.model`).
 
 Everything that can be known before a step runs is checked here, so a chain
 never fails halfway through for a reason its file already showed: unknown
@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import yaml
 
+from aicp._chain.model import Chain, Step, path_text
 from aicp._errors import ChainError, MissingInputError
-from aicp._redact import secret_param_values
 from aicp.providers.models import resolve
 from aicp._chain.steptypes import (STEP_TYPES, Executor, StepType, executor_for, made_available, model_names,
                                    takes_from)
@@ -36,83 +35,6 @@ TOP_LEVEL_KEYS = {
 STEP_KEYS = {"type", "model", "params", "enabled", "retry_count", "name", "timeout", "max_memory_mb"}
 INPUT_TYPES = ("text", "image", "video", "auto")
 MERGE_STRATEGIES = ("collect_all", "first_success")
-
-
-@dataclass(frozen=True)
-class Step:
-    """One validated step (or member of a parallel group)."""
-
-    type: str
-    model: str | None
-    params: dict[str, Any]
-    enabled: bool = True
-    retry_count: int | None = None
-    name: str | None = None
-    timeout: float | None = None
-    max_memory_mb: float | None = None
-    executor: Executor | None = None
-    members: tuple["Step", ...] = ()
-    max_workers: int = 1
-    merge_strategy: str = "collect_all"
-    consumes: str = "any"
-    produces: str = "any"
-    path: tuple[Any, ...] = ()
-
-    @property
-    def location(self) -> str:
-        """Where the step is in the chain file: ``steps[2]``, ``steps[1].params.parallel_steps[0]``."""
-        return _path_text(self.path)
-
-    @property
-    def is_group(self) -> bool:
-        return self.type == "parallel_group"
-
-    @property
-    def takes(self) -> str:
-        """The kind of input this step wants: a group wants what its first member does."""
-        if self.is_group:
-            return next((m.consumes for m in self.members if m.enabled), "any")
-        return self.consumes
-
-    @property
-    def estimated_cost(self) -> float:
-        if self.is_group:
-            return sum(m.estimated_cost for m in self.members if m.enabled)
-        return self.executor.cost if self.executor else 0.0
-
-
-@dataclass(frozen=True)
-class Chain:
-    """A validated chain, ready to run. ``steps`` holds the enabled steps only."""
-
-    name: str
-    steps: tuple[Step, ...]
-    source: str
-    base_dir: Path
-    output_dir: Path
-    description: str = ""
-    prompt: str | None = None
-    input_type: str = "auto"
-    input_image: str | None = None
-    input_video: str | None = None
-    timeout: float | None = None
-    retry_count: int = 0
-    kill_grace: float = 5.0
-    retry_delay: float = 1.0
-    retry_max_delay: float = 30.0
-    disabled_steps: tuple[Step, ...] = ()  # skipped, not counted in `steps`; kept to be reported
-    extra: dict[str, Any] = field(default_factory=dict)
-    warnings: tuple[str, ...] = ()
-    raw: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def estimated_cost(self) -> float:
-        return sum(s.estimated_cost for s in self.steps)
-
-    @property
-    def secrets(self) -> list[str]:
-        """Secret-looking param values, to be masked in every event."""
-        return secret_param_values(self.raw.get("steps"))
 
 
 # --------------------------------------------------------------------------- loading
@@ -179,15 +101,6 @@ class _Positions:
         return self._marks.get(())
 
 
-def _path_text(path: tuple[Any, ...]) -> str:
-    out = ""
-    for part in path:
-        if part == "<key>":
-            continue
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def parse_document(text: str, label: str) -> Any:
     """YAML (safe loader only) or JSON text to Python data; syntax errors name the position."""
     if label.endswith(".json"):
@@ -245,7 +158,7 @@ class _Validator:
     def fail(self, path: tuple[Any, ...], message: str) -> ChainError:
         where = self.positions.of(path)
         prefix = f"{self.label}:{where[0]}:{where[1]}" if where else self.label
-        field_text = _path_text(path)
+        field_text = path_text(path)
         return ChainError(f"{prefix}: {field_text}: {message}" if field_text else f"{prefix}: {message}")
 
     # -- scalar checks ------------------------------------------------------
@@ -293,7 +206,7 @@ class _Validator:
 
     def chain(self, data: Any) -> Chain:
         for path, first_line, (line, column) in self.positions.duplicates:
-            raise ChainError(f"{self.label}:{line}:{column}: {_path_text(path)}: duplicate key "
+            raise ChainError(f"{self.label}:{line}:{column}: {path_text(path)}: duplicate key "
                              f"'{path[-1]}' (first given on line {first_line}); only one may stay")
         if not isinstance(data, dict):
             raise self.fail((), f"a chain must be a mapping with 'name' and 'steps', got {type(data).__name__}")

@@ -16,13 +16,13 @@ import sys
 from typing import Any
 
 from aicp._batch.job import PARENT_PID_VAR, follow_parent, job_context
-from aicp._chain.load import Chain
+from aicp._chain.model import Chain
 from aicp._commands.human import HumanView, summary
 from aicp._commands.output import print_envelope, write_stdout, write_to
 from aicp._errors import ExitCode, NotConfirmed, UsageError
 from aicp._logformats import FORMATS
 from aicp._process.cancel import Cancel
-from aicp._process.reaper import enable_subreaper
+from aicp._worker.reaper import enable_subreaper
 from aicp._run.run import InputSource, open_run, report_failed_start
 
 

@@ -19,19 +19,20 @@ so before any step code runs. Where no hierarchy is writable, :func:`probe`
 returns None and the caller keeps to the process-tree mechanism
 (:mod:`aicp._process.tree`).
 
-Everything here is the standard library only: the worker template, which is
-the last-resort reaper when aicp dies, imports :func:`kill_and_remove`.
+Killing a folder's members and removing it are :mod:`aicp._worker.reaper`'s,
+shared with the worker template, the last-resort reaper when aicp dies.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import time
 from dataclasses import dataclass
 
+from aicp._worker.reaper import is_empty, kill, kill_and_remove, members, read_file, remove_folder, \
+    signal_members, write_file
+
 OFF_VAR = "AICP_CGROUP"  # "off": never use cgroups (the process-tree mechanism only)
-_KILL_WAIT = 2.0
 
 
 @dataclass(frozen=True)
@@ -112,19 +113,6 @@ def hierarchies() -> tuple[Hierarchy | None, Hierarchy | None]:
     return v2, v1_memory
 
 
-def _write(path: str, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-
-
-def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read()
-
-
 def _make_folder(parent: str, name: str) -> str | None:
     folder = os.path.join(parent, name)
     try:
@@ -133,75 +121,8 @@ def _make_folder(parent: str, name: str) -> str | None:
         return None
     if os.access(os.path.join(folder, "cgroup.procs"), os.W_OK):
         return folder
-    _remove(folder)
+    remove_folder(folder)
     return None
-
-
-def _remove(folder: str) -> None:
-    try:
-        os.rmdir(folder)
-    except OSError:
-        pass
-
-
-def members(folder: str) -> list[int]:
-    """The pids in a cgroup folder and every cgroup below it."""
-    pids: list[int] = []
-    for here, subfolders, _ in os.walk(folder):
-        try:
-            pids.extend(int(line) for line in _read(os.path.join(here, "cgroup.procs")).split())
-        except (OSError, ValueError):
-            continue
-    return pids
-
-
-def signal_members(folder: str, sig: int) -> None:
-    for pid in members(folder):
-        try:
-            os.kill(pid, sig)
-        except OSError:
-            pass
-
-
-def is_empty(folder: str) -> bool:
-    """Whether no process is left in the folder or below it (v2: ``cgroup.events``; v1: the member lists)."""
-    try:
-        for line in _read(os.path.join(folder, "cgroup.events")).splitlines():
-            if line.startswith("populated "):
-                return line.endswith(" 0")
-    except OSError:
-        pass
-    return not members(folder)
-
-
-def kill(folder: str) -> None:
-    """SIGKILL every process in the folder and below (``cgroup.kill`` where the kernel has it)."""
-    try:
-        _write(os.path.join(folder, "cgroup.kill"), "1")
-        return
-    except OSError:
-        pass
-    signal_members(folder, signal.SIGKILL)
-
-
-def kill_and_remove(folder: str, wait: float = _KILL_WAIT) -> bool:
-    """Kill everything in the folder, wait (at most ``wait`` s) until it is empty, remove it and its sub-folders.
-
-    Returns whether the folder is gone. A process stuck in uninterruptible
-    sleep can keep it populated past ``wait``; the folder then stays.
-    """
-    if not os.path.isdir(folder):
-        return True
-    deadline = time.monotonic() + wait
-    kill(folder)
-    pause = 0.001
-    while not is_empty(folder) and time.monotonic() < deadline:
-        time.sleep(pause)
-        pause = min(pause * 2, 0.05)
-        kill(folder)  # (v1: a member may have forked between our read and its death)
-    for here, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
-        _remove(here)
-    return not os.path.isdir(folder)
 
 
 @dataclass
@@ -217,7 +138,7 @@ class WorkerCgroup:
         """Move a (not yet running step code) worker in; False if it could not be moved."""
         try:
             for folder in filter(None, (self.main, self.memory)):
-                _write(os.path.join(folder, "cgroup.procs"), str(pid))
+                write_file(os.path.join(folder, "cgroup.procs"), str(pid))
         except OSError:
             return False
         return True
@@ -239,7 +160,7 @@ class WorkerCgroup:
         if self.memory is None:
             return None
         try:
-            stat = dict(line.split() for line in _read(os.path.join(self.memory, "memory.stat")).splitlines())
+            stat = dict(line.split() for line in read_file(os.path.join(self.memory, "memory.stat")).splitlines())
         except (OSError, ValueError):
             return None
         if self.memory_version == 2:
@@ -251,7 +172,7 @@ class WorkerCgroup:
         if self.main_version != 2:
             return None
         try:
-            for line in _read(os.path.join(self.main, "cpu.stat")).splitlines():
+            for line in read_file(os.path.join(self.main, "cpu.stat")).splitlines():
                 if line.startswith("usage_usec "):
                     return int(line.split()[1]) / 1e6
         except (OSError, ValueError):
@@ -305,7 +226,7 @@ class RunCgroups:
 
 def _read_or_empty(path: str) -> str:
     try:
-        return _read(path)
+        return read_file(path)
     except OSError:
         return ""
 

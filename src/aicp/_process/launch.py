@@ -14,7 +14,7 @@ to learn its exit status and resource usage. ``AICP_WORKER_START=spawn``
 forces fresh interpreters (for debugging); the template falls back to spawning
 if it cannot be started or dies.
 
-The template is also the run's last-resort reaper (:mod:`aicp._process.reaper`):
+The template is also the run's last-resort reaper (:mod:`aicp._worker.reaper`):
 it is started even when workers are spawned, is told the run's cgroup folders,
 and kills them, and everything else under it, when aicp dies.
 """
@@ -33,7 +33,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from aicp._process.cgroup import RunCgroups, WorkerCgroup, probe
-from aicp._process.reaper import is_subreaper, kill_descendants
+from aicp._worker.reaper import is_subreaper, kill_descendants
 from aicp._worker.protocol import read_template_reply, template_request
 
 _BOOT = "import sys; sys.path[:0] = {path!r}; from aicp.{module} import main; main()"
@@ -55,8 +55,10 @@ def _package_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def interpreter_argv(module: str, *args: str) -> list[str]:
-    return [sys.executable, *PYTHON_FLAGS, "-c", _BOOT.format(path=[_package_root()], module=module), *args]
+def interpreter_argv(module: str, *args: str, path: list[str] | None = None) -> list[str]:
+    """A fresh interpreter (no site, so no .pth files) running ``aicp.<module>.main()`` with ``path`` first."""
+    return [sys.executable, *PYTHON_FLAGS, "-c",
+            _BOOT.format(path=path or [_package_root()], module=module), *args]
 
 
 class Launched(ABC):
@@ -160,7 +162,11 @@ class Template:
     def __init__(self, cgroup_folders: list[str]) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            self._proc = subprocess.Popen(interpreter_argv("_worker.template", str(theirs.fileno()), *cgroup_folders),
+            # Our whole import path, not only the package's folder: the template pre-imports
+            # structlog, which lives in site-packages, not next to aicp under an editable install.
+            path = [_package_root(), *filter(None, sys.path)]
+            self._proc = subprocess.Popen(interpreter_argv("_worker.template", str(theirs.fileno()), *cgroup_folders,
+                                                           path=path),
                                           stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),),
                                           start_new_session=True)
         finally:

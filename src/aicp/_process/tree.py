@@ -22,7 +22,7 @@ from typing import Protocol
 import psutil
 
 from aicp._process.cgroup import WorkerCgroup
-from aicp._process.reaper import descendants
+from aicp._worker.reaper import descendants
 
 TOKEN_VAR = "AICP_WORKER_TOKEN"
 

@@ -15,7 +15,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, cast
 
-from aicp._chain.load import Chain, Step
+from aicp._chain.model import Chain, Step
 from aicp._errors import ExitCode
 from aicp._events import EventLog
 from aicp._process.launch import Launcher

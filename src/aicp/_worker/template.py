@@ -12,7 +12,7 @@ It is also the run's last-resort reaper: a child subreaper (orphans a step
 leaves come to it, not to init), told the run's cgroup folders in its argv.
 When the socket closes, which happens however aicp ends (kill -9 included),
 it kills those cgroups and every process left under it, removes the folders,
-and only then exits (see :mod:`aicp._process.reaper`).
+and only then exits (see :mod:`aicp._worker.reaper`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ import socket
 import sys
 
 import aicp._worker.main  # the point of the template: these imports are paid once per run
-from aicp._process.cgroup import kill_and_remove
-from aicp._process.reaper import enable_subreaper, kill_descendants, reap_children
+from aicp._worker.reaper import enable_subreaper, kill_and_remove, kill_descendants, reap_children
 from aicp._worker.protocol import EXIT_NOT_STARTED, TEMPLATE_FDS, exit_reply, pid_reply, read_template_request
 import aicp.steps.command_step  # noqa: F401
 import aicp.steps.python_step  # noqa: F401

@@ -1,13 +1,19 @@
-"""The commands that only tell: ``validate``, ``list-steps`` and ``schema``."""
+"""What one chain would do, without running it: ``aicp validate`` (its plan) and ``aicp estimate-cost``.
+
+Both load and validate the chain file, then print what the plan says: its
+steps, limits and flow of data kinds, or what each step is estimated to cost
+and which credentials it needs. Neither opens a connection nor needs a key;
+the prices are those of the catalogue (``aicp list-models``), the same numbers
+``step_complete`` and ``total_cost`` report.
+"""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from aicp._chain.load import Chain, Step, load_chain
+from aicp._chain.load import load_chain
+from aicp._chain.model import Chain, Step
 from aicp._commands.output import print_envelope, write_stdout
-from aicp._chain.steptypes import STEP_TYPES
 
 
 def _step_plan(index: str, step: Step, chain: Chain) -> dict[str, Any]:
@@ -75,34 +81,49 @@ def validate(args: Any) -> int:
     return 0
 
 
-def list_steps(args: Any) -> int:
-    rows: list[dict[str, Any]] = []
-    for t in STEP_TYPES.values():
-        executors = [{"model": model, "executor": e.target, "summary": e.summary, "provider": e.provider,
-                      "estimated_cost": e.cost} for model, e in t.executors.items()]
-        rows.append({"type": t.name, "consumes": t.consumes, "produces": t.produces, "summary": t.summary,
-                     "model_required": t.model_required, "available": bool(executors) or t.name == "parallel_group",
-                     "executors": executors})
-    if args.json:
-        print_envelope("list-steps", rows)
-        return 0
+def _step_costs(steps: tuple[Step, ...], prefix: str = "") -> list[dict[str, Any]]:
+    rows = []
+    for i, step in enumerate(steps):
+        if not step.enabled:
+            continue
+        index = f"{prefix}{i}"
+        row: dict[str, Any] = {"step": index, "location": step.location, "type": step.type,
+                               "model": step.model, "cost": round(step.estimated_cost, 6)}
+        if step.is_group:
+            row["members"] = _step_costs(step.members, f"{index}.")
+        else:
+            row["provider"] = step.executor.provider if step.executor else "local"
+        rows.append(row)
+    return rows
+
+
+def _cost_lines(rows: list[dict[str, Any]], indent: str = "  ") -> list[str]:
     lines = []
     for r in rows:
-        lines.append(f"{r['type']:<20} {r['consumes']:>6} -> {r['produces']:<7} {r['summary']}")
-        for e in r["executors"]:
-            lines.append(f"{'':<22}model {e['model'] or '(any)'}: {e['summary']} [{e['provider']}]")
-        if not r["available"]:
-            lines.append(f"{'':<22}not available in this version")
-    write_stdout("\n".join(lines) + "\n")
-    return 0
+        model = f" ({r['model']})" if r["model"] else ""
+        provider = f" [{r['provider']}]" if "provider" in r else ""
+        lines.append(f"{indent}{r['step']}. {r['type']}{model}{provider}: ${r['cost']:.3f}")
+        lines += _cost_lines(r.get("members", []), indent + "   ")
+    return lines
 
 
-def schema(args: Any) -> int:
-    from importlib.resources import files
+def estimate_cost(args: Any) -> int:
+    import os
 
-    text = files("aicp").joinpath("events.schema.json").read_text(encoding="utf-8")
+    from aicp.providers.credentials import PROVIDER_KEYS, required_credentials
+
+    chain = load_chain(args.config)
+    rows = _step_costs(chain.steps)
+    present = {key.variable: key.value(os.environ) is not None for key in PROVIDER_KEYS.values()}
+    needs = {variable: present[variable] for variable in required_credentials(chain)}
+    data = {"name": chain.name, "source": chain.source, "estimated_cost": round(chain.estimated_cost, 6),
+            "currency": "USD", "steps": rows, "credentials": needs}
     if args.json:
-        print_envelope("schema", json.loads(text))
-    else:
-        write_stdout(text if text.endswith("\n") else text + "\n")
+        print_envelope("estimate-cost", data)
+        return 0
+    lines = [f"'{chain.name}' ({chain.source}): estimated cost ${data['estimated_cost']:.3f}"]
+    lines += _cost_lines(rows)
+    lines += [f"needs {variable} ({'set' if ok else 'NOT set'})" for variable, ok in needs.items()]
+    if not args.quiet:
+        write_stdout("\n".join(lines) + "\n")
     return 0

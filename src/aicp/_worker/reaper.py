@@ -5,14 +5,15 @@ left behind. The worker template is that process: it is the parent of every
 forked worker, a *child subreaper* (so orphans a step leaves are re-parented
 to it, not to init), and it sees its socket to the supervisor close when aicp
 dies, however it dies. Then it kills the run's cgroups
-(:func:`aicp._process.cgroup.kill_and_remove`) and every process left in its
+(:func:`kill_and_remove`) and every process left in its
 own subtree (:func:`kill_descendants`), which also catches a worker stuck in C
 code that holds the GIL (its own lifeline thread cannot run).
 
 Descendants are read from ``/proc/<pid>/task/<tid>/children`` (the kernel's
 list of each thread's children), so finding them costs a few small reads
-rather than a scan of every process. Standard library only: the template
-imports this module.
+rather than a scan of every process. Standard library only, on the worker
+side: the template imports it, and so does the supervisor (:mod:`aicp._process.cgroup`,
+:mod:`aicp._process.tree`), for the same cleanup.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import signal
 import sys
 import time
 
+_KILL_WAIT = 2.0
 _subreaper = False  # whether enable_subreaper() succeeded in this process
 
 
@@ -118,3 +120,86 @@ def reap_children() -> list[tuple[int, int, float, int]]:
             return ended
         ended.append((pid, os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime,
                       usage.ru_maxrss * 1024))
+
+
+# --------------------------------------------------------------------------- cgroup folders
+
+
+def remove_folder(folder: str) -> None:
+    try:
+        os.rmdir(folder)
+    except OSError:
+        pass
+
+
+def read_file(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def write_file(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def members(folder: str) -> list[int]:
+    """The pids in a cgroup folder and every cgroup below it."""
+    pids: list[int] = []
+    for here, subfolders, _ in os.walk(folder):
+        try:
+            pids.extend(int(line) for line in read_file(os.path.join(here, "cgroup.procs")).split())
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def signal_members(folder: str, sig: int) -> None:
+    for pid in members(folder):
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+
+
+def is_empty(folder: str) -> bool:
+    """Whether no process is left in the folder or below it (v2: ``cgroup.events``; v1: the member lists)."""
+    try:
+        for line in read_file(os.path.join(folder, "cgroup.events")).splitlines():
+            if line.startswith("populated "):
+                return line.endswith(" 0")
+    except OSError:
+        pass
+    return not members(folder)
+
+
+def kill(folder: str) -> None:
+    """SIGKILL every process in the folder and below (``cgroup.kill`` where the kernel has it)."""
+    try:
+        write_file(os.path.join(folder, "cgroup.kill"), "1")
+        return
+    except OSError:
+        pass
+    signal_members(folder, signal.SIGKILL)
+
+
+def kill_and_remove(folder: str, wait: float = _KILL_WAIT) -> bool:
+    """Kill everything in the folder, wait (at most ``wait`` s) until it is empty, remove it and its sub-folders.
+
+    Returns whether the folder is gone. A process stuck in uninterruptible
+    sleep can keep it populated past ``wait``; the folder then stays.
+    """
+    if not os.path.isdir(folder):
+        return True
+    deadline = time.monotonic() + wait
+    kill(folder)
+    pause = 0.001
+    while not is_empty(folder) and time.monotonic() < deadline:
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+        kill(folder)  # (v1: a member may have forked between our read and its death)
+    for here, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
+        remove_folder(here)
+    return not os.path.isdir(folder)
