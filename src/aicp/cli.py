@@ -284,8 +284,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 def _print_error(message: str) -> None:
     from aicp._commands.output import write_to
+    from aicp._redact import Redactor
 
-    write_to("stderr", f"error: {message}\n")
+    write_to("stderr", f"error: {Redactor.from_environment().text(message)}\n")
 
 
 def _flush_stdout() -> None:

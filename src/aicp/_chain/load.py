@@ -23,6 +23,7 @@ import yaml
 
 from aicp._chain.model import Chain, Step, path_text
 from aicp._errors import ChainError, MissingInputError
+from aicp._redact import Redactor, secret_param_values
 from aicp.providers.models import resolve
 from aicp._chain.steptypes import (STEP_TYPES, Executor, StepType, executor_for, made_available, model_names,
                                    takes_from)
@@ -154,11 +155,13 @@ class _Validator:
         self.positions = positions
         self.base_dir = base_dir
         self.names: set[str] = set()
+        self.redactor = Redactor.from_environment()
 
     def fail(self, path: tuple[Any, ...], message: str) -> ChainError:
         where = self.positions.of(path)
         prefix = f"{self.label}:{where[0]}:{where[1]}" if where else self.label
         field_text = path_text(path)
+        message = self.redactor.text(message)  # an error quoting an api_key's value shows ***
         return ChainError(f"{prefix}: {field_text}: {message}" if field_text else f"{prefix}: {message}")
 
     # -- scalar checks ------------------------------------------------------
@@ -210,6 +213,7 @@ class _Validator:
                              f"'{path[-1]}' (first given on line {first_line}); only one may stay")
         if not isinstance(data, dict):
             raise self.fail((), f"a chain must be a mapping with 'name' and 'steps', got {type(data).__name__}")
+        self.redactor.learn(secret_param_values(data.get("steps")))
         name = self.string(data, "name", (), required=True)
         extra = {k: v for k, v in data.items() if k not in TOP_LEVEL_KEYS}
         warnings = tuple(
@@ -376,6 +380,12 @@ class _Validator:
                     raise self.fail(consumer.path + ("type",), f"{consumer.type} expects {consumer.consumes} input, "
                                     f"but the {'chain input' if i == 0 else 'previous step'} gives {previous} "
                                     f"and no earlier step produces {consumer.consumes}")
+                for field, kind in consumer.executor.needs if consumer.executor else ():
+                    if consumer.params.get(field) is None and not {kind, "any"} & available:
+                        raise self.fail(consumer.path + ("model",) if consumer.model else consumer.path,
+                                        f"{consumer.model or consumer.type} also needs {kind}: give "
+                                        f"params.{field}, or put a step that produces {kind} before this one"
+                                        + ("" if consumer.model else _generating(consumer.type)))
             produced = step.produces
             if step.type == "image_to_video" and previous == "images":
                 produced = "videos"
@@ -383,6 +393,12 @@ class _Validator:
                 produced = previous if step.consumes == "any" and not step.is_group else "any"
             available.update(made_available(produced))
             previous = produced
+
+
+def _generating(type_name: str) -> str:
+    """For a step without a model: the catalogue's models of its type that make the input themselves."""
+    makers = [k for k, e in STEP_TYPES[type_name].executors.items() if k and e.provider != "local"]
+    return f" (or use model: {' / '.join(makers)}, which generates it)" if makers else ""
 
 
 def _consumers(step: Step) -> Iterator[Step]:

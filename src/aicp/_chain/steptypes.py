@@ -36,6 +36,7 @@ class Executor:
     cost: float = 0.0
     provider: str = "local"
     consumes: str | None = None  # what the step takes when it differs from its type's (a model that edits video)
+    needs: tuple[tuple[str, str], ...] = ()  # (param, kind): further inputs taken from the flow unless given
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ STEP_TYPES: dict[str, StepType] = {
                  model_required=False, any_model=True,
                  executors={None: _local(
                      "media.add_audio:run", "muxes params.audio or the latest audio (ffmpeg)",
-                     check="aicp.steps.media.add_audio:check")}),
+                     check="aicp.steps.media.add_audio:check", needs=(("audio", "audio"),))}),
         StepType("upscale_video", "video", "video", "a larger video",
                  executors={"lanczos": _local(
                      "media.upscale:run_video", "lanczos resampling by factor or target_width (ffmpeg)",
@@ -125,6 +126,9 @@ STEP_TYPES: dict[str, StepType] = {
 # provider -> (executor, params check) of its models
 PROVIDER_EXECUTORS = {
     "fal": ("aicp.providers.fal_step:run", "aicp.providers.fal_step:check"),
+    "gemini": ("aicp.providers.gemini:run", "aicp.providers.gemini:check"),
+    "openrouter": ("aicp.providers.openrouter:run", "aicp.providers.openrouter:check"),
+    "replicate": ("aicp.providers.replicate:run", "aicp.providers.fal_step:check"),
 }
 
 
@@ -137,7 +141,7 @@ def _add_remote_models() -> None:
     for m in MODELS.values():
         target, check = PROVIDER_EXECUTORS[m.provider]
         executor = Executor(target=target, summary=m.summary, check=check, cost=m.price, provider=m.provider,
-                            consumes=m.consumes)
+                            consumes=m.consumes, needs=tuple(m.takes.items()))
         step_type = STEP_TYPES[m.step_type]
         STEP_TYPES[m.step_type] = replace(step_type, executors={**step_type.executors, m.key: executor})
 

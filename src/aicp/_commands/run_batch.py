@@ -99,7 +99,8 @@ def _failed_before_start(error: AicpError, args: Any) -> None:
     events.close()
 
 
-def _run_batch(args: Any) -> int:
+def _check_arguments(args: Any) -> None:
+    """What argparse cannot check about run-batch's arguments."""
     if args.config == "-":
         raise UsageError("run-batch needs the chain as a file (its jobs read it), not '-'")
     if args.jobs is not None and args.jobs < 1:
@@ -108,6 +109,10 @@ def _run_batch(args: Any) -> int:
         raise UsageError(f"--max-cost must be a finite number >= 0, got {args.max_cost}")
     if args.batch_id is not None and not valid_run_id(args.batch_id):
         raise UsageError(f"--batch-id {args.batch_id!r}: use letters, digits, '.', '_' and '-' (at most 128)")
+
+
+def _run_batch(args: Any) -> int:
+    _check_arguments(args)
     chain_path = str(Path(args.config).resolve())
     chain, jobs = prepare_jobs(args.config, args.inputs, args.column)
     output_dir = Path(args.output_dir).resolve() if args.output_dir else chain.output_dir.resolve()

@@ -149,9 +149,9 @@ def run_chain_command(args: Any) -> int:
         if view is not None:  # the view ends itself at run_end; this is for a run that broke off
             view.close()
     if not args.stream:
-        fields = result.event_fields()
+        fields = run.redactor.scrub(result.event_fields())  # the summary too: masked
         if args.json:
-            print_envelope("run-chain", run.redactor.scrub(fields))
+            print_envelope("run-chain", fields)
         else:
             write_stdout(summary(fields))
         if result.error:
