@@ -599,7 +599,9 @@ def test_refusals_leave_the_record_alone_and_print_one_line(here: Here) -> None:
         assert result["success"] is False and words in result["error"]
         here.validate([result])
         lines = [line for line in run.stderr.splitlines() if line.strip()]
-        assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], run.stderr
+        # --stream: stderr is JSON lines only, the refusal one error event (issue 11)
+        assert len(lines) == 1 and words in json.loads(lines[0])["message"], run.stderr
+        assert json.loads(lines[0])["event"] == "error"
         assert here.counts() == {"a": 1, "b": 1}, "a refused resume ran a step"
         assert [p.name for p in here.runs()] == [run_id], "a refused resume started a new run"
         assert (record / "events.jsonl").read_bytes() == events_before
@@ -915,9 +917,10 @@ def test_latest_never_passes_over_a_damaged_newer_run(tmp_path: Path) -> None:
 
 
 def test_the_human_view_says_which_steps_were_reused(here: Here) -> None:
-    here.write("people", [step("a"), group(step("m0"), step("m1", fail=True)), step("c")])
+    # one member at a time: m0 has finished before m1's failure cancels the group
+    here.write("people", [step("a"), group(step("m0"), step("m1", fail=True), max_workers=1), step("c")])
     assert here.run().returncode == 5
-    here.write("people", [step("a"), group(step("m0"), step("m1")), step("c")])
+    here.write("people", [step("a"), group(step("m0"), step("m1"), max_workers=1), step("c")])
     run = here.cli("run-chain", "-c", str(here.chain), "--resume")  # no --stream: the view for people
     assert run.returncode == 0, run.stderr
     lines = run.stderr.splitlines()

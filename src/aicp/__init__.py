@@ -12,8 +12,6 @@ Every error the package raises for the user's input is an :class:`AicpError`
 subclass exported here, with the exit code the CLI would use (``.exit_code``).
 """
 
-from __future__ import annotations
-
 from aicp._version import __version__
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs every worker ~10 ms
@@ -23,7 +21,7 @@ if TYPE_CHECKING:
     from aicp._context import StepContext, StepFailed
     from aicp._errors import (AicpError, ChainError, CredentialsError, ExitCode, MissingInputError,
                               NotConfirmed, OutputError, ProviderError, UsageError)
-    from aicp._process.monitor import Cancel
+    from aicp._process.cancel import Cancel
     from aicp._run.run import run_chain
     from aicp._run.record import RunRecordError
     from aicp._run.results import ChainResult
@@ -32,7 +30,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "load_chain": "aicp._chain.load", "Chain": "aicp._chain.model", "Step": "aicp._chain.model",
     "run_chain": "aicp._run.run", "ChainResult": "aicp._run.results",
-    "Cancel": "aicp._process.monitor", "StepContext": "aicp._context", "StepFailed": "aicp._context",
+    "Cancel": "aicp._process.cancel", "StepContext": "aicp._context", "StepFailed": "aicp._context",
     "AicpError": "aicp._errors", "ChainError": "aicp._errors", "CredentialsError": "aicp._errors",
     "ExitCode": "aicp._errors", "MissingInputError": "aicp._errors", "NotConfirmed": "aicp._errors",
     "ProviderError": "aicp._errors", "UsageError": "aicp._errors", "RunRecordError": "aicp._run.record",

@@ -14,15 +14,14 @@ The format is the one of the AI Content Pipeline tool (``name``, ``prompt``,
 
 from __future__ import annotations
 
-import difflib
-import json
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
-import yaml
-
-from aicp._chain.model import Chain, Step, path_text
-from aicp._errors import ChainError, MissingInputError
+from aicp._chain.limits import field_problem
+from aicp._chain.model import Chain, Step
+from aicp._chain.parse import Document, Positions, parse
+from aicp._chain.source import read_text
+from aicp._errors import ChainError
 from aicp._redact import Redactor, secret_param_values
 from aicp.providers.models import resolve
 from aicp._chain.steptypes import (STEP_TYPES, Executor, StepType, executor_for, made_available, model_names,
@@ -41,84 +40,6 @@ MERGE_STRATEGIES = ("collect_all", "first_success")
 # --------------------------------------------------------------------------- loading
 
 
-def read_chain_text(path: str, stdin: Callable[[], str] | None = None) -> tuple[str, str, Path]:
-    """Return (text, label for messages, folder that relative paths resolve against)."""
-    if path == "-":
-        import sys
-
-        return (stdin or sys.stdin.read)(), "<stdin>", Path.cwd()
-    p = Path(path)
-    try:
-        return p.read_text(encoding="utf-8"), path, p.resolve().parent
-    except FileNotFoundError:
-        raise MissingInputError(f"chain file not found: {path}") from None
-    except IsADirectoryError:
-        raise MissingInputError(f"chain file is a directory: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MissingInputError(f"cannot read chain file {path}: {exc}") from None
-
-
-class _Positions:
-    """Line and column of every value in a YAML document, by its path."""
-
-    def __init__(self, text: str) -> None:
-        self._marks: dict[tuple[Any, ...], tuple[int, int]] = {}
-        # (path of the repeated key, line of its first occurrence): YAML loaders keep the
-        # last value silently, which hides typos like a second `timeout:` in a step
-        self.duplicates: list[tuple[tuple[Any, ...], int, tuple[int, int]]] = []
-        try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.YAMLError:
-            node = None
-        if node is not None:
-            self._walk(node, ())
-
-    def _walk(self, node: yaml.Node, path: tuple[Any, ...]) -> None:
-        self._marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode):
-                    where = path + ("<key>", key.value)
-                    if where in self._marks and key.value != "<<":
-                        again = (key.start_mark.line + 1, key.start_mark.column + 1)
-                        self.duplicates.append((path + (key.value,), self._marks[where][0], again))
-                        continue
-                    self._marks[where] = (key.start_mark.line + 1, key.start_mark.column + 1)
-                    self._walk(value, path + (key.value,))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                self._walk(item, path + (i,))
-
-    def of(self, path: tuple[Any, ...]) -> tuple[int, int] | None:
-        """The position of the value at ``path``: of its key when it is in a mapping
-        (``chain.yaml:7:5: steps[2].timeout``), else of the value; else of the nearest parent."""
-        while path:
-            key = path[:-1] + ("<key>", path[-1])
-            if key in self._marks:
-                return self._marks[key]
-            if path in self._marks:
-                return self._marks[path]
-            path = path[:-1]
-        return self._marks.get(())
-
-
-def parse_document(text: str, label: str) -> Any:
-    """YAML (safe loader only) or JSON text to Python data; syntax errors name the position."""
-    if label.endswith(".json"):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ChainError(f"{label}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
-        raise ChainError(f"{where}: invalid YAML: {exc.problem or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ChainError(f"{label}: invalid YAML: {exc}") from None
-
-
 def load_chain(source: str | Path | dict[str, Any], *, base_dir: Path | None = None,
                label: str | None = None, output_dir: str | Path | None = None,
                overrides: dict[str, Any] | None = None) -> Chain:
@@ -128,41 +49,38 @@ def load_chain(source: str | Path | dict[str, Any], *, base_dir: Path | None = N
     current directory for stdin, text and dicts). ``output_dir`` overrides the
     chain's own; ``overrides`` replace top-level keys (``run-chain --set``, a batch row's). Raises :class:`ChainError` (exit 2) with every message
     positioned, or :class:`MissingInputError` (exit 3) when the file cannot be read.
+    The text is parsed once (:mod:`aicp._chain.parse`).
     """
-    text = ""
     if isinstance(source, dict):
-        data: Any = source
+        document = Document(source, Positions(lambda: None), label or "<chain>")
     elif isinstance(source, Path) or ("\n" not in source and not source.lstrip().startswith("{")):
-        text, label, folder = read_chain_text(str(source))
-        base_dir = base_dir or folder
-        data = parse_document(text, label)
+        text, label = read_text(str(source), "chain file")
+        base_dir = base_dir or (Path.cwd() if str(source) == "-" else Path(source).resolve().parent)
+        document = parse(text, label)
     else:
-        text = source
-        data = parse_document(text, label or "<chain>")
+        document = parse(source, label or "<chain>")
+    data = document.data
     if overrides and isinstance(data, dict):
         data = {**data, **overrides}
     if output_dir is not None and isinstance(data, dict):
         data = {**data, "output_dir": str(output_dir)}
-    return _Validator(label or "<chain>", _Positions(text), base_dir or Path.cwd()).chain(data)
+    document.check(data)
+    return _Validator(document, base_dir or Path.cwd()).chain(data)
 
 
 # --------------------------------------------------------------------------- validation
 
 
 class _Validator:
-    def __init__(self, label: str, positions: _Positions, base_dir: Path) -> None:
-        self.label = label
-        self.positions = positions
+    def __init__(self, document: Document, base_dir: Path) -> None:
+        self.document = document
+        self.label = document.label
         self.base_dir = base_dir
         self.names: set[str] = set()
         self.redactor = Redactor.from_environment()
 
     def fail(self, path: tuple[Any, ...], message: str) -> ChainError:
-        where = self.positions.of(path)
-        prefix = f"{self.label}:{where[0]}:{where[1]}" if where else self.label
-        field_text = path_text(path)
-        message = self.redactor.text(message)  # an error quoting an api_key's value shows ***
-        return ChainError(f"{prefix}: {field_text}: {message}" if field_text else f"{prefix}: {message}")
+        return self.document.error(path, self.redactor.text(message))  # an error quoting an api_key's value shows ***
 
     # -- scalar checks ------------------------------------------------------
 
@@ -178,24 +96,25 @@ class _Validator:
             raise self.fail(path + (key,), f"must be a non-empty string, got {value!r}")
         return value
 
-    def number(self, data: dict[str, Any], key: str, path: tuple[Any, ...],
-               allow_zero: bool = False) -> float | None:
+    def number(self, data: dict[str, Any], key: str, path: tuple[Any, ...]) -> float | None:
+        """A numeric field, within its documented range (:data:`aicp._chain.limits.FIELDS`)."""
         value = data.get(key)
         if value is None:
             return None
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
-        if not ok or value < 0 or (value == 0 and not allow_zero):
-            kind = "a number >= 0" if allow_zero else "a positive number"
-            raise self.fail(path + (key,), f"must be {kind}, got {value!r}")
+        problem = field_problem(key, value)
+        if problem:
+            raise self.fail(path + (key,), problem)
         return float(value)
 
-    def count(self, data: dict[str, Any], key: str, path: tuple[Any, ...], minimum: int = 0) -> int | None:
+    def count(self, data: dict[str, Any], key: str, path: tuple[Any, ...]) -> int | None:
+        """A whole-number field, within its documented range."""
         value = data.get(key)
         if value is None:
             return None
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise self.fail(path + (key,), f"must be a whole number >= {minimum}, got {value!r}")
-        return value
+        problem = field_problem(key, value)
+        if problem:
+            raise self.fail(path + (key,), problem)
+        return int(value)
 
     def choice(self, data: dict[str, Any], key: str, path: tuple[Any, ...],
                choices: tuple[str, ...], default: str) -> str:
@@ -208,9 +127,6 @@ class _Validator:
     # -- the chain ----------------------------------------------------------
 
     def chain(self, data: Any) -> Chain:
-        for path, first_line, (line, column) in self.positions.duplicates:
-            raise ChainError(f"{self.label}:{line}:{column}: {path_text(path)}: duplicate key "
-                             f"'{path[-1]}' (first given on line {first_line}); only one may stay")
         if not isinstance(data, dict):
             raise self.fail((), f"a chain must be a mapping with 'name' and 'steps', got {type(data).__name__}")
         self.redactor.learn(secret_param_values(data.get("steps")))
@@ -236,7 +152,7 @@ class _Validator:
         output_dir = Path(data.get("output_dir") or "output")
         retry_delay = self.number(data, "retry_delay", ())
         retry_max_delay = self.number(data, "retry_max_delay", ())
-        kill_grace = self.number(data, "kill_grace", (), allow_zero=True)
+        kill_grace = self.number(data, "kill_grace", ())
         return Chain(
             name=name or "",
             steps=enabled,
@@ -349,7 +265,7 @@ class _Validator:
         live = [m for m in members if m.enabled]
         if common["enabled"] and not live:
             raise self.fail(ppath + ("parallel_steps",), "every member of this group is disabled")
-        max_workers = self.count(params, "max_workers", ppath, minimum=1) or min(4, max(1, len(live)))
+        max_workers = self.count(params, "max_workers", ppath) or min(4, max(1, len(live)))
         strategy = self.choice(params, "merge_strategy", ppath, MERGE_STRATEGIES, "collect_all")
         kinds = {m.produces for m in live}
         produces = "any"
@@ -411,6 +327,8 @@ def _consumers(step: Step) -> Iterator[Step]:
 def _did_you_mean(value: Any, choices: Any) -> str:
     if not isinstance(value, str):
         return ""
+    import difflib  # only when a message needs a suggestion: validate's start-up stays lean
+
     close = difflib.get_close_matches(value, [c for c in choices if isinstance(c, str)], n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 

@@ -17,12 +17,14 @@ from typing import Any
 
 from aicp._batch.job import PARENT_PID_VAR, follow_parent, job_context
 from aicp._chain.model import Chain
+from aicp._chain.source import check_name
 from aicp._commands.human import HumanView, summary
 from aicp._commands.output import print_envelope, write_stdout, write_to
 from aicp._errors import ExitCode, NotConfirmed, UsageError
+from aicp._events import EventLog
 from aicp._logformats import FORMATS
-from aicp._process.monitor import Cancel
-from aicp._process.tree import enable_subreaper
+from aicp._process.cancel import Cancel
+from aicp._worker.reaper import enable_subreaper
 from aicp._run.run import InputSource, open_run, report_failed_start
 
 
@@ -40,38 +42,52 @@ def _ensure_std_fds() -> None:
                 os.set_inheritable(fd, True)
 
 
-def _confirm(chain: Chain) -> None:
-    """Ask before spending money, but only a person at a terminal, and never in CI."""
+def _confirm(chain: Chain, stream: bool) -> None:
+    """Ask before spending money, but only a person at a terminal, and never in CI.
+
+    With ``--stream`` stderr carries JSON lines only, so the question is a ``confirm`` event."""
     cost = chain.estimated_cost
     if cost <= 0 or os.environ.get("CI") or sys.stdin is None or not sys.stdin.isatty():
         return
-    sys.stderr.write(f"'{chain.name}' is estimated to cost ${cost:.3f}. Run it? [y/N] ")
-    sys.stderr.flush()
+    question = f"'{chain.name}' is estimated to cost ${cost:.3f}. Run it? [y/N] "
+    if stream:
+        asking = EventLog(stream=True)
+        asking.emit("confirm", message=question, estimated_cost=cost)
+        asking.close()
+    else:
+        write_to("stderr", question)
     if sys.stdin.readline().strip().lower() not in ("y", "yes"):
         raise NotConfirmed("not confirmed; nothing was run (use --yes to skip this question)")
 
 
 class _Signals:
-    """SIGINT/SIGTERM stop the run cleanly; a second SIGINT kills the steps at once."""
+    """SIGINT, SIGTERM, SIGHUP and SIGQUIT stop the run cleanly; a second SIGINT kills the steps at once.
+
+    Each ends the run with its own exit code (128 + the signal's number) and
+    the one result line; the handlers stay until that line is written.
+    """
+
+    EXITS = {signal.SIGINT: ExitCode.INTERRUPTED, signal.SIGTERM: ExitCode.TERMINATED,
+             signal.SIGHUP: ExitCode.HANGUP, signal.SIGQUIT: ExitCode.QUIT}
 
     def __init__(self, cancel: Cancel) -> None:
         self.cancel = cancel
         self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> "_Signals":
-        self.previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_int)
-        self.previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._on_term)
+        for sig in self.EXITS:
+            self.previous[sig] = signal.signal(sig, self._on_signal)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
-    def _on_int(self, signum: int, frame: Any) -> None:
-        self.cancel.set("interrupted by SIGINT", hard=self.cancel.is_set(), exit_code=ExitCode.INTERRUPTED)
-
-    def _on_term(self, signum: int, frame: Any) -> None:
-        self.cancel.set("terminated by SIGTERM", exit_code=ExitCode.TERMINATED)
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        sig = signal.Signals(signum)
+        hard = sig == signal.SIGINT and self.cancel.is_set()
+        verb = {signal.SIGINT: "interrupted", signal.SIGHUP: "hung up", signal.SIGQUIT: "quit"}.get(sig, "terminated")
+        self.cancel.set(f"{verb} by {sig.name}", hard=hard, exit_code=self.EXITS[sig])
 
 
 def resume_command(args: Any, run_id: str) -> str:
@@ -112,18 +128,18 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
     return overrides
 
 
-def report_usage_error(error: UsageError) -> None:
-    """Arguments argparse refused: ``--stream`` still gets its one result line on stdout."""
-    report_failed_start(error, stream=True, log_file=None, context=job_context())
-
-
 def run_chain_command(args: Any) -> int:
+    """Run the chain. A failure before the run starts ends the stream with its result line and
+    propagates to the CLI, which tells it (marked ``reported``: not a second time)."""
     _ensure_std_fds()
     if os.environ.get(PARENT_PID_VAR):
         follow_parent()
     quiet = args.stream or args.json or args.quiet
     cancel = Cancel()
     try:
+        for flag, value in (("--output-dir", args.output_dir), ("--log-file", args.log_file)):
+            if value is not None:
+                check_name(value, flag)
         overrides = parse_overrides(args.set)
         shape = log_format(args)
     except UsageError as exc:
@@ -133,11 +149,12 @@ def run_chain_command(args: Any) -> int:
     run = open_run(args.config, InputSource(text=args.input_text, prompt_file=args.prompt_file, file=args.input),
                    output_dir=args.output_dir, overrides=overrides, run_id=args.run_id, stream=args.stream,
                    log_file=args.log_file, context=job_context(), observer=view, cancel=cancel,
-                   resume=args.resume, confirm=None if args.no_confirm else _confirm,
+                   resume=args.resume, confirm=None if args.no_confirm else lambda chain: _confirm(chain, args.stream),
                    reap_strays=enable_subreaper(), log_format=shape)
     try:
         with _Signals(cancel):
             result = run.execute(resume_command=resume_command(args, run.run_id))
+            args.invocation.result_written = True
     finally:
         if view is not None:  # the view ends itself at run_end; this is for a run that broke off
             view.close()
