@@ -5,6 +5,9 @@ A reader of stderr may stop reading (a log shipper that hangs, ``2> >(sleep
 first full pipe would stop its loop, and with it timeouts, memory limits and
 signal handling. So the supervisor only *queues* bytes (:meth:`Sink.put`, a
 list append) and a writer thread per output does the blocking ``write(2)``.
+When nothing is queued and the write cannot block (a regular file; a pipe
+with a free page, for at most ``PIPE_BUF`` bytes) the caller writes at once:
+the line is out when the event returns, as a reader following the run expects.
 
 The queue is bounded in bytes, and the bound is enforced where it belongs:
 
@@ -77,6 +80,8 @@ class Sink:
             mode = 0
         self._whole = stat.S_ISREG(mode)
         self._capacity = _pipe_capacity(fd) if stat.S_ISFIFO(mode) else 0
+        self._poll = select.poll()
+        self._poll.register(fd, select.POLLOUT)
         self._lock = threading.Lock()  # guards the queue and the counters
         self._wake = threading.Lock()  # held while the writer has nothing to do; released once per wake-up
         self._wake.acquire()
@@ -98,19 +103,48 @@ class Sink:
 
     def put(self, data: bytes, relay: bool = False) -> bool:
         """Queue ``data`` (whole lines); False if it was dropped (over the bound, or the output is gone)."""
+        failed = None
         with self._lock:
             if self.broken or self._closing:
                 return False
-            if self._queued and self._queued + len(data) > (RELAY_LIMIT if relay else QUEUE_LIMIT):
+            if not self._queued and len(data) <= PIPE_BUF and self._room_now():
+                try:  # nothing queued and room for it: written at once, without the thread
+                    self._write_all(memoryview(data))
+                    return True
+                except OSError as exc:
+                    self.broken, failed = True, exc
+            elif self._queued and self._queued + len(data) > (RELAY_LIMIT if relay else QUEUE_LIMIT):
                 lines = data.count(b"\n") or 1
                 self.dropped += lines
                 self.dropped_total += lines
                 return False
-            self._queue.append(data)
-            self._queued += len(data)
-            if not self._signalled:
-                self._wake_writer()
-        return True
+            else:
+                self._queue.append(data)
+                self._queued += len(data)
+                if not self._signalled:
+                    self._wake_writer()
+                return True
+        self._failed(failed)
+        return False
+
+    def _room_now(self) -> bool:
+        """Whether a write of at most PIPE_BUF bytes cannot block now: a regular file, or a pipe
+        with a free page (POLLOUT). Terminals and sockets always go through the thread."""
+        if self._whole:
+            return True
+        if not self._capacity:
+            return False
+        try:
+            return bool(self._poll.poll(0))
+        except OSError:
+            return False
+
+    def _failed(self, exc: OSError) -> None:
+        """A write failed: the reader is gone (quietly), or the output is given up and reported."""
+        if exc.errno not in _GONE:
+            self.error = exc
+            if self.on_error is not None:
+                self.on_error(self, exc)
 
     def _wake_writer(self) -> None:
         """(With the lock held.) Release the writer once; start it the first time."""
@@ -188,10 +222,7 @@ class Sink:
                 if self.dropped and self._queued <= SOFT_LIMIT:
                     report, self.dropped = self.dropped, 0
             if failed is not None:
-                if failed.errno not in _GONE:
-                    self.error = failed
-                    if self.on_error is not None:
-                        self.on_error(self, failed)
+                self._failed(failed)
                 return
             if report and self.on_recover is not None:
                 self.on_recover(self, report)
