@@ -86,10 +86,14 @@ def build_parser() -> Any:
                           "definition, input and recorded outputs are unchanged are reused")
 
     validate = command("validate", "validate a chain and print its plan",
-                       "Validate a chain without running it and print the normalised plan:\n"
-                       "steps, types, models, timeouts and estimated cost.")
+                       "Validate a chain without running it: every mistake at once, each as\n"
+                       "FILE:LINE:COL: PATH: MESSAGE (sorted, at most 50 shown), then whether it\n"
+                       "will run here (files it names, executors, credentials). Valid: print the\n"
+                       "normalised plan (steps, types, models, timeouts, estimated cost).")
     validate.add_argument("--config", "-c", required=True, metavar="FILE",
                           help="the chain file (YAML or JSON); '-' reads it from stdin")
+    validate.add_argument("--offline", action="store_true",
+                          help="do not check credentials (for CI of chain repositories)")
 
     command("list-steps", "list the step types, what each takes and produces, and its executors")
 
@@ -181,7 +185,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         if args.json and not getattr(args, "stream", False):  # --json still means one envelope
             from aicp._commands.output import print_envelope
 
-            print_envelope(args.command, None, error={"message": exc.message, "exit_code": int(code)})
+            problems = getattr(exc, "problems", None)  # a chain's mistakes: the data validate --json promises
+            data = {"valid": False, "problems": [p.as_dict() for p in problems]} if problems else None
+            print_envelope(args.command, data, error={"message": exc.message, "exit_code": int(code)})
     except KeyboardInterrupt:
         _print_error("interrupted")
         code = ExitCode.INTERRUPTED
@@ -197,9 +203,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 
 def _print_error(message: str) -> None:
+    """``error: ...``, one line per error (a chain with several mistakes has one line for each)."""
     from aicp._commands.output import write_to
 
-    write_to("stderr", f"error: {message}\n")
+    write_to("stderr", "".join(f"error: {line}\n" for line in message.splitlines() or [""]))
 
 
 def _flush_stdout() -> None:

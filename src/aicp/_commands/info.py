@@ -60,8 +60,8 @@ def _plan_lines(steps: list[dict[str, Any]], indent: str = "  ") -> list[str]:
 
 
 def validate(args: Any) -> int:
-    chain = load_chain(args.config)
-    plan = plan_of(chain)
+    chain = load_chain(args.config, here="offline" if args.offline else "yes")
+    plan = {"valid": True, **plan_of(chain), "problems": [p.as_dict() for p in chain.notes]}
     if args.json:
         print_envelope("validate", plan)
         return 0

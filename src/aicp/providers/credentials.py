@@ -36,8 +36,8 @@ def required_credentials(chain: Any) -> dict[str, list[Any]]:
     return needed
 
 
-def check_credentials(chain: Any, environ: Mapping[str, str] | None = None) -> None:
-    """Raise :class:`CredentialsError` (exit 3) naming each variable the chain needs and lacks."""
+def missing_credentials(chain: Any, environ: Mapping[str, str] | None = None) -> list[tuple[list[Any], str]]:
+    """(the steps that need it, the message) for each variable the chain needs and lacks."""
     environ = os.environ if environ is None else environ
     problems = []
     for variable, steps in required_credentials(chain).items():
@@ -46,7 +46,13 @@ def check_credentials(chain: Any, environ: Mapping[str, str] | None = None) -> N
         where = ", ".join(f"{s.location} ({s.type}/{s.model})" for s in steps[:3])
         more = f" and {len(steps) - 3} more" if len(steps) > 3 else ""
         url = next(url for var, url in PROVIDER_KEYS.values() if var == variable)
-        problems.append(f"{variable} is not set; {where}{more} need{'s' if len(steps) == 1 else ''} it "
-                        f"(get a key at {url}, then export {variable}=...)")
+        problems.append((steps, f"{variable} is not set; {where}{more} need{'s' if len(steps) == 1 else ''} it "
+                                f"(get a key at {url}, then export {variable}=...)"))
+    return problems
+
+
+def check_credentials(chain: Any, environ: Mapping[str, str] | None = None) -> None:
+    """Raise :class:`CredentialsError` (exit 3) naming each variable the chain needs and lacks."""
+    problems = missing_credentials(chain, environ)
     if problems:
-        raise CredentialsError("; ".join(problems))
+        raise CredentialsError("; ".join(message for _, message in problems))
