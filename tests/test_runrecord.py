@@ -309,8 +309,8 @@ def test_sigkill_of_aicp_mid_step_then_resume(here: Here, mode: str) -> None:
     shown = here.cli("runs", "show", run_id, "--config", str(here.chain), "--json")
     assert shown.result["data"]["status"] == "interrupted"  # its process is gone: the lock says so
     assert "2" not in manifest["steps"]
-    final = here.out / "step_2_python.dat"
-    part = [p.name for p in here.out.glob(".step_2_python.part*")]
+    final = here.out / "step_3_python.dat"
+    part = [p.name for p in here.out.glob(".step_3_python.part*")]
     if mode == "atomic":
         assert not final.exists() and part, "an atomic output appeared under its final name"
     else:
@@ -464,9 +464,9 @@ def test_changed_step_runs_again_with_everything_after_it(here: Here) -> None:
     assert started(changed) == [(1, None), (2, None)]
     assert here.counts() == {"a": 1, "b": 2, "c": 2}
     after = outputs_of(here.out)
-    assert after["step_0_python.dat"] == before["step_0_python.dat"]
-    assert after["step_1_python.dat"] != before["step_1_python.dat"]
+    assert after["step_1_python.dat"] == before["step_1_python.dat"]
     assert after["step_2_python.dat"] != before["step_2_python.dat"]
+    assert after["step_3_python.dat"] != before["step_3_python.dat"]
 
     # a different chain input changes the first step's input: everything runs
     other = here.run("--resume", "--input-text", "something else")
@@ -509,7 +509,7 @@ def test_output_deleted_or_modified_runs_that_step_again(here: Here, damage: str
     here.write("damage", [step("a"), step("b"), step("c")])
     assert here.run().returncode == 0
     before = outputs_of(here.out)
-    path = here.out / f"step_{victim}_python.dat"
+    path = here.out / f"step_{victim + 1}_python.dat"
     if damage == "delete":
         path.unlink()
     elif damage == "modify":

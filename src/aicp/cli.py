@@ -32,7 +32,7 @@ examples:
 
 
 def _global_flags(parser: Any, suppress: bool) -> None:
-    """--json/--quiet/--debug, accepted before or after the subcommand."""
+    """--json/--quiet/--debug and the directories, accepted before or after the subcommand."""
     import argparse
 
     default = argparse.SUPPRESS if suppress else False
@@ -43,6 +43,29 @@ def _global_flags(parser: Any, suppress: bool) -> None:
                        help="print nothing but errors and the result")
     group.add_argument("--debug", action="store_true", default=default,
                        help="print tracebacks for errors on stderr")
+    from aicp._commands.dirs import XDG_FLAGS
+
+    none = argparse.SUPPRESS if suppress else None
+    group.add_argument("--base-dir", metavar="DIR", default=none,
+                       help="relative output folders (the chain's output_dir, --output-dir, --save-json) "
+                            "resolve against DIR instead of the current directory")
+    for name, variable in XDG_FLAGS.items():
+        group.add_argument(f"--{name}-dir", metavar="DIR", default=none,
+                           help=f"set {variable} for the run and its steps (the AI Content Pipeline "
+                                "tool's flag; aicp itself keeps nothing there)")
+
+
+def _usd(text: str) -> float:
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an amount in USD, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be an amount >= 0, got {text!r}")
+    return value
 
 
 def build_parser() -> Any:
@@ -71,16 +94,21 @@ def build_parser() -> Any:
                   "result is one JSON line on stdout (also when the chain is invalid).")
     run.add_argument("--config", "-c", required=True, metavar="FILE",
                      help="the chain file (YAML or JSON); '-' reads it from stdin")
-    source = run.add_mutually_exclusive_group()
-    source.add_argument("--input-text", metavar="TEXT", help="the chain's input text (instead of its prompt)")
-    source.add_argument("--prompt-file", metavar="FILE", help="read the input text from FILE")
-    source.add_argument("--input", metavar="FILE", help="an input file (image, video, audio or text); '-' reads text from stdin")
+    run.add_argument("--input-text", metavar="TEXT", help="the chain's input text (instead of its prompt)")
+    run.add_argument("--prompt-file", metavar="FILE", help="read the input text from FILE (--input-text wins)")
+    run.add_argument("--input", metavar="FILE",
+                     help="an input file (image, video, audio or text); '-' reads text from stdin "
+                          "(wins over --input-text and --prompt-file, as in the old tool)")
     run.add_argument("--stream", action="store_true",
                      help="JSON events on stderr, the final result as one JSON line on stdout")
     run.add_argument("--log-file", metavar="PATH", help="also append every JSON event to PATH (any mode)")
     run.add_argument("--output-dir", metavar="DIR", help="write outputs here instead of the chain's output_dir")
     run.add_argument("--no-confirm", "--yes", "-y", dest="no_confirm", action="store_true",
                      help="never ask before a run with a cost estimate above zero")
+    run.add_argument("--max-cost", metavar="USD", type=_usd,
+                     help="budget: a step whose estimate would take the run past it does not start "
+                          "(exit 5, reason budget); overrides the chain's max_cost")
+    run.add_argument("--save-json", metavar="FILE", help=argparse.SUPPRESS)  # deprecated in the old tool
     run.add_argument("--resume", nargs="?", const="latest", metavar="RUN_ID",
                      help="continue an earlier run of this chain (default: the latest): steps whose "
                           "definition, input and recorded outputs are unchanged are reused")
@@ -174,6 +202,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         parser.print_help(sys.stderr)
         raise SystemExit(ExitCode.INVALID)
     try:
+        if args.command != "run-chain":  # run-chain does it itself: its failures have a result line
+            from aicp._commands.dirs import apply_directories
+
+            apply_directories(args)
         code = _run(args.command, args)
     except AicpError as exc:
         if args.debug:

@@ -106,13 +106,15 @@ def _models_hint(step_type: StepType) -> str:
 class Validator:
     """Checks one parsed chain document; collects every problem instead of stopping at the first."""
 
-    def __init__(self, label: str, positions: Positions, base_dir: Path, *, here: str = "no") -> None:
+    def __init__(self, label: str, positions: Positions, base_dir: Path, *, here: str = "no",
+                 work_dir: Path | None = None) -> None:
         """``here``: also check that the chain will run on this machine: ``"no"``, ``"offline"``
         (the files it names exist) or ``"yes"`` (and the credentials its steps need are set)."""
         self.label = label
         self.positions = positions
         self.base_dir = base_dir
         self.check_here = here
+        self.work_dir = work_dir  # what a relative output_dir is relative to (None: the current directory)
         self.problems: list[Problem] = []
         self.named: dict[str, int] = {}  # step name -> index of its top-level step in the file
 
@@ -209,7 +211,7 @@ class Validator:
         return Chain(
             name=value["name"], steps=tuple(s for s in steps if s.enabled), source=self.label,
             base_dir=self.base_dir,
-            output_dir=output_dir if output_dir.is_absolute() else Path.cwd() / output_dir,
+            output_dir=output_dir if output_dir.is_absolute() else (self.work_dir or Path.cwd()).absolute() / output_dir,
             description=value.get("description") or "", prompt=value.get("prompt"),
             input_type=value["input_type"], input_image=value.get("input_image"),
             input_video=value.get("input_video"), timeout=_float(value.get("timeout")),

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from aicp._chain.load import Chain, Step, load_chain
-from aicp._commands.output import print_envelope, write_stdout
+from aicp._commands.output import print_envelope, step_number, write_stdout
 from aicp._chain.steptypes import STEP_TYPES
 
 
@@ -51,7 +51,7 @@ def _plan_lines(steps: list[dict[str, Any]], indent: str = "  ") -> list[str]:
         if s["max_memory_mb"]:
             limits.append(f"memory {s['max_memory_mb']:g} MB")
         extra = f" [{', '.join(limits)}]" if limits else ""
-        lines.append(f"{indent}{s['step']}. {s['type']}{model}{name}: {s['consumes']} -> {s['produces']}"
+        lines.append(f"{indent}{step_number(s['step'])}. {s['type']}{model}{name}: {s['consumes']} -> {s['produces']}"
                      f"{extra}, ~${s['estimated_cost']:.3f}")
         if s.get("members"):
             lines.append(f"{indent}   {s['merge_strategy']}, at most {s['max_workers']} at a time:")
@@ -60,7 +60,7 @@ def _plan_lines(steps: list[dict[str, Any]], indent: str = "  ") -> list[str]:
 
 
 def validate(args: Any) -> int:
-    chain = load_chain(args.config, here="offline" if args.offline else "yes")
+    chain = load_chain(args.config, here="offline" if args.offline else "yes", work_dir=args.base_dir)
     plan = {"valid": True, **plan_of(chain), "problems": [p.as_dict() for p in chain.notes]}
     if args.json:
         print_envelope("validate", plan)

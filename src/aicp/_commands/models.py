@@ -12,7 +12,7 @@ from typing import Any
 
 from aicp._chain.load import Step, load_chain
 from aicp._errors import UsageError
-from aicp._commands.output import print_envelope, write_stdout
+from aicp._commands.output import print_envelope, step_number, write_stdout
 from aicp._chain.steptypes import STEP_TYPES
 
 
@@ -79,7 +79,7 @@ def _cost_lines(rows: list[dict[str, Any]], indent: str = "  ") -> list[str]:
     for r in rows:
         model = f" ({r['model']})" if r["model"] else ""
         provider = f" [{r['provider']}]" if "provider" in r else ""
-        lines.append(f"{indent}{r['step']}. {r['type']}{model}{provider}: ${r['cost']:.3f}")
+        lines.append(f"{indent}{step_number(r['step'])}. {r['type']}{model}{provider}: ${r['cost']:.3f}")
         lines += _cost_lines(r.get("members", []), indent + "   ")
     return lines
 
@@ -89,11 +89,16 @@ def estimate_cost(args: Any) -> int:
 
     from aicp.providers.credentials import required_credentials
 
-    chain = load_chain(args.config)
+    chain = load_chain(args.config, work_dir=args.base_dir)
     rows = _step_costs(chain.steps)
     needs = {variable: bool(os.environ.get(variable, "").strip()) for variable in required_credentials(chain)}
     data = {"name": chain.name, "source": chain.source, "estimated_cost": round(chain.estimated_cost, 6),
-            "currency": "USD", "steps": rows, "credentials": needs}
+            "currency": "USD", "steps": rows, "credentials": needs,
+            # the AI Content Pipeline tool's estimate, same names and shape
+            "total_cost": round(chain.estimated_cost, 6),
+            "step_costs": [{"step": s.type, "model": s.model, "cost": round(s.estimated_cost, 6)} for s in chain.steps]}
+    if chain.max_cost is not None:
+        data["max_cost"] = chain.max_cost
     if args.json:
         print_envelope("estimate-cost", data)
         return 0

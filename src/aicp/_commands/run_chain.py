@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from dataclasses import replace
 from typing import Any
 
 from aicp._chain.load import Chain, load_chain
@@ -22,6 +23,7 @@ from aicp._process.monitor import Cancel
 from aicp._process.tree import enable_subreaper
 from aicp._run.record import Journal, open_record
 from aicp._run.supervisor import Supervisor
+from aicp._commands.dirs import apply_directories
 from aicp.providers.credentials import check_credentials
 
 
@@ -73,6 +75,30 @@ class _Signals:
         self.cancel.set("terminated by SIGTERM", exit_code=ExitCode.TERMINATED)
 
 
+SAVED_FIELDS = ("success", "steps_completed", "total_steps", "total_cost", "total_time", "outputs", "error")
+
+
+def _deprecated(message: str, events: EventLog | None) -> None:
+    """A warning that must not break the stream: an event with --stream, else a line on stderr."""
+    if events is not None:
+        events.emit("warning", message=message)
+    else:
+        write_to("stderr", f"warning: {message}\n")
+
+
+def _save_json(args: Any, result: dict[str, Any]) -> None:
+    """--save-json FILE: the result, where the old tool put it (FILE under <base dir>/output/)."""
+    import json
+    from pathlib import Path
+
+    path = Path(args.base_dir or ".") / "output" / args.save_json
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+    except OSError as exc:
+        write_to("stderr", f"error: cannot save the result to {path}: {exc}\n")
+
+
 def _failed_before_start(error: AicpError, args: Any) -> None:
     if args.stream or args.log_file:  # the log file records every invocation, in any mode
         events = EventLog(stream=args.stream, log_file=args.log_file)
@@ -84,9 +110,12 @@ def _failed_before_start(error: AicpError, args: Any) -> None:
 def run_chain_command(args: Any) -> int:
     _ensure_std_fds()
     try:
+        apply_directories(args)
         if args.config == "-" and args.input == "-":
             raise UsageError("--config - and --input - cannot both read stdin; give one of them a file")
-        chain = load_chain(args.config, output_dir=args.output_dir)
+        chain = load_chain(args.config, output_dir=args.output_dir, work_dir=args.base_dir)
+        if args.max_cost is not None:
+            chain = replace(chain, max_cost=args.max_cost)
         check_credentials(chain)
         chain_input = resolve_input(chain, input_text=args.input_text, prompt_file=args.prompt_file,
                                     input_file=args.input)
@@ -102,6 +131,9 @@ def run_chain_command(args: Any) -> int:
     cancel = Cancel()
     reaper = enable_subreaper()
     try:
+        if args.save_json:
+            _deprecated("--save-json is deprecated (as in the AI Content Pipeline tool): use --json and "
+                        "redirect stdout; the result is still saved", events if args.stream else None)
         with _Signals(cancel):
             result = Supervisor(chain, events, cancel, reap_strays=reaper,
                                 journal=Journal(record, resume=resuming)).run(chain_input)
@@ -109,6 +141,8 @@ def run_chain_command(args: Any) -> int:
             events.result(**fields)
     finally:
         events.close()
+    if args.save_json:
+        _save_json(args, {k: fields[k] for k in SAVED_FIELDS})
     if not args.stream:
         if args.json:
             print_envelope("run-chain", events.redactor.scrub(fields))
