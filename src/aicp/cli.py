@@ -47,7 +47,7 @@ def _global_flags(parser: Any, suppress: bool) -> None:
 
     none = argparse.SUPPRESS if suppress else None
     group.add_argument("--base-dir", metavar="DIR", default=none,
-                       help="relative output folders (the chain's output_dir, --output-dir, --save-json) "
+                       help="relative output folders (the chain's output_dir, --output-dir) "
                             "resolve against DIR instead of the current directory")
     for name, variable in XDG_FLAGS.items():
         group.add_argument(f"--{name}-dir", metavar="DIR", default=none,

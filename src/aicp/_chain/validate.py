@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Protocol
 
-from aicp._chain.params import Param, by_name, ignored
+from aicp._chain.params import Param, by_name
 from aicp._chain.plan import DEFAULT_NAME, Chain, Step, path_text
 from aicp._chain.steptypes import STEP_TYPES, Executor, StepType, accepts, executor_for
 from aicp._errors import ChainError, Problem
@@ -35,6 +35,7 @@ _POSITIVE = {"types": ("number",), "minimum": 0, "exclusive_minimum": True}
 _AT_LEAST_ZERO = {"types": ("number",), "minimum": 0}
 _COUNT = {"types": ("integer",), "minimum": 0}
 _TEXT = {"types": ("string",), "nonempty": True}
+_NO_TEMP = "aicp writes no temporary files: each output is written under a hidden name and renamed"
 
 CHAIN_KEYS: dict[str, Param] = by_name([
     Param("name", **_TEXT, default=DEFAULT_NAME, help="the chain's name (events, run records)"),
@@ -55,8 +56,8 @@ CHAIN_KEYS: dict[str, Param] = by_name([
           "past it does not start (--max-cost overrides)"),
     Param("save_intermediates", ("boolean",), default=False,
           help="write output_dir/reports/<name>_step<N>_intermediate_<time>.json after every step"),
-    *ignored("aicp writes no temporary files: each output is written under a hidden name and renamed",
-             "temp_dir", "cleanup_temp"),
+    Param("temp_dir", ("string",), status="ignored", note=_NO_TEMP),
+    Param("cleanup_temp", ("boolean",), status="ignored", note=_NO_TEMP),
 ])
 
 STEP_KEYS: dict[str, Param] = by_name([
