@@ -14,29 +14,33 @@ from pathlib import Path
 
 import pytest
 from _aicp import child_env
-from conftest import assert_valid_events
 
 ECHO = "params: {run: 'echo got {input}'}"
 
 
-def run_stream(aicp, *args, env=None, cwd=None):
-    run = aicp("run-chain", *args, "--stream", env=env, cwd=cwd)
-    assert "Traceback" not in run.stderr, run.stderr
-    assert_valid_events(run.events + [run.result])
+@pytest.fixture
+def run_stream(aicp, validate_events):
+    """``run-chain ARGS --stream``, its events checked against the schema."""
+    def run(*args, env=None, cwd=None):
+        result = aicp("run-chain", *args, "--stream", env=env, cwd=cwd)
+        assert "Traceback" not in result.stderr, result.stderr
+        validate_events(result)
+        return result
+
     return run
 
 
 # ----------------------------------------------------------------------------- keys
 
 
-def test_name_is_optional_with_the_old_default(aicp, write_chain):
+def test_name_is_optional_with_the_old_default(aicp, run_stream, write_chain):
     write_chain(f"""
         prompt: hi
         steps:
           - type: command
             {ECHO}
     """)
-    run = run_stream(aicp, "--config", "chain.yaml")
+    run = run_stream("--config", "chain.yaml")
     assert run.returncode == 0
     assert run.of("pipeline_start")[0]["name"] == "unnamed_chain"
     plan = aicp("validate", "--config", "chain.yaml", "--json").result["data"]
@@ -48,13 +52,13 @@ def test_name_is_optional_with_the_old_default(aicp, write_chain):
     "temp_dir: scratch\ncleanup_temp: false\nsave_intermediates: false",
     "input_type: auto\ncleanup_temp: true",
 ])
-def test_the_old_keys_are_known_no_warning(aicp, write_chain, tmp_path, keys):
+def test_the_old_keys_are_known_no_warning(aicp, run_stream, write_chain, tmp_path, keys):
     text = f"name: old\nprompt: hi\n{keys}\nsteps:\n  - type: command\n    {ECHO}\n"
     (tmp_path / "chain.yaml").write_text(text)
     plan = aicp("validate", "--config", "chain.yaml", "--json")
     assert plan.returncode == 0, plan.stderr
     assert plan.result["data"]["warnings"] == [] and plan.result["data"]["problems"] == []
-    run = run_stream(aicp, "--config", "chain.yaml")
+    run = run_stream("--config", "chain.yaml")
     assert run.returncode == 0
     assert run.of("warning") == []
     assert not (tmp_path / "temp").exists() and not (tmp_path / "scratch").exists()  # no temp files
@@ -71,7 +75,7 @@ def test_the_old_keys_are_checked(aicp, write_chain, tmp_path, key, value, expec
     assert run.stderr.startswith(f"error: chain.yaml:2:1: {key}: must be") and expected in run.stderr
 
 
-def test_save_intermediates_writes_the_old_reports(aicp, write_chain, tmp_path):
+def test_save_intermediates_writes_the_old_reports(aicp, run_stream, write_chain, tmp_path):
     write_chain(f"""
         name: my chain/with slash
         prompt: hi
@@ -82,7 +86,7 @@ def test_save_intermediates_writes_the_old_reports(aicp, write_chain, tmp_path):
           - type: command
             {ECHO}
     """)
-    run = run_stream(aicp, "--config", "chain.yaml")
+    run = run_stream("--config", "chain.yaml")
     assert run.returncode == 0
     reports = sorted((tmp_path / "output" / "reports").iterdir())
     assert [p.name.split("_intermediate_")[0] for p in reports] == ["my_chain_with_slash_step1",
@@ -92,14 +96,14 @@ def test_save_intermediates_writes_the_old_reports(aicp, write_chain, tmp_path):
     assert last["execution_summary"]["completed_steps"] == 2
     assert last["intermediate_outputs"]["step_2_command"]["text"] == "got got hi"
     write_chain(f"name: quiet\nprompt: hi\nsteps:\n  - type: command\n    {ECHO}\n", name="off.yaml")
-    run_stream(aicp, "--config", "off.yaml", "--output-dir", "off")
+    run_stream("--config", "off.yaml", "--output-dir", "off")
     assert not (tmp_path / "off" / "reports").exists()
 
 
 # ----------------------------------------------------------------------------- input_from
 
 
-def test_input_from_takes_the_named_steps_output(aicp, write_chain):
+def test_input_from_takes_the_named_steps_output(aicp, run_stream, write_chain):
     write_chain(f"""
         name: from
         prompt: seed
@@ -121,7 +125,7 @@ def test_input_from_takes_the_named_steps_output(aicp, write_chain):
             input_from: b
             {ECHO}
     """)
-    run = run_stream(aicp, "--config", "chain.yaml")
+    run = run_stream("--config", "chain.yaml")
     assert run.returncode == 0, run.stderr
     outputs = run.result["outputs"]
     assert outputs["step_2_command"]["text"] == "two one seed"
@@ -158,15 +162,15 @@ def test_input_from_errors(aicp, tmp_path, steps, path, message):
 # ----------------------------------------------------------------------------- flags
 
 
-def test_base_dir_resolves_relative_output_folders(aicp, write_chain, tmp_path):
+def test_base_dir_resolves_relative_output_folders(aicp, run_stream, write_chain, tmp_path):
     write_chain(f"name: b\nprompt: hi\noutput_dir: out\nsteps:\n  - type: python\n    params: {{function: 'mod:write'}}\n")
     (tmp_path / "mod.py").write_text("def write(ctx):\n    p = ctx.output_path('dat')\n    p.write_text('x')\n"
                                      "    return {'output': 'ok', 'outputs': [str(p)]}\n")
     (tmp_path / "base").mkdir()
-    run = run_stream(aicp, "--base-dir", "base", "--config", "chain.yaml")
+    run = run_stream("--base-dir", "base", "--config", "chain.yaml")
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "base" / "out" / "step_1_python.dat").exists()
-    after = run_stream(aicp, "--config", "chain.yaml", "--base-dir", "base", "--output-dir", "other")
+    after = run_stream("--config", "chain.yaml", "--base-dir", "base", "--output-dir", "other")
     assert (tmp_path / "base" / "other" / "step_1_python.dat").exists() and after.returncode == 0
     listed = aicp("runs", "list", "--config", "chain.yaml", "--base-dir", "base", "--json")
     assert len(listed.result["data"]) == 1
@@ -174,7 +178,7 @@ def test_base_dir_resolves_relative_output_folders(aicp, write_chain, tmp_path):
     assert missing.returncode == 3 and "--base-dir nowhere" in missing.result["error"]
 
 
-def test_config_cache_state_dirs_become_the_xdg_variables(aicp, write_chain, tmp_path):
+def test_config_cache_state_dirs_become_the_xdg_variables(aicp, run_stream, write_chain, tmp_path):
     write_chain("""
         name: xdg
         prompt: hi
@@ -182,15 +186,15 @@ def test_config_cache_state_dirs_become_the_xdg_variables(aicp, write_chain, tmp
           - type: command
             params: {run: 'echo "$XDG_CONFIG_HOME|$XDG_CACHE_HOME|$XDG_STATE_HOME"'}
     """)
-    run = run_stream(aicp, "--config-dir", "c", "--cache-dir", "k", "--config", "chain.yaml", "--state-dir", "s")
+    run = run_stream("--config-dir", "c", "--cache-dir", "k", "--config", "chain.yaml", "--state-dir", "s")
     assert run.returncode == 0, run.stderr
     assert run.result["outputs"]["step_1_command"]["text"] == f"{tmp_path / 'c'}|{tmp_path / 'k'}|{tmp_path / 's'}"
     assert aicp("--config-dir", ".", "list-steps").returncode == 0  # the old tool's invalid choice: '.'
 
 
-def test_save_json_writes_the_result_where_the_old_tool_did(aicp, write_chain, tmp_path):
+def test_save_json_writes_the_result_where_the_old_tool_did(aicp, run_stream, write_chain, tmp_path):
     write_chain(f"name: s\nprompt: hi\nsteps:\n  - type: command\n    {ECHO}\n")
-    run = run_stream(aicp, "--config", "chain.yaml", "--save-json", "result.json")
+    run = run_stream("--config", "chain.yaml", "--save-json", "result.json")
     assert run.returncode == 0
     saved = json.loads((tmp_path / "output" / "result.json").read_text())
     assert set(saved) == {"success", "steps_completed", "total_steps", "total_cost", "total_time", "outputs", "error"}
@@ -212,11 +216,11 @@ def test_save_json_writes_the_result_where_the_old_tool_did(aicp, write_chain, t
     (["--input-text", "typed", "--input", "i.txt", "--prompt-file", "p.txt"], "from input file"),
     (["--prompt-file", "p.txt"], "from prompt file"),
 ])
-def test_input_flags_combine_as_in_the_old_tool(aicp, write_chain, tmp_path, flags, expected):
+def test_input_flags_combine_as_in_the_old_tool(aicp, run_stream, write_chain, tmp_path, flags, expected):
     write_chain(f"name: i\nprompt: chain prompt\nsteps:\n  - type: command\n    {ECHO}\n")
     (tmp_path / "p.txt").write_text("from prompt file\n")
     (tmp_path / "i.txt").write_text("from input file\n")
-    run = run_stream(aicp, "--config", "chain.yaml", *flags)
+    run = run_stream("--config", "chain.yaml", *flags)
     assert run.returncode == 0, run.stderr
     assert run.result["outputs"]["step_1_command"]["text"] == f"got {expected}"
 
@@ -239,7 +243,7 @@ def test_estimate_cost_json_has_the_old_fields(aicp, write_chain):
 # ----------------------------------------------------------------------------- output
 
 
-def test_outputs_final_is_the_last_steps_entry_and_numbers_agree(aicp, write_chain, tmp_path):
+def test_outputs_final_is_the_last_steps_entry_and_numbers_agree(aicp, run_stream, write_chain, tmp_path):
     write_chain("""
         name: numbers
         prompt: A lighthouse at dawn
@@ -252,7 +256,7 @@ def test_outputs_final_is_the_last_steps_entry_and_numbers_agree(aicp, write_cha
                 - {type: upscale_image, model: lanczos, params: {factor: 1.5}}
                 - {type: upscale_image, model: lanczos, params: {factor: 1.5}}
     """)
-    run = run_stream(aicp, "--config", "chain.yaml")
+    run = run_stream("--config", "chain.yaml")
     assert run.returncode == 0, run.stderr
     outputs = run.result["outputs"]
     assert list(outputs) == ["step_1_text_to_image", "step_2_split_image", "step_3_parallel_group", "final"]
@@ -271,9 +275,9 @@ def test_outputs_final_is_the_last_steps_entry_and_numbers_agree(aicp, write_cha
     assert not any(line.strip().startswith("final:") for line in human.stdout.splitlines())
 
 
-def test_a_failed_run_has_no_final(aicp, write_chain):
+def test_a_failed_run_has_no_final(aicp, run_stream, write_chain):
     write_chain(f"name: f\nprompt: hi\nsteps:\n  - type: command\n    {ECHO}\n  - {{type: command, params: {{run: 'exit 3'}}}}\n")
-    run = run_stream(aicp, "--config", "chain.yaml")
+    run = run_stream("--config", "chain.yaml")
     assert run.returncode == 5
     assert list(run.result["outputs"]) == ["step_1_command"]
 
@@ -287,7 +291,7 @@ def pay(ctx):
 """
 
 
-def test_max_cost_refuses_a_step_whose_estimate_would_pass_it(aicp, write_chain, tmp_path):
+def test_max_cost_refuses_a_step_whose_estimate_would_pass_it(aicp, run_stream, write_chain, tmp_path):
     write_chain("""
         name: budget
         prompt: a fox
@@ -297,7 +301,7 @@ def test_max_cost_refuses_a_step_whose_estimate_would_pass_it(aicp, write_chain,
           - {type: image_to_video, model: hailuo}
     """)
     env = child_env(FAL_KEY="test-key", AICP_FAL_QUEUE_URL="http://127.0.0.1:9")  # never reached
-    run = run_stream(aicp, "--config", "chain.yaml", env=env)
+    run = run_stream("--config", "chain.yaml", env=env)
     assert run.returncode == 5
     error = run.of("step_error")[0]
     assert (error["step"], error["reason"], error["type"]) == (1, "budget", "image_to_video")
@@ -306,11 +310,11 @@ def test_max_cost_refuses_a_step_whose_estimate_would_pass_it(aicp, write_chain,
     assert run.result["steps_completed"] == 1 and "not started" in run.result["error"]
     # --max-cost overrides the chain's: high enough, the same step would start (and fail to connect)
     assert aicp("estimate-cost", "--config", "chain.yaml", "--json").result["data"]["max_cost"] == 0.05
-    low = run_stream(aicp, "--config", "chain.yaml", "--max-cost", "0", env=env)
+    low = run_stream("--config", "chain.yaml", "--max-cost", "0", env=env)
     assert low.returncode == 5 and low.of("step_error")[0]["step"] == 1  # a free step still runs at 0
 
 
-def test_max_cost_is_checked_again_against_real_spend(aicp, write_chain, tmp_path):
+def test_max_cost_is_checked_again_against_real_spend(aicp, run_stream, write_chain, tmp_path):
     (tmp_path / "budgetmod.py").write_text(BUDGET_MODULE)
     write_chain("""
         name: real spend
@@ -320,12 +324,12 @@ def test_max_cost_is_checked_again_against_real_spend(aicp, write_chain, tmp_pat
           - {type: python, params: {function: "budgetmod:pay", cost: 0.5}}
           - {type: python, params: {function: "budgetmod:pay", cost: 0}}
     """)
-    run = run_stream(aicp, "--config", "chain.yaml", "--max-cost", "0.75")
+    run = run_stream("--config", "chain.yaml", "--max-cost", "0.75")
     assert run.returncode == 5
     assert [e["step"] for e in run.of("step_complete")] == [0, 1]  # estimates were 0: both started
     assert "past max_cost" in run.of("warning")[0]["message"]
     refused = run.of("step_error")[0]
     assert (refused["step"], refused["reason"]) == (2, "budget")
     assert run.result["total_cost"] == pytest.approx(1.0)
-    ok = run_stream(aicp, "--config", "chain.yaml", "--max-cost", "1")
+    ok = run_stream("--config", "chain.yaml", "--max-cost", "1")
     assert ok.returncode == 0
