@@ -123,13 +123,17 @@ def build_parser() -> Any:
     validate.add_argument("--offline", action="store_true",
                           help="do not check credentials (for CI of chain repositories)")
 
-    command("list-steps", "list the step types, what each takes and produces, and its executors")
+    steps = command("list-steps", "list the step types, what each takes and produces, and its executors")
+    steps.add_argument("--params", action="store_true",
+                       help="also every executor's params: type, range or choices, default, required; "
+                            "the old tool's params accepted and not used are marked")
 
     models = command("list-models", "list every model: its step type, provider, endpoint and price",
                      "List every model: its step type, provider, endpoint and price (USD per request).\n"
                      "fal models need FAL_KEY; AICP_FAL_QUEUE_URL replaces https://queue.fal.run\n"
                      "(a proxy, a test server) and AICP_FAL_REST_URL fal's storage host.")
     models.add_argument("--type", metavar="TYPE", help="only the models of this step type")
+    models.add_argument("--params", action="store_true", help="also each model's params (as list-steps --params)")
 
     estimate = command("estimate-cost", "estimate what a chain will cost, step by step (no network)")
     estimate.add_argument("--config", "-c", required=True, metavar="FILE",
@@ -147,8 +151,14 @@ def build_parser() -> Any:
         where.add_argument("--output-dir", metavar="DIR", default="output",
                            help="the output_dir whose runs/ to read (default: output)")
 
-    schema = command("schema", "print the JSON Schema of the event stream")
-    schema.add_argument("what", choices=["events"], help="which schema")
+    schema = command("schema", "print a JSON Schema (draft 2020-12): of the event stream, or of chain files",
+                     "Print a JSON Schema (draft 2020-12).\n"
+                     "  events: every event of the stream (--stream, --log-file)\n"
+                     "  chain:  chain files, generated from the step types, models and params;\n"
+                     "          save it and point your editor's YAML language server at it:\n"
+                     "          aicp schema chain > chain.schema.json, then start a chain file with\n"
+                     "          # yaml-language-server: $schema=chain.schema.json")
+    schema.add_argument("what", choices=["events", "chain"], help="which schema")
     return parser
 
 

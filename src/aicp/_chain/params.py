@@ -70,8 +70,10 @@ class Param:
             return False
         if self.choices:
             return value in self.choices
+        if isinstance(value, (str, list)) and self.nonempty and not (value.strip() if isinstance(value, str) else value):
+            return False
         if isinstance(value, str):
-            return bool(value.strip()) if self.nonempty else not self.pattern or bool(re.fullmatch(self.pattern, value))
+            return not self.pattern or bool(re.fullmatch(self.pattern, value))
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             low, high = self.minimum, self.maximum
             return not ((low is not None and (value < low or (self.exclusive_minimum and value == low)))
@@ -86,7 +88,7 @@ class Param:
             return "a positive number" if self.exclusive_minimum else "a number >= 0"
         words = {"string": "a non-empty string" if self.nonempty else "a string", "path": "a file path",
                  "number": "a number", "integer": "a whole number", "boolean": "true or false",
-                 "list": "a list", "mapping": "a mapping", "any": "anything"}
+                 "list": "a non-empty list" if self.nonempty else "a list", "mapping": "a mapping", "any": "anything"}
         text = " or ".join(words[t] for t in self.types)
         if self.minimum is not None:
             text += f" {'>' if self.exclusive_minimum else '>='} {self.minimum:g}"
@@ -140,6 +142,8 @@ class Param:
             out["maximum"] = self.maximum
         if self.pattern:
             out["pattern"] = f"^(?:{self.pattern})$"
+        elif self.nonempty and "list" in self.types:
+            out["minItems"] = 1
         elif self.nonempty:
             out["pattern"] = r"\S"
         description = self.help or ""

@@ -320,11 +320,34 @@ class Validator:
                 self.report(path + ("model",) if model else path + ("type",),
                             f"{step_type.name}{'/' + model if model else ''} is not available "
                             f"on this machine: {missing}")
-        if executor.check and params is not None:
-            for param_path, message in load_target(executor.check)(dict(params), model):
+        if params is not None:
+            reported = self.params(executor, params, path, f"{step_type.name}{'/' + model if model else ''}")
+            for param_path, message in load_target(executor.check)(dict(params), model) if executor.check else ():
                 parts = tuple(int(p) if p.isdigit() else p for p in param_path.split("."))
+                if parts[1:2] and parts[1] in reported:  # its declaration already said what is wrong
+                    continue
                 self.report(path + parts, message)
         return executor
+
+    def params(self, executor: Executor, params: Mapping[str, Any], path: tuple[Any, ...], label: str) -> set[str]:
+        """Every param against the executor's declaration; returns the names found wrong."""
+        declared = executor.declared
+        ppath = path + ("params",)
+        wrong = set()
+        for key, value in params.items():
+            param = declared.get(key)
+            if param is None and not executor.open_params and declared:
+                self.report(ppath + ("<key>", key), f"unknown param '{key}' for {label}"
+                            + (did_you_mean(key, declared) or "; 'aicp list-steps --params' lists them"))
+                wrong.add(key)
+            elif param is not None and (message := param.problem(value)):
+                self.report(ppath + (key,), message + did_you_mean(value, param.choices))
+                wrong.add(key)
+        for name, param in declared.items():
+            if param.required and params.get(name) is None:
+                self.report(ppath + (name,), f"'{name}' is required for {label}: {param.expected()}")
+                wrong.add(name)
+        return wrong
 
     def group(self, common: dict[str, Any], params: Mapping[str, Any], path: tuple[Any, ...]) -> Step:
         ppath = path + ("params",)

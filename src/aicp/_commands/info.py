@@ -1,4 +1,8 @@
-"""The commands that only tell: ``validate``, ``list-steps`` and ``schema``."""
+"""The commands that only tell: ``validate``, ``list-steps`` and ``schema``.
+
+``list-steps --params`` prints every executor's declared params from the
+catalogue itself: the README points here instead of copying them.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from typing import Any
 
 from aicp._chain.load import Chain, Step, load_chain
 from aicp._commands.output import print_envelope, step_number, write_stdout
-from aicp._chain.steptypes import STEP_TYPES
+from aicp._chain.steptypes import STEP_TYPES, Executor
+from aicp._chain.validate import GROUP_PARAMS
 
 
 def _step_plan(index: str, step: Step, chain: Chain) -> dict[str, Any]:
@@ -75,22 +80,40 @@ def validate(args: Any) -> int:
     return 0
 
 
+def params_of(executor: Executor) -> list[dict[str, Any]]:
+    """An executor's declared params, as ``list-steps`` / ``list-models`` print them."""
+    return [p.describe() for p in executor.params]
+
+
+def param_lines(executor: Executor, indent: str) -> list[str]:
+    lines = [f"{indent}{p.line()}" for p in executor.params]
+    if executor.open_params:
+        lines.append(f"{indent}(and any other param: the function reads ctx.params)")
+    return lines or [f"{indent}(no params)"]
+
+
 def list_steps(args: Any) -> int:
     rows = []
+    group = [p.describe() for p in GROUP_PARAMS.values()]
     for t in STEP_TYPES.values():
         executors = [{"model": model, "executor": e.target, "summary": e.summary, "provider": e.provider,
-                      "estimated_cost": e.cost} for model, e in t.executors.items()]
+                      "estimated_cost": e.cost, "params": params_of(e), "open_params": e.open_params}
+                     for model, e in t.executors.items()]
         rows.append({"type": t.name, "consumes": t.consumes, "produces": t.produces, "summary": t.summary,
                      "model_required": t.model_required, "available": bool(executors) or t.name == "parallel_group",
-                     "executors": executors})
+                     "executors": executors, **({"params": group} if t.name == "parallel_group" else {})})
     if args.json:
         print_envelope("list-steps", rows)
         return 0
     lines = []
-    for r in rows:
+    for r, t in zip(rows, STEP_TYPES.values()):
         lines.append(f"{r['type']:<20} {r['consumes']:>6} -> {r['produces']:<7} {r['summary']}")
-        for e in r["executors"]:
-            lines.append(f"{'':<22}model {e['model'] or '(any)'}: {e['summary']} [{e['provider']}]")
+        if args.params and t.name == "parallel_group":
+            lines += [f"{'':<24}{p.line()}" for p in GROUP_PARAMS.values()]
+        for model, e in t.executors.items():
+            lines.append(f"{'':<22}model {model or '(any)'}: {e.summary} [{e.provider}]")
+            if args.params:
+                lines += param_lines(e, " " * 24)
         if not r["available"]:
             lines.append(f"{'':<22}not available in this version")
     write_stdout("\n".join(lines) + "\n")
@@ -98,11 +121,20 @@ def list_steps(args: Any) -> int:
 
 
 def schema(args: Any) -> int:
-    from importlib.resources import files
+    """``aicp schema events``: the shipped schema of the event stream; ``aicp schema chain``: the
+    schema of chain files, generated from the catalogue."""
+    if args.what == "chain":
+        from aicp._chain.schema import chain_schema
 
-    text = files("aicp").joinpath("events.schema.json").read_text(encoding="utf-8")
+        data = chain_schema()
+        text = json.dumps(data, indent=2) + "\n"
+    else:
+        from importlib.resources import files
+
+        text = files("aicp").joinpath("events.schema.json").read_text(encoding="utf-8")
+        data = json.loads(text)
     if args.json:
-        print_envelope("schema", json.loads(text))
+        print_envelope("schema", data)
     else:
         write_stdout(text if text.endswith("\n") else text + "\n")
     return 0

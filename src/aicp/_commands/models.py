@@ -12,6 +12,7 @@ from typing import Any
 
 from aicp._chain.load import Step, load_chain
 from aicp._errors import UsageError
+from aicp._commands.info import param_lines, params_of
 from aicp._commands.output import print_envelope, step_number, write_stdout
 from aicp._chain.steptypes import STEP_TYPES
 
@@ -32,6 +33,7 @@ def model_rows(step_type: str | None = None) -> list[dict[str, Any]]:
                 "model": model, "type": t.name, "consumes": t.consumes, "produces": t.produces,
                 "provider": executor.provider, "endpoint": fal.endpoint if fal else None,
                 "name": fal.name if fal else None, "price": executor.cost, "summary": executor.summary,
+                "params": params_of(executor),
             })
     return rows
 
@@ -53,8 +55,15 @@ def list_models(args: Any) -> int:
         write_stdout(f"no models for {wanted}\n")
         return 0
     header = [["MODEL", "STEP TYPE", "PROVIDER", "PRICE", "ENDPOINT"]]
-    write_stdout(_table(header + [[r["model"], r["type"], r["provider"], f"${r['price']:.3f}",
-                                   r["endpoint"] or "-"] for r in rows]))
+    table = [[r["model"], r["type"], r["provider"], f"${r['price']:.3f}", r["endpoint"] or "-"] for r in rows]
+    if not args.params:
+        write_stdout(_table(header + table))
+        return 0
+    lines = []
+    for row, cells in zip(rows, table):
+        lines.append(_table([cells]).rstrip("\n"))
+        lines += param_lines(STEP_TYPES[row["type"]].executors[row["model"]], "    ")
+    write_stdout("\n".join(lines) + "\n")
     return 0
 
 
