@@ -7,6 +7,9 @@ The public API is small and re-exported here; it is loaded lazily, so that
     chain = aicp.load_chain("pipeline.yaml")
     result = aicp.run_chain(chain, input="a lighthouse at dawn")
     print(result.success, result.outputs)
+
+Every error the package raises for the user's input is an :class:`AicpError`
+subclass exported here, with the exit code the CLI would use (``.exit_code``).
 """
 
 from __future__ import annotations
@@ -15,22 +18,28 @@ from aicp._version import __version__
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs every worker ~10 ms
 if TYPE_CHECKING:
-    from aicp._run.api import run_chain
-    from aicp._context import StepContext, StepFailed
-    from aicp._process.monitor import Cancel
     from aicp._chain.load import Chain, Step, load_chain
-    from aicp._errors import AicpError, ChainError, ExitCode
+    from aicp._context import StepContext, StepFailed
+    from aicp._errors import (AicpError, ChainError, CredentialsError, ExitCode, MissingInputError,
+                              NotConfirmed, ProviderError, UsageError)
+    from aicp._process.monitor import Cancel
+    from aicp._run.api import run_chain
+    from aicp._run.record import RunRecordError
     from aicp._run.supervisor import ChainResult
 
-__all__ = ["AicpError", "Cancel", "Chain", "ChainError", "ChainResult", "ExitCode", "Step", "StepContext",
-           "StepFailed", "__version__", "load_chain", "run_chain"]
-
+# name -> the module that defines it; imported on first use (see __getattr__)
 _LAZY = {
     "load_chain": "aicp._chain.load", "Chain": "aicp._chain.load", "Step": "aicp._chain.load",
     "run_chain": "aicp._run.api", "ChainResult": "aicp._run.supervisor",
-    "AicpError": "aicp._errors", "ChainError": "aicp._errors", "ExitCode": "aicp._errors",
     "Cancel": "aicp._process.monitor", "StepContext": "aicp._context", "StepFailed": "aicp._context",
+    "AicpError": "aicp._errors", "ChainError": "aicp._errors", "CredentialsError": "aicp._errors",
+    "ExitCode": "aicp._errors", "MissingInputError": "aicp._errors", "NotConfirmed": "aicp._errors",
+    "ProviderError": "aicp._errors", "UsageError": "aicp._errors", "RunRecordError": "aicp._run.record",
 }
+
+__all__ = ["AicpError", "Cancel", "Chain", "ChainError", "ChainResult", "CredentialsError", "ExitCode",
+           "MissingInputError", "NotConfirmed", "ProviderError", "RunRecordError", "Step", "StepContext",
+           "StepFailed", "UsageError", "__version__", "load_chain", "run_chain"]
 
 
 def __getattr__(name: str) -> object:
@@ -40,3 +49,7 @@ def __getattr__(name: str) -> object:
     import importlib
 
     return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -12,6 +12,7 @@ import os
 
 TYPE_CHECKING = False  # typing, pathlib and contextlib would add ~15 ms to every worker's start
 if TYPE_CHECKING:
+    from collections.abc import MutableMapping
     from pathlib import Path
     from typing import Any
 
@@ -106,7 +107,7 @@ class StepContext:
 
             channel = self._channel
 
-            def relay(_logger: Any, method: str, event_dict: dict[str, Any]) -> str:
+            def relay(_logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
                 channel.send("log", level=method, fields=event_dict)
                 raise structlog.DropEvent
 

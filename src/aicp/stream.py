@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aicp._events import SCHEMA_VERSION, EventLog
+from aicp._events import EventLog
+from aicp._version import SCHEMA_VERSION
 
 __all__ = ["SCHEMA_VERSION", "NullEmitter", "StreamEmitter"]
 

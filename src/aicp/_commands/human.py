@@ -41,7 +41,7 @@ class _Row:
 
 
 def _label(event: dict[str, Any]) -> str:
-    step = event.get("step")
+    step: int = event["step"]
     member = event.get("member")
     where = f"{step + 1}" if member is None else f"{step + 1}.{member + 1}"
     model = f" ({event['model']})" if event.get("model") else ""

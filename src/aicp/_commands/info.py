@@ -93,7 +93,7 @@ def param_lines(executor: Executor, indent: str) -> list[str]:
 
 
 def list_steps(args: Any) -> int:
-    rows = []
+    rows: list[dict[str, Any]] = []
     group = [p.describe() for p in GROUP_PARAMS.values()]
     for t in STEP_TYPES.values():
         executors = [{"model": model, "executor": e.target, "summary": e.summary, "provider": e.provider,

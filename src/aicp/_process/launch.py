@@ -66,7 +66,7 @@ class Launched(ABC):
 
     def _watch_exit(self) -> None:
         try:
-            self.exit_fd = os.pidfd_open(self.pid)  # type: ignore[attr-defined]
+            self.exit_fd = os.pidfd_open(self.pid)
         except (AttributeError, OSError):
             self.exit_fd = None
 

@@ -290,7 +290,7 @@ class _Monitor:
             return Outcome(ok=False, pid=pid, reason=self.stop_reason, error=self._stop_message(),
                            **_status_fields(status))
         if self.error is not None:
-            fields = {k: self.error.get(k)
+            fields: dict[str, Any] = {k: self.error.get(k)
                       for k in ("reason", "error", "exit_code", "signal", "traceback", "run_exit_code")}
             if fields["reason"] == "exception" and fields["exit_code"] is None:
                 fields["exit_code"] = status if status >= 0 else None

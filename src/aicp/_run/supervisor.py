@@ -145,14 +145,14 @@ class Supervisor:
                 save_intermediate(chain, self.events.run_id, index + 1, outputs, total_cost)
         if error is None and outputs:  # the last step's entry, for scripts: jq -r '.outputs.final.path'
             outputs["final"] = outputs[next(reversed(outputs))]
-        result = ChainResult(
+        chain_result = ChainResult(
             success=error is None, steps_completed=completed, total_steps=len(chain.steps),
             total_cost=total_cost, total_time=_elapsed(started), outputs=outputs, error=error,
             exit_code=exit_code, run_id=self.events.run_id, step_results=results,
         )
         status = "succeeded" if error is None else ("cancelled" if self.cancel.is_set() else "failed")
-        self.journal.finish(status, result.event_fields())
-        return result
+        self.journal.finish(status, chain_result.event_fields())
+        return chain_result
 
     def _run_step(self, index: int, step: Step, step_input: Any, latest: dict[str, Any]) -> dict[str, Any]:
         """Run (or, resuming, reuse) one top-level step and remember its result."""

@@ -78,9 +78,10 @@ def main() -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     fd_space = socket.CMSG_SPACE(_FDS * 4)
+    sock_fd = sock.fileno()
     try:
         while True:
-            ready, _, _ = select.select([sock, wake_r], [], [])
+            ready, _, _ = select.select([sock_fd, wake_r], [], [])
             if wake_r in ready:
                 while True:
                     try:
@@ -88,7 +89,7 @@ def main() -> None:
                             break
                     except BlockingIOError:
                         break
-            if sock in ready:
+            if sock_fd in ready:
                 data, ancdata, _, _ = sock.recvmsg(1 << 20, fd_space)
                 if not data:
                     break

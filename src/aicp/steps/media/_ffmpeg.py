@@ -40,9 +40,9 @@ def ffmpeg_exe() -> str:
         if not Path(override).is_file():
             raise FileNotFoundError(f"AICP_FFMPEG points at {override}, which does not exist")
         return override
-    import imageio_ffmpeg
+    import imageio_ffmpeg  # type: ignore[import-untyped]  # ships no type information
 
-    return imageio_ffmpeg.get_ffmpeg_exe()
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
 def _drain(stream: Any, tail: deque[str]) -> None:
@@ -54,7 +54,7 @@ def _drain(stream: Any, tail: deque[str]) -> None:
             print(line, file=sys.stderr, flush=True)
 
 
-def run_ffmpeg(args: Sequence[str | os.PathLike[str]], ctx: Any = None,
+def run_ffmpeg(args: Sequence[str | float | os.PathLike[str]], ctx: Any = None,
                duration: float | None = None, message: str = "encoding",
                cwd: str | os.PathLike[str] | None = None) -> None:
     """Run ffmpeg with ``args`` (inputs, filters, output); raise FFmpegError if it fails.

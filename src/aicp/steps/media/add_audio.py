@@ -9,6 +9,7 @@ copied, not re-encoded, whenever MP4 can carry it and it is not cut.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ._ffmpeg import H264_ARGS, probe, probe_audio, probe_video, run_ffmpeg, video_copy_args
@@ -39,6 +40,7 @@ def run(ctx: Any) -> dict[str, Any]:
     # An explicit -t, not -shortest: -shortest cuts a copied video stream early, and
     # streams of unequal length make a later stream-copy concat drift.
     if policy == "shortest":
+        audio_in: list[str | Path]
         audio_in, expected = ["-i", audio.path], min(vdur, audio.duration or vdur)
     elif policy == "loop":
         audio_in, expected = ["-stream_loop", "-1", "-i", audio.path], vdur

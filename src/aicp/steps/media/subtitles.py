@@ -129,8 +129,10 @@ def _burn(ctx: Any, video: MediaInfo, srt: str, tmp: Path) -> None:
     size = int(ctx.params.get("font_size") or 18)
     with tempfile.TemporaryDirectory(prefix="aicp-subs-") as scratch:
         (Path(scratch) / "fonts").mkdir()
-        (Path(scratch) / "fonts" / "Aileron.ttf").write_bytes(
-            ImageFont.load_default(size=size).font_bytes)
+        font = ImageFont.load_default(size=size)
+        if not isinstance(font, ImageFont.FreeTypeFont):  # Pillow's wheels bundle FreeType
+            raise RuntimeError("burning in subtitles needs Pillow built with FreeType")
+        (Path(scratch) / "fonts" / "Aileron.ttf").write_bytes(font.font_bytes)
         (Path(scratch) / "subs.srt").write_text(srt, encoding="utf-8")
         vf = f"subtitles=subs.srt:fontsdir=fonts:force_style='FontName=Aileron,FontSize={size}'"
         run_ffmpeg(["-i", video.path, "-map", "0:v:0", "-map", "0:a:0?", "-vf", vf,
@@ -163,7 +165,7 @@ def run(ctx: Any) -> dict[str, Any]:
         tmps = [stack.enter_context(AtomicOutput(f)) for f in files]
         for tmp, ext in zip(tmps, formats):
             tmp.write_text(srt if ext == "srt" else vtt, encoding="utf-8")
-        if burn:
+        if burn and video is not None:  # burn_in: checked above that there is a video
             _burn(ctx, video, srt, tmps[-1])
     subs = [str(f) for f in files[:len(formats)]]
     main = files[-1] if burn else (video.path if video else files[0])
