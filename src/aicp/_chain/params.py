@@ -172,6 +172,26 @@ def _is(value: Any, kind: str) -> bool:
     return True
 
 
+def positive(name: str, help: str = "", default: Any = None, maximum: float | None = None) -> Param:
+    """A number > 0."""
+    return Param(name, ("number",), help, minimum=0, exclusive_minimum=True, maximum=maximum, default=default)
+
+
+def non_negative(name: str, help: str = "", default: Any = None) -> Param:
+    """A number >= 0."""
+    return Param(name, ("number",), help, minimum=0, default=default)
+
+
+def count(name: str, help: str = "", default: Any = None) -> Param:
+    """A whole number >= 0."""
+    return Param(name, ("integer",), help, minimum=0, default=default)
+
+
+def text(name: str, help: str = "", default: Any = None, required: bool = False) -> Param:
+    """A string that is not blank."""
+    return Param(name, ("string",), help, nonempty=True, default=default, required=required)
+
+
 def by_name(params: Iterable[Param]) -> dict[str, Param]:
     return {p.name: p for p in params}
 

@@ -73,7 +73,11 @@ _RESOLUTION = Param("resolution", ("string", "integer"), pattern=r"\s*\d+\s*[xXÃ
                     help="'WIDTHxHEIGHT', or the short side like 720")
 _TEXT = Param("text", ("string",), help="the text to use instead of the input or the latest text")
 _FPS = Param("fps", ("number",), minimum=0, exclusive_minimum=True, maximum=120, help="frames a second")
-_COLOUR = {"types": ("string",), "help": "a colour Pillow knows ('#0f172a', 'white')"}
+
+
+def _colour(name: str, default: str) -> Param:
+    return Param(name, ("string",), "a colour Pillow knows ('#0f172a', 'white')", default=default)
+
 
 _PYTHON = _local("python_step:run", "calls params.function ('module:attr') as fn(ctx)",
                  check="aicp.steps.python_step:check", open_params=True, params=(
@@ -115,9 +119,9 @@ STEP_TYPES: dict[str, StepType] = {
                          Param("subtitle", ("string",), help="a smaller second line"),
                          Param("font", ("path",), help="a TrueType font file (default: Pillow's)"),
                          Param("font_size", ("number",), minimum=1, help="default: fitted to the card"),
-                         Param("background", **_COLOUR, default="#0f172a"),
-                         Param("color", **_COLOUR, default="#f8fafc"),
-                         Param("accent", **_COLOUR, default="#38bdf8"),
+                         _colour("background", "#0f172a"),
+                         _colour("color", "#f8fafc"),
+                         _colour("accent", "#38bdf8"),
                      ))}),
         StepType("text_to_video", "text", "video", "a video clip from a prompt"),
         StepType("image_understanding", "image", "text", "a description of an image"),

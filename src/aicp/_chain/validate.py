@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Protocol
 
-from aicp._chain.params import Param, by_name
+from aicp._chain.params import Param, by_name, count, non_negative, positive, text
 from aicp._chain.plan import DEFAULT_NAME, Chain, Step, path_text
 from aicp._chain.steptypes import STEP_TYPES, Executor, StepType, accepts, executor_for
 from aicp._errors import ChainError, Problem
@@ -31,28 +31,24 @@ from aicp._targets import load_target
 INPUT_TYPES = ("text", "image", "video", "auto")
 MERGE_STRATEGIES = ("collect_all", "first_success")
 
-_POSITIVE = {"types": ("number",), "minimum": 0, "exclusive_minimum": True}
-_AT_LEAST_ZERO = {"types": ("number",), "minimum": 0}
-_COUNT = {"types": ("integer",), "minimum": 0}
-_TEXT = {"types": ("string",), "nonempty": True}
 _NO_TEMP = "aicp writes no temporary files: each output is written under a hidden name and renamed"
 
 CHAIN_KEYS: dict[str, Param] = by_name([
-    Param("name", **_TEXT, default=DEFAULT_NAME, help="the chain's name (events, run records)"),
+    text("name", default=DEFAULT_NAME, help="the chain's name (events, run records)"),
     Param("description", ("string",), help="what the chain is for"),
-    Param("prompt", **_TEXT, help="the input text, unless --input-text, --prompt-file or --input give one"),
+    text("prompt", help="the input text, unless --input-text, --prompt-file or --input give one"),
     Param("input_type", ("string",), choices=INPUT_TYPES, default="auto",
           help="what the chain starts from; auto: what the first step takes"),
     Param("input_image", ("path",), help="the input image when the chain starts from an image"),
     Param("input_video", ("path",), help="the input video when the chain starts from a video"),
-    Param("output_dir", **_TEXT, default="output", help="where outputs go, relative to the current directory"),
+    text("output_dir", default="output", help="where outputs go, relative to the current directory"),
     Param("steps", ("list",), required=True, help="the steps, run in order"),
-    Param("timeout", **_POSITIVE, help="default per-step timeout in seconds"),
-    Param("retry_count", **_COUNT, default=0, help="default retries of a failed step"),
-    Param("kill_grace", **_AT_LEAST_ZERO, default=5, help="seconds between SIGTERM and SIGKILL"),
-    Param("retry_delay", **_POSITIVE, default=1, help="first retry delay in seconds (doubles each time)"),
-    Param("retry_max_delay", **_POSITIVE, default=30, help="longest retry delay in seconds"),
-    Param("max_cost", **_AT_LEAST_ZERO, help="budget in USD: a step whose estimate would take the run "
+    positive("timeout", help="default per-step timeout in seconds"),
+    count("retry_count", default=0, help="default retries of a failed step"),
+    non_negative("kill_grace", default=5, help="seconds between SIGTERM and SIGKILL"),
+    positive("retry_delay", default=1, help="first retry delay in seconds (doubles each time)"),
+    positive("retry_max_delay", default=30, help="longest retry delay in seconds"),
+    non_negative("max_cost", help="budget in USD: a step whose estimate would take the run "
           "past it does not start (--max-cost overrides)"),
     Param("save_intermediates", ("boolean",), default=False,
           help="write output_dir/reports/<name>_step<N>_intermediate_<time>.json after every step"),
@@ -61,15 +57,15 @@ CHAIN_KEYS: dict[str, Param] = by_name([
 ])
 
 STEP_KEYS: dict[str, Param] = by_name([
-    Param("type", **_TEXT, required=True, help="the step type ('aicp list-steps')"),
+    text("type", required=True, help="the step type ('aicp list-steps')"),
     Param("model", ("string",), help="the model or executor ('aicp list-models')"),
     Param("params", ("mapping",), help="the step's parameters ('aicp list-steps --params')"),
     Param("enabled", ("boolean",), default=True, help="false: skipped, not counted"),
-    Param("name", **_TEXT, help="a unique name (events, input_from)"),
-    Param("input_from", **_TEXT, help="take the output of the earlier step with this name"),
-    Param("retry_count", **_COUNT, help="retries of this step (default: the chain's)"),
-    Param("timeout", **_POSITIVE, help="seconds (default: the chain's)"),
-    Param("max_memory_mb", **_POSITIVE, help="memory limit of the step's whole process tree"),
+    text("name", help="a unique name (events, input_from)"),
+    text("input_from", help="take the output of the earlier step with this name"),
+    count("retry_count", help="retries of this step (default: the chain's)"),
+    positive("timeout", help="seconds (default: the chain's)"),
+    positive("max_memory_mb", help="memory limit of the step's whole process tree"),
 ])
 
 GROUP_PARAMS: dict[str, Param] = by_name([
