@@ -531,7 +531,7 @@ def test_a_text_output_naming_a_file_is_checked_too(here: Here) -> None:
     still counts as the step's output, so deleting it must not let the step be reused."""
     here.write("undeclared", [step("a"), step("b", declare=False, ext="json")])
     assert here.run().returncode == 0
-    output = here.out / "step_1_python.json"
+    output = here.out / "step_2_python.json"  # the second step's file: numbered from 1, as its output key
     output.unlink()
     resumed = here.run("--resume")
     assert resumed.returncode == 0
@@ -972,9 +972,11 @@ def test_first_success_group_with_a_reusable_member_starts_no_member(tmp_path: P
 
 
 def test_the_recorded_chain_has_its_secrets_masked(tmp_path: Path, aicp) -> None:
+    # a python step's params are the function's own (open), so any param name may carry a secret
+    (tmp_path / "secretmod.py").write_text("def run(ctx):\n    return 'ok'\n")
     (tmp_path / "chain.yaml").write_text(
         "name: secretive\nprompt: hi\nsteps:\n"
-        "  - {type: command, params: {argv: [echo, ok], api_key: sk-live-abcdef123456}}\n")
+        "  - {type: python, params: {function: 'secretmod:run', api_key: sk-live-abcdef123456}}\n")
     run = aicp("run-chain", "--config", "chain.yaml", "--stream")
     assert run.returncode == 0, run.stderr
     record = next((tmp_path / "output" / "runs").iterdir())
