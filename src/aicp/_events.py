@@ -144,9 +144,10 @@ def _redact_render(redactor: Redactor) -> Callable[[Any, str, dict[str, Any]], b
 class _Envelope:
     """Puts the fields every event carries first, in a stable order."""
 
-    def __init__(self, run_id: str, started: float) -> None:
+    def __init__(self, run_id: str, started: float, context: dict[str, Any]) -> None:
         self.run_id = run_id
         self.started = started
+        self.context = context
 
     def __call__(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
         event = event_dict.pop("event")
@@ -158,6 +159,7 @@ class _Envelope:
             "elapsed_seconds": round(time.monotonic() - self.started, 3),
             "level": level,
             "run_id": self.run_id,
+            **self.context,
             **event_dict,
         }
 
@@ -184,21 +186,28 @@ class EventLog:
     ``log_file``: every event, the result included, appended to that file (or files).
     ``observer``: called with each event dict (the human view).
     ``secrets``: values to mask, in addition to secret-looking environment variables.
+    ``context``: fields every event carries after ``run_id`` (a batch job's ``batch_id``, ``job_id``).
+    ``sinks``: more writers of every line (``write(bytes)``, ``close()``), as a log file is (a fleet's
+    Redis stream).
     """
 
     def __init__(self, *, stream: bool = False, log_file: str | Iterable[str] | None = None,
                  observer: Observer | None = None, secrets: Iterable[str] = (),
-                 run_id: str | None = None) -> None:
+                 run_id: str | None = None, context: dict[str, Any] | None = None,
+                 sinks: Iterable[Any] = ()) -> None:
         self.run_id = run_id or uuid.uuid4().hex[:16]
         self.started = time.monotonic()
+        self.context = dict(context or {})
         paths = [log_file] if isinstance(log_file, str) else list(log_file or ())
-        self._files = [FileWriter(str(p)) for p in paths]
+        self._files: list[Any] = [FileWriter(str(p)) for p in paths] + list(sinks)
         self.redactor = Redactor.from_environment(extra=secrets)
-        self._lifecycle = self._logger([StreamWriter("stderr")] if stream else [], self._files, observer)
+        stderr = [StreamWriter("stderr")] if stream else []  # one writer (one lock) for all stderr lines
+        self._relayed = _Tee(stderr + self._files)
+        self._lifecycle = self._logger(stderr, self._files, observer)
         self._terminal = self._logger([StreamWriter("stdout")] if stream else [], self._files, observer)
 
     def _logger(self, streams: list[Any], files: list[Any], observer: Observer | None) -> Any:
-        processors: list[Any] = [add_log_level, _Envelope(self.run_id, self.started)]
+        processors: list[Any] = [add_log_level, _Envelope(self.run_id, self.started, self.context)]
         if observer is not None:
             processors += [self.redactor, _observe(observer), _render if streams or files else _drop]
         elif streams or files:  # nobody looks at the dict: mask and render in one pass
@@ -213,10 +222,16 @@ class EventLog:
         """Emit a lifecycle event (to stderr / the log file / the observer)."""
         getattr(self._lifecycle, _LEVELS.get(event, "info"))(event, **fields)
 
-    def result(self, **fields: Any) -> None:
-        """Emit the terminal ``pipeline_complete`` event (to stdout / the log file / the observer)."""
+    def result(self, event: str = "pipeline_complete", **fields: Any) -> None:
+        """Emit the terminal event (``pipeline_complete``; a batch's ``batch_complete``) to stdout /
+        the log file / the observer."""
         level = "info" if fields.get("success") else "error"
-        getattr(self._terminal, level)("pipeline_complete", **fields)
+        getattr(self._terminal, level)(event, **fields)
+
+    def relay(self, line: bytes) -> None:
+        """Pass on a line that is already an event of this stream's kind (a batch job's own events)
+        to stderr and the log files, unchanged: its producer rendered and masked it."""
+        self._relayed.msg(line)
 
     def close(self) -> None:
         for writer in self._files:

@@ -70,6 +70,7 @@ def _usd(text: str) -> float:
 
 def build_parser() -> Any:
     import argparse
+    import os
 
     class Parser(argparse.ArgumentParser):  # subparsers inherit the class
         def error(self, message: str) -> NoReturn:
@@ -112,6 +113,66 @@ def build_parser() -> Any:
     run.add_argument("--resume", nargs="?", const="latest", metavar="RUN_ID",
                      help="continue an earlier run of this chain (default: the latest): steps whose "
                           "definition, input and recorded outputs are unchanged are reused")
+    run.add_argument("--run-id", metavar="ID",
+                     help="name the run: create it with this id, or resume it if a run of this id exists "
+                          "(letters, digits, '.', '_', '-')")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="override a top-level chain key for this run (VALUE is YAML: --set timeout=30); "
+                          "repeatable")
+
+    batch = command("run-batch", "run a chain over every row of a CSV or JSONL file",
+                    "Run one chain over many inputs: a CSV (a 'prompt' column, or --column NAME; an optional\n"
+                    "'id' column) or JSONL (one object per line: 'input' or 'prompt', an optional 'id', and\n"
+                    "per-row overrides of the chain's top-level keys). Every row is checked before anything\n"
+                    "runs. Each job is one 'aicp run-chain' with its own run record, under\n"
+                    "output_dir/batches/BATCH_ID/; running the same command again continues the batch.\n"
+                    "Exit 0 when every job succeeded, 5 when any failed (all are listed).")
+    batch.add_argument("--config", "-c", required=True, metavar="FILE", help="the chain file")
+    batch.add_argument("--inputs", "-i", required=True, metavar="FILE", help="the rows: a .csv or .jsonl file")
+    batch.add_argument("--column", metavar="NAME", help="the input column (CSV) or key (JSONL); default 'prompt'")
+    batch.add_argument("--engine", choices=["local", "celery"], default="local",
+                       help="local: N subprocesses on this machine (default); celery: queue the jobs for "
+                            "'aicp worker' processes through Redis (--broker)")
+    batch.add_argument("--jobs", "-j", type=int, metavar="N", help="jobs at a time (local engine; default: the CPU count)")
+    batch.add_argument("--broker", metavar="URL", default=os.environ.get("AICP_BROKER_URL"),
+                       help="the Redis URL of the fleet (celery engine; default $AICP_BROKER_URL)")
+    batch.add_argument("--queue", metavar="NAME", default="aicp", help="the queue the jobs go to (celery engine)")
+    batch.add_argument("--batch-id", metavar="ID", help="name the batch (default: from the chain and inputs files)")
+    batch.add_argument("--resume", action="store_true", help="continue the batch (it must exist)")
+    batch.add_argument("--max-cost", type=float, metavar="USD",
+                       help="never start a job whose estimate would take the batch's spend past USD")
+    batch.add_argument("--stream", action="store_true",
+                       help="the merged JSON events on stderr, the batch_complete result as one line on stdout")
+    batch.add_argument("--log-file", metavar="PATH", help="also append every JSON event to PATH")
+    batch.add_argument("--output-dir", metavar="DIR", help="the batch folder's parent (default: the chain's output_dir)")
+    batch.add_argument("--no-confirm", "--yes", "-y", dest="no_confirm", action="store_true",
+                       help="never ask before a batch with a cost estimate above zero")
+
+    worker = command("worker", "run batch jobs from a Redis queue (the fleet; needs aicp[celery])",
+                     "A fleet worker: takes jobs that 'run-batch --engine celery' queued in Redis and runs\n"
+                     "each as an 'aicp run-chain' subprocess. Outputs and run records must be on storage\n"
+                     "that every worker shares at the same path. Stop it with SIGTERM (warm shutdown).")
+    worker.add_argument("--broker", metavar="URL", default=os.environ.get("AICP_BROKER_URL"),
+                        help="the Redis URL: redis://HOST:PORT/DB (default $AICP_BROKER_URL)")
+    worker.add_argument("--queues", "-Q", action="append", metavar="NAMES",
+                        help="the queues to take jobs from, comma-separated (default: aicp)")
+    worker.add_argument("--concurrency", type=int, metavar="N", help="jobs at a time (default: the CPU count)")
+    worker.add_argument("--visibility-timeout", type=float, default=7200.0, metavar="SECONDS",
+                        help="how long an unacknowledged job waits before Redis redelivers it; keep it at "
+                             "least twice your longest job (default 7200)")
+
+    fleet_batch = command("batch", "look at or cancel a batch on the fleet (needs aicp[celery])")
+    batch_sub = fleet_batch.add_subparsers(dest="batch_command", metavar="ACTION", required=True)
+    for action, text in (("status", "each job's status, attempts, cost and error"),
+                         ("events", "the batch's events as JSON lines"),
+                         ("cancel", "stop the batch: queued jobs do not start, running ones stop (resumable)")):
+        p = batch_sub.add_parser(action, help=text, description=text)
+        _global_flags(p, suppress=True)
+        p.add_argument("batch_id", metavar="BATCH_ID")
+        p.add_argument("--broker", metavar="URL", default=os.environ.get("AICP_BROKER_URL"),
+                       help="the Redis URL (default $AICP_BROKER_URL)")
+        if action == "events":
+            p.add_argument("--follow", "-f", action="store_true", help="keep printing until every job has ended")
 
     validate = command("validate", "validate a chain and print its plan",
                        "Validate a chain without running it: every mistake at once, each as\n"
@@ -168,6 +229,14 @@ def _run(command: str, args: Any) -> int:
         from aicp._commands.run_chain import run_chain_command
 
         handlers[command] = run_chain_command
+    elif command == "run-batch":
+        from aicp._commands.run_batch import run_batch_command
+
+        handlers[command] = run_batch_command
+    elif command in ("worker", "batch"):
+        from aicp._commands import fleet as fleet_commands
+
+        handlers.update({"worker": fleet_commands.worker_command, "batch": fleet_commands.batch_command})
     elif command == "runs":
         from aicp._commands.runs import runs_command
 

@@ -36,6 +36,8 @@ class Script:
     result: dict[str, Any] | None = None  # the result body (default: by the endpoint's kind)
     foreign_urls: bool = False        # return https://queue.fal.run/... URLs, like a real fal behind a proxy
     echo_key_in_logs: bool = False    # put the Authorization header into a log line (the stream must mask it)
+    result_errors: list[int] = field(default_factory=list)  # statuses for the first result fetches...
+    gateway_errors: bool = False      # ...as an nginx page from fal's ingress (else fal's own, x-fal-request-id)
 
 
 @dataclass
@@ -54,6 +56,8 @@ class FakeFal:
         self.jobs: dict[str, Job] = {}
         self.cancels: list[str] = []
         self.uploads: dict[str, bytes] = {}
+        self.multiparts: dict[str, dict[int, bytes]] = {}
+        self.valid_keys = {"test-key"}
         self.truncate: set[str] = set()  # file names served with a Content-Length larger than the body
         self.lock = threading.Lock()
         fake = self
@@ -126,6 +130,12 @@ class FakeFal:
             return self.serve_file(plain[len("files/"):])
         if method == "POST" and plain == "storage/upload/initiate":
             return self.initiate_upload(headers, json.loads(body))
+        if method == "POST" and plain == "storage/auth/token":
+            return self._auth_error(headers) or (200, {}, {
+                "token": "cdn-token", "token_type": "Bearer", "base_url": f"{self.url}/cdn",
+                "expires_at": "2099-01-01T00:00:00+00:00"})
+        if plain == "cdn/files/upload/multipart" or "/multipart/" in plain:
+            return self.multipart(method, plain, headers, body)
         if method == "PUT" and plain.startswith("upload/"):
             self.uploads[plain[len("upload/"):]] = body
             return 200, {}, b""
@@ -138,7 +148,7 @@ class FakeFal:
         return 404, {}, {"detail": f"no route {method} {path}"}
 
     def _auth_error(self, headers: dict[str, str]) -> tuple[int, dict, Any] | None:
-        if headers.get("Authorization") != "Key test-key":
+        if headers.get("Authorization") not in {f"Key {key}" for key in self.valid_keys}:
             return 401, {}, {"detail": "No user found for Key ID and Secret"}
         return None
 
@@ -209,12 +219,23 @@ class FakeFal:
         return 200, {}, {"status": "COMPLETED", "logs": logs}
 
     def result(self, job: Job) -> tuple[int, dict, Any]:
+        if job.script.result_errors:
+            status = job.script.result_errors.pop(0)
+            if job.script.gateway_errors:
+                return status, {"Content-Type": "text/html"}, b"<html><center>nginx</center></html>"
+            return status, {"x-fal-request-id": "req"}, {"detail": "CUDA out of memory"}
         if job.script.result is not None:
             return 200, {}, job.script.result
         endpoint = job.endpoint
         if "tts" in endpoint:
             return 200, {}, {"audio": {"url": f"{self.url}/files/speech.mp3"}}
-        if "video" in endpoint or "topaz" in endpoint:
+        if "speech-to-text" in endpoint:  # fal's scribe-v2 output: text, language, words with timings
+            return 200, {}, {"text": "hello there", "language_code": "eng", "language_probability": 0.98,
+                             "words": [{"text": "hello", "start": 0.0, "end": 0.4, "type": "word",
+                                        "speaker_id": "speaker_0"},
+                                       {"text": "there", "start": 0.5, "end": 0.9, "type": "word",
+                                        "speaker_id": "speaker_0"}]}
+        if any(word in endpoint for word in ("video", "topaz", "omnihuman", "fabric", "ai-avatar", "thinksound")):
             return 200, {}, {"video": {"url": f"{self.url}/files/clip.mp4"}, "seed": 7}
         if "seedvr" in endpoint or "clarity" in endpoint or "seededit" in endpoint:
             return 200, {}, {"image": {"url": f"{self.url}/files/image.png"}}
@@ -231,6 +252,28 @@ class FakeFal:
         if name in self.truncate:
             headers["X-Fake-Length"] = str(len(data) + 1000)
         return 200, headers, data
+
+    def multipart(self, method: str, plain: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, Any]:
+        """fal-client's multipart protocol on the CDN (token auth, not the key)."""
+        if headers.get("Authorization") != "Bearer cdn-token":
+            return 401, {}, {"detail": "bad CDN token"}
+        if method == "POST" and plain == "cdn/files/upload/multipart":
+            name = f"{uuid.uuid4().hex}-{headers.get('X-Fal-File-Name', 'upload.bin')}"
+            upload_id = uuid.uuid4().hex
+            self.multiparts[upload_id] = {}
+            return 200, {}, {"access_url": f"{self.url}/files/{name}", "uploadId": upload_id}
+        name, _, rest = plain[len("files/"):].partition("/multipart/")
+        upload_id, _, part = rest.partition("/")
+        if upload_id not in self.multiparts:
+            return 404, {}, {"detail": "no such upload"}
+        if method == "PUT":
+            self.multiparts[upload_id][int(part)] = body
+            return 200, {"ETag": f'"etag-{part}"'}, b""
+        parts = json.loads(body)["parts"]
+        if [p["etag"] for p in parts] != [f'"etag-{p["partNumber"]}"' for p in parts]:
+            return 400, {}, {"detail": "etag mismatch"}
+        self.uploads[name] = b"".join(self.multiparts[upload_id][p["partNumber"]] for p in parts)
+        return 200, {}, {}
 
     def initiate_upload(self, headers: dict[str, str], body: dict[str, Any]) -> tuple[int, dict, Any]:
         error = self._auth_error(headers)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from aicp.providers.fal_models import FAL_MODELS
+from aicp.providers.models import MODELS as FAL_MODELS
 from fal_fake_server import Script
 
 CHAIN = """
@@ -216,14 +216,14 @@ def test_list_models_shows_every_model_with_its_type_and_price(aicp):
     assert lines[0].split() == ["MODEL", "STEP", "TYPE", "PROVIDER", "PRICE", "ENDPOINT"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     for key, model in FAL_MODELS.items():
-        assert rows[key] == [key, model.step_type, "fal", f"${model.price:.3f}", model.endpoint]
+        assert rows[key] == [key, model.step_type, model.provider, f"${model.price:.3f}", model.endpoint]
     assert rows["title_card"][:4] == ["title_card", "text_to_image", "local", "$0.000"]
 
     listed = aicp("list-models", "--json")
     envelope = json.loads(listed.stdout)
     assert envelope["command"] == "list-models"
-    fal_rows = [r for r in envelope["data"] if r["provider"] == "fal"]
-    assert len(fal_rows) == len(FAL_MODELS) == 45
+    fal_rows = [r for r in envelope["data"] if r["provider"] != "local"]
+    assert len(fal_rows) == len(FAL_MODELS)
     assert {r["model"]: r["price"] for r in fal_rows}["kling_2_1"] == 0.5
 
     one_type = aicp("list-models", "--type", "upscale_video")

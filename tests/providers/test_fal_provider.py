@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from aicp._context import StepFailed
-from aicp.providers import fal_queue
-from aicp.providers.fal_models import FAL_MODELS
+from aicp.providers import _http, fal_queue
+from aicp.providers.models import MODELS as FAL_MODELS
 from aicp.providers.fal_step import check, run, seconds_of
 from fal_fake_server import Script
 
@@ -120,7 +120,63 @@ def test_429_is_retried_after_the_delay_the_server_asks_for(fal_env, make_ctx, m
     assert len(fal_env.submits()) == 2
     assert Path(result["output"]).exists()
     warnings = [m for m in messages.logs() if m["level"] == "warning"]
-    assert any("HTTP 429, Retry-After 1 s; retry 1 of 5 in 1.0 s" in m["fields"]["event"] for m in warnings)
+    assert any("HTTP 429, Retry-After 1 s; retry 1 of 9 in 1.0 s" in m["fields"]["event"] for m in warnings)
+
+
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 503])
+def test_the_statuses_fal_client_retries_are_retried(fal_env, make_ctx, status):
+    # fal-client (fal-ai/fal, projects/fal_client/src/fal_client/client.py): RETRY_CODES = [408, 409, 429];
+    # fal's own 5xx on the queue calls are retried too (an overloaded queue)
+    fal_env.scripts["fal-ai/flux-1/schnell"] = Script(submit_errors=[status], status_errors=[status, status])
+    ctx, messages = make_ctx("text_to_image", "flux_schnell", "x")
+    assert Path(run(ctx)["output"]).exists()
+    assert len(fal_env.submits()) == 2
+    assert sum(f"HTTP {status}" in m["fields"]["event"] for m in messages.logs()) == 3
+
+
+def test_a_models_own_5xx_on_the_result_is_a_step_failure_not_retried(fal_env, make_ctx):
+    fal_env.scripts["fal-ai/flux-1/schnell"] = Script(result_errors=[500, 500])
+    ctx, _ = make_ctx("text_to_image", "flux_schnell", "x")
+    with pytest.raises(StepFailed, match=r"fal failed \(HTTP 500, result\): CUDA out of memory") as caught:
+        run(ctx)
+    assert caught.value.run_exit_code is None  # a step failure (exit 5), not the provider's (4)
+    results = [r for r in fal_env.requests if r["method"] == "GET" and "/requests/" in r["path"]
+               and not r["path"].split("?")[0].endswith("/status")]
+    assert len(results) == 1
+
+
+def test_a_gateway_error_on_the_result_is_retried(fal_env, make_ctx):
+    fal_env.scripts["fal-ai/flux-1/schnell"] = Script(result_errors=[502, 504], gateway_errors=True)
+    ctx, _ = make_ctx("text_to_image", "flux_schnell", "x")
+    assert Path(run(ctx)["output"]).exists()
+
+
+def test_fal_key_id_and_secret_stand_for_fal_key(fal_env, make_ctx, monkeypatch):
+    # fal-client's auth: FAL_KEY, else FAL_KEY_ID and FAL_KEY_SECRET joined by ':'
+    monkeypatch.delenv("FAL_KEY")
+    monkeypatch.setenv("FAL_KEY_ID", "test")
+    monkeypatch.setenv("FAL_KEY_SECRET", "key")
+    fal_env.valid_keys.add("test:key")
+    ctx, _ = make_ctx("text_to_image", "flux_schnell", "x")
+    assert Path(run(ctx)["output"]).exists()
+    assert fal_env.requests[0]["headers"]["Authorization"] == "Key test:key"
+
+
+def test_a_file_above_the_threshold_goes_through_fals_multipart_upload(fal_env, make_ctx, tmp_path, monkeypatch):
+    # the protocol of fal-client's MultipartUpload: CDN token, create, PUT parts (ETags), complete
+    monkeypatch.setattr(fal_queue, "MULTIPART_THRESHOLD", 3 * 1024 * 1024)
+    monkeypatch.setattr(fal_queue, "MULTIPART_CHUNK", 1024 * 1024)
+    big = tmp_path / "big.mp4"
+    big.write_bytes(os.urandom(3 * 1024 * 1024 + 5))
+    ctx, _ = make_ctx("upscale_video", "topaz", str(big))
+    run(ctx)
+    body = fal_env.submits("fal-ai/topaz/upscale/video")[0]
+    name = body["video_url"].rsplit("/files/", 1)[1]
+    assert fal_env.uploads[name] == big.read_bytes()
+    parts = [r for r in fal_env.requests if r["method"] == "PUT" and "/multipart/" in r["path"]]
+    assert [r["path"].rsplit("/", 1)[1] for r in parts] == ["1", "2", "3", "4"]
+    assert all(r["headers"]["Authorization"] == "Bearer cdn-token" for r in parts)  # the CDN token, not the key
+    assert not any(r["path"].startswith("/storage/upload/initiate") for r in fal_env.requests)
 
 
 def test_5xx_then_success(fal_env, make_ctx):
@@ -132,7 +188,7 @@ def test_5xx_then_success(fal_env, make_ctx):
 def test_5xx_that_never_ends_gives_up_with_exit_4_and_cancels(fal_env, make_ctx):
     fal_env.scripts["fal-ai/flux-1/schnell"] = Script(status_errors=[500] * 20)
     ctx, _ = make_ctx("text_to_image", "flux_schnell", "x")
-    with pytest.raises(StepFailed, match=r"HTTP 500 to status 6 times in a row") as caught:
+    with pytest.raises(StepFailed, match=r"HTTP 500 to status 10 times in a row") as caught:
         run(ctx)
     assert caught.value.run_exit_code == 4
     assert len(fal_env.cancels) == 1
@@ -252,10 +308,10 @@ def test_no_key_in_the_worker_is_exit_3(make_ctx, monkeypatch):
 def test_the_key_goes_to_fal_hosts_only():
     client = fal_queue.FalClient("secret", queue_url="http://queue.example", rest_url="http://rest.example")
     try:
-        assert client._headers("http://queue.example/fal-ai/x", None)["Authorization"] == "Key secret"
-        assert client._headers("http://rest.example/storage/upload/initiate", None)["Authorization"] == "Key secret"
-        assert "Authorization" not in client._headers("https://v3.fal.media/files/abc.png", None)
-        assert "Authorization" not in client._headers("http://queue.example.evil.com/x", None)
+        assert client._headers("http://queue.example/fal-ai/x")["Authorization"] == "Key secret"
+        assert client._headers("http://rest.example/storage/upload/initiate")["Authorization"] == "Key secret"
+        assert "Authorization" not in client._headers("https://v3.fal.media/files/abc.png")
+        assert "Authorization" not in client._headers("http://queue.example.evil.com/x")
     finally:
         client.close()
 
@@ -268,11 +324,12 @@ def test_retry_after_accepts_seconds_and_http_dates():
     def response(value: str) -> httpx.Response:
         return httpx.Response(429, headers={"Retry-After": value})
 
-    assert fal_queue.retry_after(response("3")) == 3.0
+    retry_after = _http.retry_after
+    assert retry_after(response("3")) == 3.0
     later = email.utils.formatdate(time.time() + 10, usegmt=True)
-    assert 8 <= fal_queue.retry_after(response(later)) <= 10
-    assert fal_queue.retry_after(response("soon")) is None
-    assert fal_queue.retry_after(httpx.Response(429)) is None
+    assert 8 <= retry_after(response(later)) <= 10
+    assert retry_after(response("soon")) is None
+    assert retry_after(httpx.Response(429)) is None
 
 
 def test_check_reports_params_fal_would_refuse():

@@ -108,13 +108,15 @@ def parse_document(text: str, label: str) -> Any:
 
 
 def load_chain(source: str | Path | dict[str, Any], *, base_dir: Path | None = None,
-               label: str | None = None, output_dir: str | Path | None = None, here: str = "no",
+               label: str | None = None, output_dir: str | Path | None = None,
+               overrides: dict[str, Any] | None = None, here: str = "no",
                work_dir: str | Path | None = None) -> Chain:
     """Load and validate a chain from a file path (``-`` for stdin), a YAML/JSON text, or a dict.
 
     Relative paths in the chain resolve against the chain file's folder (the
     current directory for stdin, text and dicts). ``output_dir`` overrides the
-    chain's own; a relative output folder resolves against ``work_dir`` (default: the current
+    chain's own; ``overrides`` replace top-level keys (``run-chain --set``, a batch row's); a
+    relative output folder resolves against ``work_dir`` (default: the current
     directory; ``--base-dir``). ``here`` also checks that it will run on this machine (see
     :class:`~aicp._chain.validate.Validator`). Raises :class:`ChainError` (exit 2) with every message
     positioned, or :class:`MissingInputError` (exit 3) when the file cannot be read.
@@ -129,6 +131,10 @@ def load_chain(source: str | Path | dict[str, Any], *, base_dir: Path | None = N
     else:
         text = source
         data = parse_document(text, label or "<chain>")
+    if overrides and isinstance(data, dict):
+        data = {**data, **overrides}
+    if overrides and isinstance(data, dict):
+        data = {**data, **overrides}
     if output_dir is not None and isinstance(data, dict):
         data = {**data, "output_dir": str(output_dir)}
     return Validator(label or "<chain>", _Positions(text), base_dir or Path.cwd(), here=here,

@@ -38,6 +38,7 @@ class Executor:
     available: str | None = None
     cost: float = 0.0
     provider: str = "local"
+    consumes: str | None = None  # what the step takes when it differs from its type's (a model that edits video)
     # the params it takes (name, type, range or choices, default; the old tool's it ignores);
     # any other name is an error, unless open_params (a python step's params are the user's)
     params: tuple[Param, ...] = ()
@@ -126,6 +127,9 @@ STEP_TYPES: dict[str, StepType] = {
         StepType("text_to_video", "text", "video", "a video clip from a prompt"),
         StepType("image_understanding", "image", "text", "a description of an image"),
         StepType("prompt_generation", "image", "text", "a video prompt written from an image"),
+        StepType("avatar", "image", "video", "a talking or moving person from a portrait (and speech)"),
+        StepType("video_to_video", "video", "video", "an edited or restyled video"),
+        StepType("speech_to_text", "audio", "text", "a transcript of speech"),
         StepType("image_to_image", "image", "image", "an edited or restyled image"),
         StepType("image_to_video", "image", "video", "a video clip from a still image",
                  executors={"ken_burns": _local(
@@ -149,7 +153,7 @@ STEP_TYPES: dict[str, StepType] = {
                          Param("pitch", ("number",), minimum=0, maximum=99),
                          Param("format", ("string",), choices=("wav", "mp3", "m4a"), default="wav"),
                      ))}),
-        StepType("add_audio", "video", "video", "a video with an audio track muxed in",
+        StepType("add_audio", "video", "video", "a video with an audio track muxed in (or generated: thinksound)",
                  model_required=False, any_model=True,
                  executors={None: _local(
                      "media.add_audio:run", "muxes params.audio or the latest audio (ffmpeg)",
@@ -198,37 +202,57 @@ STEP_TYPES: dict[str, StepType] = {
 }
 
 
-def _add_fal_models() -> None:
-    """Every row of the fal model table becomes an executor of its step type (one generic function)."""
+# provider -> (executor, params check) of its models
+PROVIDER_EXECUTORS = {
+    "fal": ("aicp.providers.fal_step:run", "aicp.providers.fal_step:check"),
+}
+
+
+def _add_remote_models() -> None:
+    """Every row of the model catalogue becomes an executor of its step type."""
     from dataclasses import replace
 
-    from aicp.providers.fal_models import FAL_MODELS
+    from aicp.providers.models import MODELS
 
-    for m in FAL_MODELS.values():
-        fal = Executor(target="aicp.providers.fal_step:run", summary=m.summary,
-                       check="aicp.providers.fal_step:check", cost=m.price, provider="fal")
+    for m in MODELS.values():
+        target, check = PROVIDER_EXECUTORS[m.provider]
+        executor = Executor(target=target, summary=m.summary, check=check, cost=m.price, provider=m.provider,
+                            consumes=m.consumes)
         step_type = STEP_TYPES[m.step_type]
-        STEP_TYPES[m.step_type] = replace(step_type, executors={**step_type.executors, m.key: fal})
+        STEP_TYPES[m.step_type] = replace(step_type, executors={**step_type.executors, m.key: executor})
 
 
-_add_fal_models()
+_add_remote_models()
 
 
-def executor_for(step_type: StepType, model: str | None) -> Executor | None:
-    """The executor that serves ``model`` for this type, or None."""
-    if step_type.any_model:
+def executor_for(step_type: StepType, model: str | None, params: Mapping[str, Any] | None = None) -> Executor | None:
+    """The executor that serves ``model`` (a key, one of its aliases, or ``auto``) for this type, or None.
+
+    A type that takes any model (``add_audio``) runs its local executor unless
+    the model is one of the catalogue's (``thinksound``).
+    """
+    from aicp.providers.models import resolve
+
+    executor = step_type.executors.get(resolve(step_type.name, model, params)) if model else None
+    if executor is None and step_type.any_model:
         return step_type.executors.get(None)
-    return step_type.executors.get(model)
+    return executor
 
 
 def model_names(step_type: StepType) -> list[str]:
-    """Every name a chain may write as this type's ``model``."""
-    return [k for k in step_type.executors if k]
+    """Every name a chain may write as this type's ``model``: local executors, catalogue keys, aliases, auto."""
+    from aicp.providers.models import names_for
+
+    local = [k for k, e in step_type.executors.items() if k and e.provider == "local"]
+    return local + names_for(step_type.name)
 
 
-def resolve_model(step_type: StepType, name: str) -> str | None:
-    """The executor key a model name stands for, or None."""
-    return name if name in step_type.executors and name else None
+def resolve_model(step_type: StepType, name: str, params: Mapping[str, Any] | None = None) -> str | None:
+    """The executor key a model name (a key, an alias, ``auto``) stands for in this type, or None."""
+    from aicp.providers.models import resolve
+
+    key = resolve(step_type.name, name, params)
+    return key if key and key in step_type.executors else None
 
 
 def accepts(consumes: str, available: str) -> bool:

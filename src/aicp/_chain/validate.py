@@ -24,9 +24,10 @@ from typing import Any, Iterator, Mapping, Protocol
 
 from aicp._chain.params import Param, by_name, count, non_negative, positive, text
 from aicp._chain.plan import DEFAULT_NAME, Chain, Step, path_text
-from aicp._chain.steptypes import STEP_TYPES, Executor, StepType, accepts, executor_for
+from aicp._chain.steptypes import STEP_TYPES, Executor, StepType, accepts, executor_for, model_names
 from aicp._errors import ChainError, Problem
 from aicp._targets import load_target
+from aicp.providers.models import resolve
 
 INPUT_TYPES = ("text", "image", "video", "auto")
 MERGE_STRATEGIES = ("collect_all", "first_success")
@@ -96,7 +97,7 @@ def did_you_mean(value: Any, choices: Any, cutoff: float = 0.6) -> str:
 
 
 def _models_hint(step_type: StepType) -> str:
-    models = sorted(k for k in step_type.executors if k)
+    models = sorted(model_names(step_type))
     return f"; available models: {', '.join(models)}" if models else ""
 
 
@@ -270,6 +271,8 @@ class Validator:
         params_ok = data.get("params") is None or "params" in good
         executor = self.executor(step_type, common["model"], params if params_ok else None, path) \
             if common["enabled"] else None
+        if executor is not None and executor.consumes:  # a model that takes another kind than its type
+            common["consumes"] = executor.consumes
         return Step(executor=executor, **common)
 
     def step_type(self, data: Mapping[str, Any], good: Mapping[str, Any], path: tuple[Any, ...],
@@ -305,10 +308,10 @@ class Validator:
         if step_type.model_required and not model:
             self.report(path, f"'model' is required for {step_type.name} steps" + _models_hint(step_type))
             return None
-        executor = executor_for(step_type, model)
+        executor = executor_for(step_type, model, params)
         if executor is None:
             self.report(path + ("model",), f"unknown model '{model}' for {step_type.name}"
-                        + did_you_mean(model, [k for k in step_type.executors if k]) + _models_hint(step_type))
+                        + did_you_mean(model, model_names(step_type)) + _models_hint(step_type))
             return None
         if executor.available:
             missing = load_target(executor.available)()
@@ -318,7 +321,8 @@ class Validator:
                             f"on this machine: {missing}")
         if params is not None:
             reported = self.params(executor, params, path, f"{step_type.name}{'/' + model if model else ''}")
-            for param_path, message in load_target(executor.check)(dict(params), model) if executor.check else ():
+            key = resolve(step_type.name, model, params)
+            for param_path, message in load_target(executor.check)(dict(params), key) if executor.check else ():
                 parts = tuple(int(p) if p.isdigit() else p for p in param_path.split("."))
                 if parts[1:2] and parts[1] in reported:  # its declaration already said what is wrong
                     continue

@@ -1,7 +1,7 @@
 """``aicp list-models`` and ``aicp estimate-cost``: what each model costs, and a chain, offline.
 
-Both read the catalogue (:mod:`aicp._chain.steptypes`, which includes the fal model
-table); neither opens a connection nor needs a key. Prices are the estimate
+Both read the catalogue (:mod:`aicp._chain.steptypes`, which includes the remote model
+table, :mod:`aicp.providers.models`); neither opens a connection nor needs a key. Prices are the estimate
 per request at a model's default settings, the same numbers ``step_complete``
 and ``total_cost`` report.
 """
@@ -19,7 +19,7 @@ from aicp._chain.steptypes import STEP_TYPES
 
 def model_rows(step_type: str | None = None) -> list[dict[str, Any]]:
     """Every model of the catalogue (or of one step type), in catalogue order."""
-    from aicp.providers.fal_models import FAL_MODELS
+    from aicp.providers.models import ALIASES, MODELS, auto_model
 
     rows = []
     for t in STEP_TYPES.values():
@@ -28,12 +28,15 @@ def model_rows(step_type: str | None = None) -> list[dict[str, Any]]:
         for model, executor in t.executors.items():
             if model is None:
                 continue
-            fal = FAL_MODELS.get(model) if executor.provider == "fal" else None
+            remote = MODELS.get(model) if executor.provider != "local" else None
+            aliases = [alias for (type_name, alias), key in ALIASES.items() if type_name == t.name and key == model]
+            if auto_model(t.name) == model:
+                aliases.append("auto")
             rows.append({
-                "model": model, "type": t.name, "consumes": t.consumes, "produces": t.produces,
-                "provider": executor.provider, "endpoint": fal.endpoint if fal else None,
-                "name": fal.name if fal else None, "price": executor.cost, "summary": executor.summary,
-                "params": params_of(executor),
+                "model": model, "type": t.name, "consumes": executor.consumes or t.consumes, "produces": t.produces,
+                "provider": executor.provider, "endpoint": remote.endpoint if remote else None,
+                "name": remote.name if remote else None, "price": executor.cost, "summary": executor.summary,
+                "aliases": aliases, "params": params_of(executor),
             })
     return rows
 
@@ -56,14 +59,19 @@ def list_models(args: Any) -> int:
         return 0
     header = [["MODEL", "STEP TYPE", "PROVIDER", "PRICE", "ENDPOINT"]]
     table = [[r["model"], r["type"], r["provider"], f"${r['price']:.3f}", r["endpoint"] or "-"] for r in rows]
-    if not args.params:
+    if args.params:
+        lines = []
+        for row, cells in zip(rows, table):
+            lines.append(_table([cells]).rstrip("\n"))
+            lines += param_lines(STEP_TYPES[row["type"]].executors[row["model"]], "    ")
+        write_stdout("\n".join(lines) + "\n")
+    else:
         write_stdout(_table(header + table))
-        return 0
-    lines = []
-    for row, cells in zip(rows, table):
-        lines.append(_table([cells]).rstrip("\n"))
-        lines += param_lines(STEP_TYPES[row["type"]].executors[row["model"]], "    ")
-    write_stdout("\n".join(lines) + "\n")
+    named = [r for r in rows if r["aliases"]]
+    if named:
+        write_stdout("Other names chains may use (the AI Content Pipeline tool's), by step type:\n" + "".join(
+            f"  {t}: " + ", ".join(f"{alias} -> {r['model']}" for r in named if r["type"] == t for alias in r["aliases"])
+            + "\n" for t in dict.fromkeys(r["type"] for r in named)))
     return 0
 
 
@@ -96,11 +104,12 @@ def _cost_lines(rows: list[dict[str, Any]], indent: str = "  ") -> list[str]:
 def estimate_cost(args: Any) -> int:
     import os
 
-    from aicp.providers.credentials import required_credentials
+    from aicp.providers.credentials import PROVIDER_KEYS, required_credentials
 
     chain = load_chain(args.config, work_dir=args.base_dir)
     rows = _step_costs(chain.steps)
-    needs = {variable: bool(os.environ.get(variable, "").strip()) for variable in required_credentials(chain)}
+    present = {key.variable: key.value(os.environ) is not None for key in PROVIDER_KEYS.values()}
+    needs = {variable: present[variable] for variable in required_credentials(chain)}
     data = {"name": chain.name, "source": chain.source, "estimated_cost": round(chain.estimated_cost, 6),
             "currency": "USD", "steps": rows, "credentials": needs,
             # the AI Content Pipeline tool's estimate, same names and shape

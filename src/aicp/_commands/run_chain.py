@@ -13,6 +13,7 @@ import sys
 from dataclasses import replace
 from typing import Any
 
+from aicp._batch.job import PARENT_PID_VAR, follow_parent, job_context
 from aicp._chain.load import Chain, load_chain
 from aicp._errors import AicpError, ExitCode, NotConfirmed, UsageError
 from aicp._events import EventLog
@@ -101,32 +102,51 @@ def _save_json(args: Any, result: dict[str, Any]) -> None:
 
 def _failed_before_start(error: AicpError, args: Any) -> None:
     if args.stream or args.log_file:  # the log file records every invocation, in any mode
-        events = EventLog(stream=args.stream, log_file=args.log_file)
+        events = EventLog(stream=args.stream, log_file=args.log_file, context=job_context())
         events.result(success=False, steps_completed=0, total_steps=0, total_cost=0.0, total_time=0.0,
                       outputs={}, error=error.message, exit_code=int(error.exit_code))
         events.close()
 
 
+def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """``--set KEY=VALUE`` pairs: VALUE is YAML (``--set timeout=30`` is a number), KEY a top-level key."""
+    overrides: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {pair!r}: expected KEY=VALUE (a top-level chain key and a YAML value)")
+        import yaml
+
+        try:
+            overrides[key.strip()] = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as exc:
+            raise UsageError(f"--set {key}: the value is not valid YAML: {exc}") from None
+    return overrides
+
+
 def run_chain_command(args: Any) -> int:
     _ensure_std_fds()
+    if os.environ.get(PARENT_PID_VAR):
+        follow_parent()
     try:
         apply_directories(args)
         if args.config == "-" and args.input == "-":
             raise UsageError("--config - and --input - cannot both read stdin; give one of them a file")
-        chain = load_chain(args.config, output_dir=args.output_dir, work_dir=args.base_dir)
+        chain = load_chain(args.config, output_dir=args.output_dir, overrides=parse_overrides(args.set),
+                           work_dir=args.base_dir)
         if args.max_cost is not None:
             chain = replace(chain, max_cost=args.max_cost)
         check_credentials(chain)
         chain_input = resolve_input(chain, input_text=args.input_text, prompt_file=args.prompt_file,
                                     input_file=args.input)
         _confirm(chain, args.no_confirm)
-        record, resuming = open_record(chain, args.resume)
+        record, resuming = open_record(chain, args.resume, args.run_id)
     except AicpError as exc:
         _failed_before_start(exc, args)
         raise
     quiet = args.stream or args.json or args.quiet
     log_files = [str(record.events_path), *([args.log_file] if args.log_file else [])]
-    events = EventLog(stream=args.stream, log_file=log_files, run_id=record.run_id,
+    events = EventLog(stream=args.stream, log_file=log_files, run_id=record.run_id, context=job_context(),
                       observer=None if quiet else HumanView(), secrets=chain.secrets)
     cancel = Cancel()
     reaper = enable_subreaper()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 import orjson
 
 from aicp._chain.load import Chain, Step
-from aicp._errors import ChainError, MissingInputError
+from aicp._errors import ChainError, MissingInputError, UsageError
 from aicp._redact import Redactor
 from aicp._chain.steptypes import path_like
 
@@ -138,8 +139,30 @@ def new_run_id() -> str:
     return f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
-def open_record(chain: Chain, resume: str | None) -> tuple[RunRecord, bool]:
-    """The record for this run: a new one, or (``resume``: a run id or ``latest``) the one to continue."""
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def valid_run_id(value: str) -> bool:
+    """Run (and job, and batch) ids name folders and keys: letters, digits, ``.``, ``_``, ``-``; 128 at most."""
+    return bool(_RUN_ID.match(value))
+
+
+def open_record(chain: Chain, resume: str | None, run_id: str | None = None) -> tuple[RunRecord, bool]:
+    """The record for this run: a new one, or (``resume``: a run id or ``latest``) the one to continue.
+
+    ``run_id`` (``run-chain --run-id``) names the run: it is created with that id, or resumed when a
+    record of that id exists (a batch job run again continues its run).
+    """
+    if run_id is not None:
+        if not valid_run_id(run_id):
+            raise UsageError(f"--run-id {run_id!r}: use letters, digits, '.', '_' and '-' (at most 128), "
+                             "starting with a letter or digit")
+        if resume not in (None, "latest", run_id):
+            raise UsageError(f"--run-id {run_id} and --resume {resume} name two different runs")
+        if (runs_dir(chain.output_dir) / run_id / MANIFEST).is_file():
+            resume = run_id
+        elif resume is None or resume == "latest":
+            return RunRecord.create(chain, run_id, exist_ok=True), False
     if resume is None:
         return RunRecord.create(chain, new_run_id()), False
     record = RunRecord.load(chain.output_dir, resume, chain.name)
@@ -174,9 +197,9 @@ class RunRecord:
     # -------------------------------------------------------------- create and load
 
     @classmethod
-    def create(cls, chain: Chain, run_id: str) -> "RunRecord":
+    def create(cls, chain: Chain, run_id: str, exist_ok: bool = False) -> "RunRecord":
         root = runs_dir(chain.output_dir) / run_id
-        root.mkdir(parents=True, exist_ok=False)
+        root.mkdir(parents=True, exist_ok=exist_ok)  # a named run killed before its first write left its folder
         write_chain(root, chain)
         now = time.time()
         record = cls(root, {"record_version": RECORD_VERSION, "run_id": run_id, "chain_name": chain.name,

@@ -1,7 +1,7 @@
 """The one executor of every fal model: ``run(ctx)``, and ``check(params, model)`` for validation.
 
 A step runs as: build the request from the step's input and params (the
-model's row in :mod:`aicp.providers.fal_models` says how), upload local
+model's row in :mod:`aicp.providers.models` says how), upload local
 files, submit to fal's queue, poll its status while relaying the queue
 position and the model's log lines as ``step_progress`` / ``step_log``
 events, fetch the result, and download the produced files into the output
@@ -15,7 +15,6 @@ model table; httpx is imported only when ``run`` starts.
 
 from __future__ import annotations
 
-import os
 import time
 
 from aicp._context import StepFailed
@@ -25,10 +24,9 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
-    from aicp.providers.fal_models import FalModel
+    from aicp.providers.models import Model
     from aicp.providers.fal_queue import FalClient, Submission
 
-KEY_ENV = "FAL_KEY"
 POLL_MIN = 0.5  # seconds between status polls while something changes...
 POLL_MAX = 3.0  # ...growing to this while nothing does
 LOG_LINE_MAX = 4000
@@ -58,7 +56,7 @@ def seconds_of(value: Any) -> int | None:
 
 def check(params: dict[str, Any], model: str | None = None) -> list[tuple[str, str]]:
     """Problems with a fal step's params that are certain before anything runs."""
-    from aicp.providers.fal_models import FAL_MODELS
+    from aicp.providers.models import MODELS
 
     problems: list[tuple[str, str]] = []
     if params.get("duration") is not None and seconds_of(params["duration"]) is None:
@@ -67,7 +65,7 @@ def check(params: dict[str, Any], model: str | None = None) -> list[tuple[str, s
     for key in ("prompt", "text", "negative_prompt", "aspect_ratio"):
         if params.get(key) is not None and not isinstance(params[key], str):
             problems.append((f"params.{key}", f"must be a string, got {params[key]!r}"))
-    entry = FAL_MODELS.get(model or "")
+    entry = MODELS.get(model or "")
     sizes = entry.sizes if entry else None
     if sizes and isinstance(params.get("aspect_ratio"), str) and params["aspect_ratio"] not in sizes \
             and params["aspect_ratio"] not in sizes.values():
@@ -85,18 +83,19 @@ def check(params: dict[str, Any], model: str | None = None) -> list[tuple[str, s
 
 
 def run(ctx: Any) -> dict[str, Any]:
-    from aicp.providers.fal_models import fal_model
+    from aicp.providers.models import model_for
 
-    model = fal_model(ctx.type, ctx.model)
-    if model is None:
+    model = model_for(ctx.type, ctx.model, ctx.params)
+    if model is None or model.provider != "fal":
         raise StepFailed(f"'{ctx.model}' is not a fal model for {ctx.type}")
     problems = check(ctx.params, model.key)
     if problems:
         raise StepFailed("; ".join(f"{where}: {message}" for where, message in problems))
-    key = os.environ.get(KEY_ENV, "").strip()
-    if not key:
-        raise StepFailed(f"{KEY_ENV} is not set: {model.key} runs on fal and needs an API key "
-                         "(https://fal.ai/dashboard/keys)", run_exit_code=3)
+    from aicp.providers.credentials import missing_key, provider_key
+
+    key = provider_key("fal")
+    if key is None:
+        raise missing_key("fal", model.key)
 
     from aicp.providers.fal_queue import FalClient
 
@@ -126,7 +125,7 @@ def run(ctx: Any) -> dict[str, Any]:
 class _Request:
     """One request to fal for one input value (a list input, as from split_image, makes several)."""
 
-    def __init__(self, ctx: Any, model: FalModel, client: FalClient, value: Any, index: int | None,
+    def __init__(self, ctx: Any, model: Model, client: FalClient, value: Any, index: int | None,
                  count: int) -> None:
         self.ctx = ctx
         self.model = model
@@ -158,27 +157,47 @@ class _Request:
                                      request_id=sub.request_id)
         self.progress(0.9, "fetching the result")
         result = self.client.result(sub)
+        if self.model.io.kind == "text":
+            return self.text(result, sub.request_id)
         urls = self.file_urls(result)
         paths = [self.save(url, i, len(urls)) for i, url in enumerate(urls)]
         return {"output": paths[0], "outputs": paths, "request_id": sub.request_id,
                 "url": next((u for u in urls if not u.startswith("data:")), None)}
 
+    def text(self, result: dict[str, Any], request_id: str) -> dict[str, Any]:
+        """A text result (a transcript): the text flows on; it and the whole answer are saved."""
+        from aicp.providers._text import save_text
+
+        found = [t for t in _lookup(result, self.model.output_path.split(".")) if isinstance(t, str)]
+        if not found:
+            raise StepFailed(f"fal returned no text at {self.model.output_path}; the result has "
+                             f"{', '.join(map(str, result)) or 'nothing'}")
+        suffix = f"_{self.index + 1}" if self.index is not None else ""
+        return {"output": found[0], "outputs": save_text(self.ctx, found[0], result, suffix),
+                "request_id": request_id, "url": None}
+
     def arguments(self) -> dict[str, Any]:
         """The request body: type and model defaults, the step's input, the params (renamed, converted)."""
-        model, params = self.model, dict(self.ctx.params)
+        from aicp.providers.models import SELECTION_PARAMS
+
+        model = self.model
+        params = {k: v for k, v in self.ctx.params.items() if k not in SELECTION_PARAMS}
         body: dict[str, Any] = {**model.io.defaults, **model.defaults}
         if self.value is None or self.value == "":
             raise StepFailed(f"{self.ctx.type} got no input")
         field = model.request_input_field
         if model.io.input_field in ("prompt", "text"):
             body[field] = str(self.value)
-        elif field.endswith("_urls"):
+        elif _is_list_field(field):
             values = self.value if isinstance(self.value, list) else [self.value]
             body[field] = [self.file_url(v, "input") for v in values]
         else:
             body[field] = self.file_url(self.value, "input")
-        if model.io.prompt is not None:
-            body["prompt"] = params.pop("prompt", None) or self.ctx.latest.get("text") or model.io.prompt
+        if model.default_prompt is not None:
+            body["prompt"] = params.pop("prompt", None) or self.ctx.latest.get("text") or model.default_prompt
+        for name, kind in model.takes.items():
+            if params.get(name) is None:
+                body[name] = self.from_flow(name, kind)
         for name, value in params.items():
             body[model.renames.get(name, name)] = value
         if body.get("duration") is not None and model.duration:
@@ -197,9 +216,17 @@ class _Request:
                 continue
             if name.endswith("_url") and isinstance(value, str):
                 body[name] = self.file_url(value, f"params.{name}")
-            elif name.endswith("_urls") and isinstance(value, list):
+            elif _is_list_field(name) and isinstance(value, list):
                 body[name] = [self.file_url(v, f"params.{name}") for v in value]
         return body
+
+    def from_flow(self, name: str, kind: str) -> Any:
+        """A request field the model fills from the chain: the latest output of ``kind`` (text as it is)."""
+        value = self.ctx.latest.get(kind)
+        if value in (None, "", []):
+            raise StepFailed(f"{self.model.key} needs {'an' if kind[0] in 'aeiou' else 'a'} {kind}: give "
+                             f"params.{name}, or put a step that produces {kind} before this one")
+        return value if kind == "text" else value[0] if isinstance(value, list) else value
 
     def file_url(self, value: Any, where: str) -> str:
         """A URL fal can fetch: URLs pass through; local files are uploaded."""
@@ -218,7 +245,7 @@ class _Request:
 
     def wait(self, sub: Submission) -> None:
         """Poll until fal is done; raise if the request failed."""
-        from aicp.providers.fal_queue import describe_error
+        from aicp.providers._http import describe_error
 
         interval, last, running_since = POLL_MIN, None, None
         while True:
@@ -318,6 +345,11 @@ class _Request:
             if candidate in allowed:
                 return candidate
         return default
+
+
+def _is_list_field(name: str) -> bool:
+    """Request fields that take a list of files: ``image_urls``, ``reference_images``."""
+    return name.endswith(("_urls", "_images"))
 
 
 def _lookup(value: Any, parts: list[str]) -> list[Any]:
