@@ -66,6 +66,8 @@ def _when(match: dict[str, str], then: Any) -> dict[str, Any]:
 
 def _params(executor: Executor) -> dict[str, Any]:
     schema = params_schema(executor.declared, open_=executor.open_params or not executor.params)
+    if "required" in schema:  # a param the executor cannot do without: params must be there
+        return {"properties": {"params": schema}, "required": ["params"]}
     schema["type"] = ["object", "null"]
     return {"properties": {"params": schema}}
 

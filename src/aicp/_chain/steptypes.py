@@ -217,7 +217,7 @@ def _add_remote_models() -> None:
     for m in MODELS.values():
         target, check = PROVIDER_EXECUTORS[m.provider]
         executor = Executor(target=target, summary=m.summary, check=check, cost=m.price, provider=m.provider,
-                            consumes=m.consumes)
+                            consumes=m.consumes, params=m.declared)
         step_type = STEP_TYPES[m.step_type]
         STEP_TYPES[m.step_type] = replace(step_type, executors={**step_type.executors, m.key: executor})
 

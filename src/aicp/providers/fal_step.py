@@ -181,7 +181,8 @@ class _Request:
         from aicp.providers.models import SELECTION_PARAMS
 
         model = self.model
-        params = {k: v for k, v in self.ctx.params.items() if k not in SELECTION_PARAMS}
+        # auto's selection params and the old tool's params declared ignored are never sent
+        params = {k: v for k, v in self.ctx.params.items() if k not in SELECTION_PARAMS and k not in model.ignored}
         body: dict[str, Any] = {**model.io.defaults, **model.defaults}
         if self.value is None or self.value == "":
             raise StepFailed(f"{self.ctx.type} got no input")
