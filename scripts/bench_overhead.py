@@ -113,7 +113,7 @@ def bench_in_process(folder: Path, n: int) -> tuple[dict[str, float], dict[str, 
             t = time.perf_counter()
             ctx = StepContext(spec, Channel(w))
             value = load_target(spec["params"]["function"])(ctx)
-            Channel(w).write_line(json.dumps({"k": "result", "value": {"output": value}}))
+            Channel(w).result(json.dumps({"output": value}))
             steps.append(time.perf_counter() - t)
             os.read(r, 65536)
     finally:

@@ -59,3 +59,31 @@ def test_run_chain_takes_a_path_and_an_input(tmp_path):
     result = aicp.run_chain(str(path), input="goodbye")
     assert result.success and result.total_steps == 1
     assert result.outputs["step_1_command"]["text"] == "goodbye world"
+
+
+def test_a_chain_that_cannot_start_raises_and_ends_the_stream_and_log_as_the_cli_does(tmp_path, capsys):
+    # The API and the CLI build a run in the same place: a failure before the first step is
+    # raised (as the error class with the CLI's exit code) and still ends the stream's stdout
+    # and the log file with one failed pipeline_complete.
+    import json
+
+    import pytest
+
+    path = tmp_path / "echo.yaml"
+    path.write_text(f"name: echo\noutput_dir: {tmp_path / 'out'}\n"
+                    "steps:\n  - {type: command, params: {argv: [echo, '{input}']}}\n")
+    log = tmp_path / "events.jsonl"
+    cases = [("no prompt", {}, aicp.UsageError), ("missing file", {"input": tmp_path / "nope.txt"},
+                                                  aicp.MissingInputError)]
+    for label, kwargs, error in cases:
+        log.unlink(missing_ok=True)
+        with pytest.raises(error) as raised:
+            aicp.run_chain(str(path), stream=True, log_file=str(log), **kwargs)
+        out = capsys.readouterr().out.strip().splitlines()
+        assert len(out) == 1, label
+        line = json.loads(out[0])
+        assert line["event"] == "pipeline_complete" and line["success"] is False, label
+        assert line["exit_code"] == raised.value.exit_code and line["error"] == raised.value.message, label
+        logged = [json.loads(x) for x in log.read_text().splitlines()]
+        assert [e["event"] for e in logged] == ["pipeline_complete"], label
+    assert not (tmp_path / "out" / "runs").exists()  # nothing was recorded for runs that never started

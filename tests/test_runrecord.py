@@ -829,7 +829,7 @@ def test_journal_reuse_is_a_prefix(tmp_path: Path) -> None:
     reused = again.reuse("0", chain.steps[0], "in")
     assert reused is not None and reused["cost"] == 0.0 and reused["output"] == "out0" and reused["reused"]
     assert again.reuse("1", chain.steps[1], "changed input") is None
-    again.ran()
+    again.stop_reusing()
     assert again.reuse("2", chain.steps[2], "in") is None, "a step after one that ran again was reused"
     # done() of a reused result does not overwrite what the record says the step cost
     again.done("0", chain.steps[0], "in", reused)

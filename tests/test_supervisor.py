@@ -212,7 +212,7 @@ def test_timeout_kills_the_step_and_its_grandchild(env):
     assert_failed_run(run)
     error = only_error(run)
     assert error["reason"] == "timeout" and "timed out after 1 s" in error["error"]
-    # the worker took SIGTERM (StepCancelled) and ended within the grace period
+    # the worker took SIGTERM (WorkerCancelled) and ended within the grace period
     assert 0.9 <= error["duration_seconds"] < 2.5, error
     procs = env.processes()
     assert len(procs) == 2

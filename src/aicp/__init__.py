@@ -24,14 +24,14 @@ if TYPE_CHECKING:
     from aicp._errors import (AicpError, ChainError, CredentialsError, ExitCode, MissingInputError,
                               NotConfirmed, ProviderError, UsageError)
     from aicp._process.monitor import Cancel
-    from aicp._run.api import run_chain
+    from aicp._run.run import run_chain
     from aicp._run.record import RunRecordError
-    from aicp._run.supervisor import ChainResult
+    from aicp._run.results import ChainResult
 
 # name -> the module that defines it; imported on first use (see __getattr__)
 _LAZY = {
     "load_chain": "aicp._chain.load", "Chain": "aicp._chain.plan", "Step": "aicp._chain.plan",
-    "run_chain": "aicp._run.api", "ChainResult": "aicp._run.supervisor",
+    "run_chain": "aicp._run.run", "ChainResult": "aicp._run.results",
     "Cancel": "aicp._process.monitor", "StepContext": "aicp._context", "StepFailed": "aicp._context",
     "AicpError": "aicp._errors", "ChainError": "aicp._errors", "CredentialsError": "aicp._errors",
     "ExitCode": "aicp._errors", "MissingInputError": "aicp._errors", "NotConfirmed": "aicp._errors",

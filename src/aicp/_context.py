@@ -7,8 +7,11 @@ tool. structlog is loaded only if the step actually asks for ``ctx.log``.
 
 from __future__ import annotations
 
-import json
 import os
+
+from aicp._worker.protocol import FAILURE_REASONS, Channel
+
+__all__ = ["AtomicOutput", "Channel", "StepContext", "StepFailed"]  # Channel: what a StepContext talks through
 
 TYPE_CHECKING = False  # typing, pathlib and contextlib would add ~15 ms to every worker's start
 if TYPE_CHECKING:
@@ -16,44 +19,29 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
+    from aicp._worker.protocol import FailureReason, WorkerSpec
+
 
 class StepFailed(Exception):
     """Raise from a step to fail it with a precise reason instead of ``exception``.
 
-    The ``command`` step uses it to report the program's exit status or signal.
-    ``run_exit_code`` is what the whole run then exits with (default 5, a
-    step failed); provider steps use 4 for a rejected key or an unreachable
-    service, so scripts can tell "fix your account" from "fix your chain".
+    ``reason`` is one of the ``step_error`` reasons (``aicp._worker.protocol.FAILURE_REASONS``);
+    the ``command`` step uses it to report the program's exit status
+    (``exit_code``) or signal. ``run_exit_code`` is what the whole run then
+    exits with (default 5, a step failed); provider steps use 4 for a rejected
+    key or an unreachable service, so scripts can tell "fix your account" from
+    "fix your chain".
     """
 
-    def __init__(self, message: str, *, reason: str = "exception", exit_code: int | None = None,
+    def __init__(self, message: str, *, reason: FailureReason = "exception", exit_code: int | None = None,
                  signal: str | None = None, run_exit_code: int | None = None) -> None:
+        if reason not in FAILURE_REASONS:
+            raise ValueError(f"StepFailed reason {reason!r} is not one of {', '.join(FAILURE_REASONS)}")
         super().__init__(message)
         self.reason = reason
         self.exit_code = exit_code
         self.signal = signal
         self.run_exit_code = run_exit_code
-
-
-class Channel:
-    """The worker's side of the result pipe: one JSON object per line.
-
-    The pipe is a file descriptor of its own, so nothing the step prints on
-    stdout or stderr can corrupt what travels here.
-    """
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-
-    def send(self, kind: str, **fields: Any) -> None:
-        fields["k"] = kind
-        self.write_line(json.dumps(fields, default=str))
-
-    def write_line(self, line: str) -> None:
-        """Write one already-serialised JSON object (and the newline) to the pipe."""
-        view = memoryview((line + "\n").encode())
-        while view:
-            view = view[os.write(self._fd, view):]
 
 
 class StepContext:
@@ -67,7 +55,7 @@ class StepContext:
     of the chain file, for resolving relative paths).
     """
 
-    def __init__(self, spec: dict[str, Any], channel: Channel) -> None:
+    def __init__(self, spec: WorkerSpec, channel: Channel) -> None:
         self.input: Any = spec.get("input")
         self.params: dict[str, Any] = spec.get("params") or {}
         self._output_dir: str = spec["output_dir"]
@@ -97,7 +85,7 @@ class StepContext:
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Report progress (0..1); it becomes a ``step_progress`` event."""
         fraction = min(1.0, max(0.0, float(fraction)))
-        self._channel.send("progress", fraction=fraction, message=message)
+        self._channel.progress(fraction, message)
 
     @property
     def log(self) -> Any:
@@ -108,7 +96,7 @@ class StepContext:
             channel = self._channel
 
             def relay(_logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
-                channel.send("log", level=method, fields=event_dict)
+                channel.log(method, event_dict)
                 raise structlog.DropEvent
 
             self._log = structlog.wrap_logger(

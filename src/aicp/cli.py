@@ -270,11 +270,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except UsageError as exc:  # argparse's complaint, as the one-line error every user error is
         _print_error(exc.message)
         if "run-chain" in args_list and "--stream" in args_list:  # the one stdout line, even now
-            import argparse
+            from aicp._commands.run_chain import report_usage_error
 
-            from aicp._commands.run_chain import _failed_before_start
-
-            _failed_before_start(exc, argparse.Namespace(stream=True, log_file=None))
+            report_usage_error(exc)
         _flush_stdout()
         raise SystemExit(int(ExitCode.INVALID)) from None
     if not args.command:

@@ -1,8 +1,11 @@
-"""``aicp run-chain``: load, check, confirm, supervise, report.
+"""``aicp run-chain``: what the command adds to a run (:mod:`aicp._run.run` builds and runs it).
 
-In ``--stream`` mode stdout carries exactly one line for every invocation,
-the terminal ``pipeline_complete`` event, even when the chain never started
-(invalid chain, missing input): scripts can always parse it.
+The command's own part: the arguments, the cost confirmation at a terminal,
+the signal handlers (SIGINT/SIGTERM stop the run cleanly), the subreaper that
+keeps stray descendants from escaping, the live view, and what it prints when
+the run ends. In ``--stream`` mode stdout carries exactly one line for every
+invocation, the terminal ``pipeline_complete`` event, even when the chain
+never started (invalid chain, missing input): scripts can always parse it.
 """
 
 from __future__ import annotations
@@ -10,22 +13,17 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from dataclasses import replace
 from typing import Any
 
 from aicp._batch.job import PARENT_PID_VAR, follow_parent, job_context
-from aicp._chain.load import Chain, load_chain
-from aicp._errors import AicpError, ExitCode, NotConfirmed, UsageError
-from aicp._events import EventLog
+from aicp._chain.load import Chain
 from aicp._commands.human import HumanView, summary
-from aicp._chain.inputs import resolve_input
 from aicp._commands.output import print_envelope, write_stdout, write_to
+from aicp._commands.dirs import apply_directories
+from aicp._errors import AicpError, ExitCode, NotConfirmed, UsageError
 from aicp._process.monitor import Cancel
 from aicp._process.tree import enable_subreaper
-from aicp._run.record import Journal, open_record
-from aicp._run.supervisor import Supervisor
-from aicp._commands.dirs import apply_directories
-from aicp.providers.credentials import check_credentials
+from aicp._run.run import InputSource, open_run, report_failed_start
 
 
 def _ensure_std_fds() -> None:
@@ -42,10 +40,10 @@ def _ensure_std_fds() -> None:
                 os.set_inheritable(fd, True)
 
 
-def _confirm(chain: Chain, skip: bool) -> None:
+def _confirm(chain: Chain) -> None:
     """Ask before spending money, but only a person at a terminal, and never in CI."""
     cost = chain.estimated_cost
-    if skip or cost <= 0 or os.environ.get("CI") or sys.stdin is None or not sys.stdin.isatty():
+    if cost <= 0 or os.environ.get("CI") or sys.stdin is None or not sys.stdin.isatty():
         return
     sys.stderr.write(f"'{chain.name}' is estimated to cost ${cost:.3f}. Run it? [y/N] ")
     sys.stderr.flush()
@@ -76,38 +74,6 @@ class _Signals:
         self.cancel.set("terminated by SIGTERM", exit_code=ExitCode.TERMINATED)
 
 
-SAVED_FIELDS = ("success", "steps_completed", "total_steps", "total_cost", "total_time", "outputs", "error")
-
-
-def _deprecated(message: str, events: EventLog | None) -> None:
-    """A warning that must not break the stream: an event with --stream, else a line on stderr."""
-    if events is not None:
-        events.emit("warning", message=message)
-    else:
-        write_to("stderr", f"warning: {message}\n")
-
-
-def _save_json(args: Any, result: dict[str, Any]) -> None:
-    """--save-json FILE: the result, where the old tool put it (FILE under <base dir>/output/)."""
-    import json
-    from pathlib import Path
-
-    path = Path(args.base_dir or ".") / "output" / args.save_json
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
-    except OSError as exc:
-        write_to("stderr", f"error: cannot save the result to {path}: {exc}\n")
-
-
-def _failed_before_start(error: AicpError, args: Any) -> None:
-    if args.stream or args.log_file:  # the log file records every invocation, in any mode
-        events = EventLog(stream=args.stream, log_file=args.log_file, context=job_context())
-        events.result(success=False, steps_completed=0, total_steps=0, total_cost=0.0, total_time=0.0,
-                      outputs={}, error=error.message, exit_code=int(error.exit_code))
-        events.close()
-
-
 def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
     """``--set KEY=VALUE`` pairs: VALUE is YAML (``--set timeout=30`` is a number), KEY a top-level key."""
     overrides: dict[str, Any] = {}
@@ -124,50 +90,63 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
     return overrides
 
 
+SAVED_FIELDS = ("success", "steps_completed", "total_steps", "total_cost", "total_time", "outputs", "error")
+
+
+def _save_json(args: Any, result: dict[str, Any]) -> None:
+    """--save-json FILE (the old tool's, deprecated there): the result where it put it, FILE under
+    ``<base dir>/output/``."""
+    import json
+    from pathlib import Path
+
+    path = Path(args.base_dir or ".") / "output" / args.save_json
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({k: result[k] for k in SAVED_FIELDS}, indent=2, default=str) + "\n",
+                        encoding="utf-8")
+    except OSError as exc:
+        write_to("stderr", f"error: cannot save the result to {path}: {exc}\n")
+
+
+def report_usage_error(error: UsageError) -> None:
+    """Arguments argparse refused: ``--stream`` still gets its one result line on stdout."""
+    report_failed_start(error, stream=True, log_file=None, context=job_context())
+
+
 def run_chain_command(args: Any) -> int:
     _ensure_std_fds()
     if os.environ.get(PARENT_PID_VAR):
         follow_parent()
+    quiet = args.stream or args.json or args.quiet
+    cancel = Cancel()
     try:
         apply_directories(args)
-        if args.config == "-" and args.input == "-":
-            raise UsageError("--config - and --input - cannot both read stdin; give one of them a file")
-        chain = load_chain(args.config, output_dir=args.output_dir, overrides=parse_overrides(args.set),
-                           work_dir=args.base_dir)
-        if args.max_cost is not None:
-            chain = replace(chain, max_cost=args.max_cost)
-        check_credentials(chain)
-        chain_input = resolve_input(chain, input_text=args.input_text, prompt_file=args.prompt_file,
-                                    input_file=args.input)
-        _confirm(chain, args.no_confirm)
-        record, resuming = open_record(chain, args.resume, args.run_id)
+        overrides = parse_overrides(args.set)
     except AicpError as exc:
-        _failed_before_start(exc, args)
+        report_failed_start(exc, stream=args.stream, log_file=args.log_file, context=job_context())
         raise
-    quiet = args.stream or args.json or args.quiet
-    log_files = [str(record.events_path), *([args.log_file] if args.log_file else [])]
-    events = EventLog(stream=args.stream, log_file=log_files, run_id=record.run_id, context=job_context(),
-                      observer=None if quiet else HumanView(), secrets=chain.secrets)
-    cancel = Cancel()
-    reaper = enable_subreaper()
-    try:
-        if args.save_json:
-            _deprecated("--save-json is deprecated (as in the AI Content Pipeline tool): use --json and "
-                        "redirect stdout; the result is still saved", events if args.stream else None)
-        with _Signals(cancel):
-            result = Supervisor(chain, events, cancel, reap_strays=reaper,
-                                journal=Journal(record, resume=resuming)).run(chain_input)
-            fields = result.event_fields()
-            events.result(**fields)
-    finally:
-        events.close()
+    run = open_run(args.config, InputSource(text=args.input_text, prompt_file=args.prompt_file, file=args.input),
+                   output_dir=args.output_dir, overrides=overrides, run_id=args.run_id, stream=args.stream,
+                   log_file=args.log_file, context=job_context(), observer=None if quiet else HumanView(),
+                   cancel=cancel, resume=args.resume, confirm=None if args.no_confirm else _confirm,
+                   reap_strays=enable_subreaper(), work_dir=args.base_dir, max_cost=args.max_cost)
     if args.save_json:
-        _save_json(args, {k: fields[k] for k in SAVED_FIELDS})
+        deprecation = ("--save-json is deprecated (as in the AI Content Pipeline tool): use --json and redirect "
+                       "stdout; the result is still saved")
+        if args.stream:  # a warning must not break the stream: an event
+            run.events.emit("warning", message=deprecation)
+        else:
+            write_to("stderr", f"warning: {deprecation}\n")
+    with _Signals(cancel):
+        result = run.execute()
+    fields = result.event_fields()
+    if args.save_json:
+        _save_json(args, fields)
     if not args.stream:
         if args.json:
-            print_envelope("run-chain", events.redactor.scrub(fields))
+            print_envelope("run-chain", run.redactor.scrub(fields))
         else:
             write_stdout(summary(fields))
         if result.error:
-            write_to("stderr", f"error: {events.redactor.text(result.error)}\n")
+            write_to("stderr", f"error: {run.redactor.text(result.error)}\n")
     return int(result.exit_code)

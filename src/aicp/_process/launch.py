@@ -18,15 +18,17 @@ if it cannot be started or dies.
 from __future__ import annotations
 
 import array
-import marshal
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+
+from aicp._worker.protocol import read_template_reply, template_request
 
 _BOOT = "import sys; sys.path[:0] = {path!r}; from aicp.{module} import main; main()"
 PYTHON_FLAGS = ("-I", "-S", "-u", "-X", "utf8")
@@ -178,12 +180,11 @@ class Template:
                     self._alive = False
                     self._cond.notify_all()
                     return
-                kind, payload = data[:1], marshal.loads(data[1:])
-                if kind == b"P":
-                    self._replies.append(payload)
+                pid, ended = read_template_reply(data)
+                if ended is None:
+                    self._replies.append(pid)
                 else:
-                    pid, code, cpu, rss = payload
-                    self._exits[pid] = ExitStatus(code, cpu, rss)
+                    self._exits[pid] = ExitStatus(*ended)
                 self._cond.notify_all()
 
     def launch(self, ctrl_r: int, res_w: int, env: dict[str, str]) -> Launched:
@@ -192,7 +193,7 @@ class Template:
         try:
             with self._lock:
                 fds = array.array("i", [out_w, err_w, ctrl_r, res_w])
-                self._sock.sendmsg([marshal.dumps(env)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+                self._sock.sendmsg([template_request(env)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
                 with self._cond:
                     self._cond.wait_for(lambda: self._replies or not self._alive)
                     if not self._replies:
@@ -219,7 +220,7 @@ class Template:
                 # The template died: its children were re-parented; the worker is
                 # treated as ended once its pid is gone.
                 if block or not _pid_alive(pid):
-                    return ExitStatus(-9, 0.0, 0)
+                    return ExitStatus(-signal.SIGKILL, 0.0, 0)
             return None
 
     @property

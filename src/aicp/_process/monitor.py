@@ -21,7 +21,6 @@ included) is :mod:`aicp._process.tree`'s job; how a worker comes to exist is
 
 from __future__ import annotations
 
-import json
 import os
 import selectors
 import signal
@@ -29,11 +28,15 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from aicp._process.launch import ExitStatus, Launched, Launcher
 from aicp._process.lines import LineSplitter
 from aicp._process.tree import TOKEN_VAR, ProcessTree
+from aicp._worker.protocol import ERROR, LOG, PROGRESS, RESULT, encode_spec, read_message
+
+if TYPE_CHECKING:
+    from aicp._worker.protocol import ErrorMessage, FailureReason, WorkerSpec
 
 SAMPLE_INTERVAL = 0.1
 MAX_LINE = 8 * 1024
@@ -85,9 +88,9 @@ class Outcome:
     ok: bool
     pid: int | None = None
     result: dict[str, Any] | None = None
-    reason: str | None = None
+    reason: FailureReason | None = None
     error: str | None = None
-    exit_code: int | None = None
+    exit_code: int | None = None  # the status the worker, its program or the step exited with
     signal: str | None = None
     traceback: str | None = None
     duration_seconds: float = 0.0
@@ -119,7 +122,7 @@ class WorkerEvents:
 class _Monitor:
     """Runs one worker from spawn to report. Not reusable."""
 
-    def __init__(self, spec: dict[str, Any], limits: Limits, cancel: Cancel,
+    def __init__(self, spec: WorkerSpec, limits: Limits, cancel: Cancel,
                  events: WorkerEvents, env: dict[str, str] | None, launcher: Launcher) -> None:
         self.launcher = launcher
         self.spec = spec
@@ -128,8 +131,8 @@ class _Monitor:
         self.events = events
         self.env = env
         self.result: dict[str, Any] | None = None
-        self.error: dict[str, Any] | None = None
-        self.stop_reason: str | None = None
+        self.error: ErrorMessage | None = None
+        self.stop_reason: FailureReason | None = None
         self.stop_detail = ""
         self.rss_at_stop = 0
 
@@ -163,9 +166,8 @@ class _Monitor:
         return outcome
 
     def _send_spec(self, fd: int) -> None:
-        data = (json.dumps(self.spec, default=str) + "\n").encode()
         try:
-            view = memoryview(data)
+            view = memoryview(encode_spec(self.spec))
             while view:
                 view = view[os.write(fd, view):]
         except BrokenPipeError:
@@ -224,7 +226,7 @@ class _Monitor:
             sel.close()
         return status
 
-    def _stop(self, reason: str, tree: ProcessTree, now: float, hard: bool = False, rss: int = 0) -> float:
+    def _stop(self, reason: FailureReason, tree: ProcessTree, now: float, hard: bool = False, rss: int = 0) -> float:
         """Begin the cancellation contract; return when SIGKILL is due."""
         self.stop_reason = reason
         self.rss_at_stop = rss
@@ -271,18 +273,17 @@ class _Monitor:
             self.error = {"reason": "invalid_result", "error": "the step's result is larger than 64 MiB"}
             return
         try:
-            message = json.loads(line)
+            message = read_message(line)
         except ValueError:
             self.error = {"reason": "invalid_result", "error": "the worker sent a malformed message"}
             return
-        kind = message.pop("k", None)
-        if kind == "progress":
+        if message["k"] == PROGRESS:
             self.events.progress(message.get("fraction", 0.0), message.get("message"))
-        elif kind == "log":
+        elif message["k"] == LOG:
             self.events.log(message.get("level", "info"), message.get("fields") or {})
-        elif kind == "result":
+        elif message["k"] == RESULT:
             self.result = message.get("value")
-        elif kind == "error":
+        elif message["k"] == ERROR:
             self.error = message
 
     def _outcome(self, status: int, pid: int) -> Outcome:
@@ -320,7 +321,7 @@ def _status_fields(status: int) -> dict[str, Any]:
     return {"exit_code": status}
 
 
-def run_worker(spec: dict[str, Any], limits: Limits, cancel: Cancel, events: WorkerEvents,
+def run_worker(spec: WorkerSpec, limits: Limits, cancel: Cancel, events: WorkerEvents,
                env: dict[str, str] | None = None, launcher: Launcher | None = None) -> Outcome:
     """Run one step in a new worker process and return how it ended.
 

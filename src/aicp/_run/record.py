@@ -23,7 +23,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict, cast
 
 import orjson
 
@@ -31,12 +31,39 @@ from aicp._chain.load import Chain, Step
 from aicp._errors import ChainError, MissingInputError, UsageError
 from aicp._redact import Redactor
 from aicp._chain.steptypes import path_like
+from aicp._run.results import StepResult
 
 MANIFEST = "manifest.json"
 CHAIN_FILE = "chain.json"
 EVENTS_FILE = "events.jsonl"
 LOCK_FILE = "lock"  # flock()ed by the process running the run; the kernel releases it when that process dies
 RECORD_VERSION = 1
+
+
+class FileEntry(TypedDict):
+    """An output file as recorded: resuming reuses a step only while its files still match."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+class _ManifestEntryFields(TypedDict):
+    status: Literal["completed", "failed"]
+    definition: str  # definition_hash() of the step
+    input: str  # input_hash() of what it was given
+    recorded: float  # time.time()
+
+
+class ManifestEntry(_ManifestEntryFields, total=False):
+    """One step's (or group member's) entry in ``manifest.json``'s ``steps``, keyed ``"3"`` or ``"3.1"``."""
+
+    output: Any
+    cost: float
+    files: list[FileEntry]
+    result: dict[str, Any]  # the step's result, less its group members'
+    error: str
+    duration_seconds: float
 
 
 class RunRecordError(ChainError):
@@ -276,9 +303,9 @@ class RunRecord:
 
     # -------------------------------------------------------------- steps
 
-    def reusable(self, key: str, definition: str, step_input: str) -> dict[str, Any] | None:
+    def reusable(self, key: str, definition: str, step_input: str) -> ManifestEntry | None:
         """The recorded result of step ``key`` if it can stand for running it again, else None."""
-        entry = self.manifest["steps"].get(key)
+        entry: ManifestEntry | None = self.manifest["steps"].get(key)
         if not entry or entry.get("status") != "completed":
             return None
         if entry.get("definition") != definition or entry.get("input") != step_input:
@@ -291,10 +318,10 @@ class RunRecord:
                 return None
         return entry
 
-    def record(self, key: str, *, status: str, definition: str, step_input: str,
-               result: dict[str, Any] | None = None, error: str | None = None,
+    def record(self, key: str, *, status: Literal["completed", "failed"], definition: str, step_input: str,
+               result: StepResult | None = None, error: str | None = None,
                duration_seconds: float | None = None) -> None:
-        entry: dict[str, Any] = {"status": status, "definition": definition, "input": step_input,
+        entry: ManifestEntry = {"status": status, "definition": definition, "input": step_input,
                                  "recorded": time.time()}
         if result is not None:
             entry["output"] = result.get("output")
@@ -386,7 +413,7 @@ class Journal:
         self.reusing = resume and record is not None
         self._lock = threading.Lock()
 
-    def reuse(self, key: str, step: Step, step_input: Any) -> dict[str, Any] | None:
+    def reuse(self, key: str, step: Step, step_input: Any) -> StepResult | None:
         """The recorded result to reuse for this step, with its cost not charged again; or None."""
         if not self.reusing or self.record is None:
             return None
@@ -395,14 +422,15 @@ class Journal:
         if entry is None:
             return None
         recorded = entry.get("result", {})
-        return {**recorded, "output": entry.get("output"), "cost": 0.0,
-                "outputs": recorded.get("outputs", [f["path"] for f in entry.get("files", [])]), "reused": True}
+        files = recorded.get("outputs", [f["path"] for f in entry.get("files", [])])
+        return cast(StepResult, {**recorded, "output": entry.get("output"), "cost": 0.0, "outputs": files,
+                                 "reused": True})
 
-    def ran(self) -> None:
+    def stop_reusing(self) -> None:
         """A step is running for real: nothing after it may be reused."""
         self.reusing = False
 
-    def done(self, key: str, step: Step, step_input: Any, result: dict[str, Any]) -> None:
+    def done(self, key: str, step: Step, step_input: Any, result: StepResult) -> None:
         if self.record is not None and not result.get("reused"):
             with self._lock:
                 self.record.record(key, status="completed", definition=definition_hash(step),

@@ -13,8 +13,7 @@ import random
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import psutil
 
@@ -24,34 +23,24 @@ from aicp._events import EventLog
 from aicp._process.launch import Launcher
 from aicp._process.monitor import Cancel, Limits, Outcome, WorkerEvents, run_worker
 from aicp._run.record import Journal, save_intermediate
+from aicp._run.results import ChainResult, OutputEntry, StepResult, output_entry
 from aicp._chain.steptypes import accepts, kind_of
 
-@dataclass
-class ChainResult:
-    """What a run ended with; the fields of the terminal ``pipeline_complete`` event."""
-
-    success: bool
-    steps_completed: int
-    total_steps: int
-    total_cost: float
-    total_time: float
-    outputs: dict[str, Any]
-    error: str | None = None
-    exit_code: int = ExitCode.OK
-    run_id: str | None = None
-    step_results: list[dict[str, Any]] = field(default_factory=list)
-
-    def event_fields(self) -> dict[str, Any]:
-        return {"success": self.success, "steps_completed": self.steps_completed,
-                "total_steps": self.total_steps, "total_cost": round(self.total_cost, 6),
-                "total_time": round(self.total_time, 3), "outputs": self.outputs,
-                "error": self.error, "exit_code": int(self.exit_code)}
+if TYPE_CHECKING:
+    from aicp._worker.protocol import FailureReason, WorkerSpec
 
 
-class _StepFailed(Exception):
-    def __init__(self, message: str, exit_code: int = ExitCode.STEP_FAILED, reason: str = "cancelled") -> None:
+class _RunStepFailed(Exception):
+    """The supervisor's side of a failed step: it stops the run, which exits with ``run_exit_code``.
+
+    (The step's own side is :class:`aicp.StepFailed`, raised in the worker; a
+    worker stopped by SIGTERM sees :class:`aicp._worker.main.WorkerCancelled`.)
+    """
+
+    def __init__(self, message: str, run_exit_code: int = ExitCode.STEP_FAILED,
+                 reason: FailureReason = "cancelled") -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.run_exit_code = run_exit_code
         self.reason = reason
 
 
@@ -110,20 +99,20 @@ class Supervisor:
         latest: dict[str, Any] = {"text": chain_input if kind_of(chain_input) == "text" else chain.prompt}
         latest[kind_of(chain_input)] = chain_input
         current = chain_input
-        outputs: dict[str, Any] = {}
-        results: list[dict[str, Any]] = []
+        outputs: dict[str, OutputEntry] = {}
+        results: list[StepResult] = []
         total_cost = 0.0
         error: str | None = None
-        exit_code: int = ExitCode.OK
+        run_exit_code: int = ExitCode.OK
         completed = 0
         for index, step in enumerate(chain.steps):
             step_input = self._input_for(step, current, latest)
             try:
                 if self.cancel.is_set():
-                    raise _StepFailed(self.cancel.message, self.cancel.exit_code)
+                    raise _RunStepFailed(self.cancel.message, self.cancel.exit_code)
                 result = self._run_step(index, step, step_input, latest)
-            except _StepFailed as exc:
-                error, exit_code = f"Step {index + 1} failed: {exc}", exc.exit_code
+            except _RunStepFailed as exc:
+                error, run_exit_code = f"Step {index + 1} failed: {exc}", exc.run_exit_code
                 self.journal.failed(str(index), step, step_input, str(exc))
                 break
             finally:
@@ -140,7 +129,7 @@ class Supervisor:
             latest[kind] = current
             if kind.endswith("s") and kind != "any":
                 latest[kind[:-1]] = current[0]
-            outputs[f"step_{index + 1}_{step.type}"] = _output_entry(step, result)
+            outputs[f"step_{index + 1}_{step.type}"] = output_entry(step, result)
             if chain.save_intermediates:
                 save_intermediate(chain, self.events.run_id, index + 1, outputs, total_cost)
         if error is None and outputs:  # the last step's entry, for scripts: jq -r '.outputs.final.path'
@@ -148,13 +137,13 @@ class Supervisor:
         chain_result = ChainResult(
             success=error is None, steps_completed=completed, total_steps=len(chain.steps),
             total_cost=total_cost, total_time=_elapsed(started), outputs=outputs, error=error,
-            exit_code=exit_code, run_id=self.events.run_id, step_results=results,
+            exit_code=run_exit_code, run_id=self.events.run_id, step_results=results,
         )
         status = "succeeded" if error is None else ("cancelled" if self.cancel.is_set() else "failed")
         self.journal.finish(status, chain_result.event_fields())
         return chain_result
 
-    def _run_step(self, index: int, step: Step, step_input: Any, latest: dict[str, Any]) -> dict[str, Any]:
+    def _run_step(self, index: int, step: Step, step_input: Any, latest: dict[str, Any]) -> StepResult:
         """Run (or, resuming, reuse) one top-level step and remember its result."""
         key = str(index)
         reused = self.journal.reuse(key, step, step_input)
@@ -165,9 +154,9 @@ class Supervisor:
         if step.is_group:
             result = self._run_group(index, step, step_input, latest)
         else:
-            self.journal.ran()
+            self.journal.stop_reusing()
             result = self._run_attempts(index, step, None, step_input, latest, self.cancel)
-        self.journal.ran()
+        self.journal.stop_reusing()
         self.journal.done(key, step, step_input, result)
         self._spend(result["cost"])
         return result
@@ -186,7 +175,7 @@ class Supervisor:
                        f"${self.spent + estimate:.3f}, past max_cost ${budget:.3f} (spent so far ${self.spent:.3f})")
         self.events.emit("step_error", step=index, type=step.type, model=step.model, name=step.name,
                          error=message, reason="budget", cost=0.0)
-        raise _StepFailed(message, ExitCode.STEP_FAILED, "budget")
+        raise _RunStepFailed(message, ExitCode.STEP_FAILED, "budget")
 
     def _spend(self, cost: float) -> None:
         before, self.spent = self.spent, self.spent + cost
@@ -196,7 +185,7 @@ class Supervisor:
                              f"${budget:.3f} (the last step cost more than its estimate); no further "
                              "step will start")
 
-    def _skipped_as_reused(self, base: dict[str, Any], step: Step, reused: dict[str, Any]) -> None:
+    def _skipped_as_reused(self, base: dict[str, Any], step: Step, reused: StepResult) -> None:
         record = self.journal.record
         self.events.emit("step_skipped", **base, type=step.type, name=step.name, reason="reused",
                          from_run=record.run_id if record else None, output=reused["output"],
@@ -212,7 +201,7 @@ class Supervisor:
         return latest.get(step.consumes, current)
 
     def _spec(self, index: int, step: Step, member: int | None, step_input: Any,
-              latest: dict[str, Any]) -> dict[str, Any]:
+              latest: dict[str, Any]) -> WorkerSpec:
         assert step.executor is not None
         chain = self.chain
         return {
@@ -227,7 +216,7 @@ class Supervisor:
     # ------------------------------------------------------------------ one step, with retries
 
     def _run_attempts(self, index: int, step: Step, member: int | None, step_input: Any,
-                      latest: dict[str, Any], cancel: Cancel) -> dict[str, Any]:
+                      latest: dict[str, Any], cancel: Cancel) -> StepResult:
         chain = self.chain
         retries = step.retry_count if step.retry_count is not None else chain.retry_count
         limits = Limits(timeout=step.timeout or chain.timeout, max_memory_mb=step.max_memory_mb,
@@ -253,9 +242,10 @@ class Supervisor:
                     continue
             self.events.emit("step_error", **base, type=step.type, model=step.model, name=step.name,
                              attempt=attempt, **outcome.failure_fields(), **outcome.resource_fields())
-            exit_code = self.cancel.exit_code if self.cancel.is_set() else (
+            run_exit_code = self.cancel.exit_code if self.cancel.is_set() else (
                 outcome.run_exit_code or ExitCode.STEP_FAILED)
-            raise _StepFailed(outcome.error or outcome.reason or "failed", exit_code, outcome.reason or "exception")
+            raise _RunStepFailed(outcome.error or outcome.reason or "failed", run_exit_code,
+                                 outcome.reason or "exception")
 
     def _worker_events(self, step: Step, base: dict[str, Any], attempt: int) -> WorkerEvents:
         emit = self.events.emit
@@ -275,13 +265,14 @@ class Supervisor:
                                            fields=fields),
         )
 
-    def _complete(self, step: Step, base: dict[str, Any], attempt: int, outcome: Outcome) -> dict[str, Any]:
+    def _complete(self, step: Step, base: dict[str, Any], attempt: int, outcome: Outcome) -> StepResult:
         value = outcome.result or {}
         cost = value.get("cost")
         if not isinstance(cost, (int, float)) or isinstance(cost, bool):
             cost = step.estimated_cost
         files = value.get("outputs") or ([value["output"]] if kind_of(value.get("output")) not in ("text", "any") else [])
-        result = {**value, "cost": float(cost), "outputs": files}
+        # the step's own value (JSON from the worker) becomes the named record here
+        result = cast(StepResult, {**value, "cost": float(cost), "outputs": files})
         self.events.emit("step_complete", **base, type=step.type, model=step.model, name=step.name,
                          attempt=attempt, cost=float(cost), output=value.get("output"), outputs=files,
                          **outcome.resource_fields())
@@ -289,7 +280,7 @@ class Supervisor:
 
     # ------------------------------------------------------------------ parallel groups
 
-    def _run_group(self, index: int, group: Step, step_input: Any, latest: dict[str, Any]) -> dict[str, Any]:
+    def _run_group(self, index: int, group: Step, step_input: Any, latest: dict[str, Any]) -> StepResult:
         members = [(j, m) for j, m in enumerate(group.members) if m.enabled]
         self.events.emit("step_start", step=index, type=group.type, model=None, name=group.name,
                          members=len(members), max_workers=group.max_workers,
@@ -300,8 +291,8 @@ class Supervisor:
         fan_out = isinstance(step_input, list) and len(step_input) == len(members)
         member_inputs = {j: self._input_for(m, step_input[k] if fan_out else step_input, latest)
                          for k, (j, m) in enumerate(members)}
-        results: dict[int, dict[str, Any]] = {}
-        failures: list[tuple[int, _StepFailed]] = []  # in the order they ended: the first is the cause
+        results: dict[int, StepResult] = {}
+        failures: list[tuple[int, _RunStepFailed]] = []  # in the order they ended: the first is the cause
         # Resuming: members an earlier attempt finished are reused before anything starts, so
         # a first_success group with a reusable winner starts no member at all.
         for j, member in members:
@@ -312,7 +303,7 @@ class Supervisor:
         if results and group.merge_strategy == "first_success":
             cancel.set("cancelled: a member of the group was reused from the earlier run")
 
-        def run_member(j: int, member: Step) -> dict[str, Any] | None:
+        def run_member(j: int, member: Step) -> StepResult | None:
             if cancel.is_set():
                 self.events.emit("step_skipped", step=index, member=j, type=member.type,
                                  reason="the group finished before this member started")
@@ -320,7 +311,7 @@ class Supervisor:
             key = f"{index}.{j}"
             try:
                 value = self._run_attempts(index, member, j, member_inputs[j], latest, cancel)
-            except _StepFailed as exc:
+            except _RunStepFailed as exc:
                 self.journal.failed(key, member, member_inputs[j], str(exc))
                 # Stop the group here, in the member's own thread: once it returns, its pool
                 # slot starts the next queued member, before the loop below sees the failure.
@@ -333,7 +324,7 @@ class Supervisor:
             return value
 
         with ThreadPoolExecutor(max_workers=group.max_workers, thread_name_prefix="aicp-member") as pool:
-            futures: dict[Future[dict[str, Any] | None], int] = {
+            futures: dict[Future[StepResult | None], int] = {
                 pool.submit(run_member, j, m): j for j, m in members if j not in results
             }
             pending = set(futures)
@@ -343,7 +334,7 @@ class Supervisor:
                     j = futures[future]
                     try:
                         value = future.result()
-                    except _StepFailed as exc:
+                    except _RunStepFailed as exc:
                         failures.append((j, exc))
                         if group.merge_strategy == "collect_all":
                             cancel.set("cancelled: another member of the group failed")
@@ -355,22 +346,24 @@ class Supervisor:
         return self._merge_group(index, group, members, results, failures, started)
 
     def _merge_group(self, index: int, group: Step, members: list[tuple[int, Step]],
-                     results: dict[int, dict[str, Any]],
-                     failures: list[tuple[int, _StepFailed]], started: float) -> dict[str, Any]:
+                     results: dict[int, StepResult],
+                     failures: list[tuple[int, _RunStepFailed]], started: float) -> StepResult:
         ok = bool(results) if group.merge_strategy == "first_success" else len(results) == len(members)
         if self.cancel.is_set():
             ok = False
         cost = sum(r["cost"] for r in results.values())
         if not ok:
+            reason: FailureReason
             if self.cancel.is_set():
-                message, exit_code, reason = self.cancel.message, self.cancel.exit_code, "cancelled"
+                message, run_exit_code, reason = self.cancel.message, self.cancel.exit_code, "cancelled"
             else:
                 # the cause is the first real failure, not a member cancelled because of it
                 member, cause = next(((j, c) for j, c in failures if c.reason != "cancelled"), failures[0])
-                message, exit_code, reason = f"member {member} failed: {cause}", cause.exit_code, cause.reason
+                message, run_exit_code, reason = (f"member {member} failed: {cause}", cause.run_exit_code,
+                                                  cause.reason)
             self.events.emit("step_error", step=index, type=group.type, name=group.name, error=message,
                              reason=reason, cost=cost, duration_seconds=round(_elapsed(started), 3))
-            raise _StepFailed(message, exit_code, reason)
+            raise _RunStepFailed(message, run_exit_code, reason)
         ordered = [results[j] for j, _ in members if j in results]
         if group.merge_strategy == "first_success":
             output: Any = ordered[0]["output"]
@@ -386,23 +379,6 @@ class Supervisor:
 
 def _elapsed(started: float) -> float:
     return time.monotonic() - started
-
-
-def _output_entry(step: Step, result: dict[str, Any]) -> dict[str, Any]:
-    """One entry of the final ``outputs``, in the shape the old tool used (path, url, text, model, metadata)."""
-    output = result.get("output")
-    kind = kind_of(output)
-    metadata = {k: v for k, v in result.items() if k not in ("output", "outputs", "cost", "members", "named")}
-    return {
-        "path": output if kind in ("image", "video", "audio") else None,
-        "paths": output if isinstance(output, list) else None,
-        "url": result.get("url"),
-        "text": output if kind == "text" else None,
-        "model": step.model,
-        "files": result.get("outputs") or [],
-        "cost": result.get("cost", 0.0),
-        "metadata": metadata,
-    }
 
 
 def _reap_strays(spare: set[int]) -> None:

@@ -8,8 +8,9 @@ in a session of its own. Its contract with the supervisor:
   worker kills its own process tree and exits.
 * It reports progress, log events and finally the result (or the error) as JSON
   lines on ``RESULT_FD``. Whatever the step prints goes to stdout/stderr, which
-  the supervisor relays; it cannot corrupt the result.
-* SIGTERM raises :class:`StepCancelled` in the step, so ``finally`` blocks (a
+  the supervisor relays; it cannot corrupt the result. Both pipes speak
+  :mod:`aicp._worker.protocol`.
+* SIGTERM raises :class:`WorkerCancelled` in the step, so ``finally`` blocks (a
   remote cancel request, a temp file removal) run within the grace period.
 
 Start-up cost is the per-step overhead of the tool, so this module imports
@@ -28,27 +29,30 @@ TYPE_CHECKING = False  # importing typing would add ~10 ms to every step
 if TYPE_CHECKING:
     from typing import Any, NoReturn
 
-from aicp._context import Channel, StepContext, StepFailed
+    from aicp._worker.protocol import WorkerSpec
+
+from aicp._context import StepContext, StepFailed
 from aicp._targets import load_target
+from aicp._worker.protocol import EXIT_LIFELINE_CUT, EXIT_NOT_STARTED, Channel, decode_spec
 
 
-class StepCancelled(BaseException):
-    """Raised in the step when the supervisor asks it to stop (SIGTERM)."""
+class WorkerCancelled(BaseException):
+    """Raised in the step, inside the worker, when the supervisor asks it to stop (SIGTERM)."""
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    raise StepCancelled("the supervisor stopped this step")
+    raise WorkerCancelled("the supervisor stopped this step")
 
 
-def _read_spec(fd: int) -> dict[str, Any]:
+def _read_spec(fd: int) -> WorkerSpec:
     buf = b""
     while not buf.endswith(b"\n"):
         chunk = os.read(fd, 65536)
         if not chunk:
-            raise SystemExit(70)  # the supervisor went away before sending the spec
+            raise SystemExit(EXIT_NOT_STARTED)  # the supervisor went away before sending the spec
         buf += chunk
-    return json.loads(buf)
+    return decode_spec(buf)
 
 
 def _kill_own_tree(token: str | None) -> NoReturn:
@@ -76,7 +80,7 @@ def _kill_own_tree(token: str | None) -> NoReturn:
                     continue
     finally:
         os.killpg(os.getpgrp(), signal.SIGKILL)
-        os._exit(137)
+        os._exit(EXIT_LIFELINE_CUT)
 
 
 def _watch_lifeline(fd: int, token: str | None) -> None:
@@ -104,42 +108,37 @@ def _normalise(value: Any) -> dict[str, Any]:
     return result
 
 
-def run(spec: dict[str, Any], channel: Channel) -> int:
+def run(spec: WorkerSpec, channel: Channel) -> int:
     """Run the step described by ``spec`` and report its result; return the exit status."""
     try:
         ctx = StepContext(spec, channel)
         fn = load_target(spec["target"])
         value = fn(ctx)
-    except StepCancelled:
+    except WorkerCancelled:
         raise
     except StepFailed as exc:
-        channel.send("error", reason=exc.reason, error=str(exc), exit_code=exc.exit_code, signal=exc.signal,
-                     run_exit_code=exc.run_exit_code)
+        channel.error(exc.reason, str(exc), exit_code=exc.exit_code, signal=exc.signal,
+                      run_exit_code=exc.run_exit_code)
         return 1
     except BaseException as exc:  # noqa: BLE001 - every failure of the step is reported
         import traceback
 
         if isinstance(exc, SystemExit) and exc.code in (0, None):
-            channel.send("error", reason="exit", error="the step called sys.exit(0) before returning a result")
+            channel.error("exit", "the step called sys.exit(0) before returning a result")
             return 1
         if isinstance(exc, SystemExit) and isinstance(exc.code, int) and not isinstance(exc.code, bool):
-            channel.send("error", reason="exit", exit_code=exc.code,
-                         error=f"the step called sys.exit({exc.code}) before returning a result")
+            channel.error("exit", f"the step called sys.exit({exc.code}) before returning a result",
+                          exit_code=exc.code)
             return exc.code if 0 < exc.code < 256 else 1
-        channel.send(
-            "error",
-            reason="exception",
-            error=f"{type(exc).__name__}: {exc}",
-            traceback="".join(traceback.format_exception(exc)),
-        )
+        channel.error("exception", f"{type(exc).__name__}: {exc}",
+                      traceback="".join(traceback.format_exception(exc)))
         return 1
     try:
         payload = json.dumps(_normalise(value), allow_nan=False)
     except (TypeError, ValueError) as exc:
-        channel.send("error", reason="invalid_result",
-                     error=f"the step returned a value that is not JSON-serialisable: {exc}")
+        channel.error("invalid_result", f"the step returned a value that is not JSON-serialisable: {exc}")
         return 1
-    channel.write_line('{"k": "result", "value": ' + payload + "}")
+    channel.result(payload)
     return 0
 
 
@@ -156,7 +155,7 @@ def main() -> NoReturn:
     sys.path[:0] = spec.get("path", [])
     try:
         status = run(spec, Channel(result_fd))
-    except StepCancelled:
+    except WorkerCancelled:
         status = 128 + signal.SIGTERM
     for stream in (sys.stdout, sys.stderr):
         try:

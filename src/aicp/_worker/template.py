@@ -12,7 +12,7 @@ the supervisor's end of the socket closes.
 from __future__ import annotations
 
 import array
-import marshal
+import errno
 import os
 import select
 import signal
@@ -20,6 +20,7 @@ import socket
 import sys
 
 import aicp._worker.main  # the point of the template: these imports are paid once per run
+from aicp._worker.protocol import EXIT_NOT_STARTED, TEMPLATE_FDS, exit_reply, pid_reply, read_template_request
 import aicp.steps.command_step  # noqa: F401
 import aicp.steps.python_step  # noqa: F401
 
@@ -27,8 +28,6 @@ try:  # ctx.log uses structlog; pre-import it so a step's first log line is free
     import structlog  # noqa: F401
 except ImportError:  # pragma: no cover
     pass
-
-_FDS = 4  # stdout, stderr, control (lifeline), result
 
 
 def _fork_worker(sock: socket.socket, wake: tuple[int, int], fds: array.array[int], env: dict[str, str]) -> int:
@@ -54,7 +53,7 @@ def _fork_worker(sock: socket.socket, wake: tuple[int, int], fds: array.array[in
         sys.argv = ["aicp-worker", str(ctrl_r), str(res_w)]
         aicp._worker.main.main()
     finally:
-        os._exit(70)
+        os._exit(EXIT_NOT_STARTED)
 
 
 def _report_exits(sock: socket.socket) -> None:
@@ -65,9 +64,8 @@ def _report_exits(sock: socket.socket) -> None:
             return
         if pid == 0:
             return
-        record = (pid, os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime,
-                  usage.ru_maxrss * 1024)
-        sock.send(b"X" + marshal.dumps(record))
+        sock.send(exit_reply(pid, os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime,
+                             usage.ru_maxrss * 1024))
 
 
 def main() -> None:
@@ -77,7 +75,7 @@ def main() -> None:
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
-    fd_space = socket.CMSG_SPACE(_FDS * 4)
+    fd_space = socket.CMSG_SPACE(TEMPLATE_FDS * 4)
     sock_fd = sock.fileno()
     try:
         while True:
@@ -97,11 +95,11 @@ def main() -> None:
                 for level, kind, payload in ancdata:
                     if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                         fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
-                pid = _fork_worker(sock, (wake_r, wake_w), fds, marshal.loads(data)) \
-                    if len(fds) == _FDS else -22
+                pid = _fork_worker(sock, (wake_r, wake_w), fds, read_template_request(data)) \
+                    if len(fds) == TEMPLATE_FDS else -errno.EINVAL
                 for fd in fds:
                     os.close(fd)
-                sock.send(b"P" + marshal.dumps(pid))
+                sock.send(pid_reply(pid))
             _report_exits(sock)
     except OSError:
         pass  # the supervisor is gone

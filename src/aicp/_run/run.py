@@ -1,0 +1,150 @@
+"""One run of a chain, assembled in one place: ``aicp.run_chain`` and ``aicp run-chain`` both use it.
+
+Building a run is a fixed sequence: load the chain, check its credentials,
+resolve the input, open the run record, build the event log and the
+supervisor, run, emit the result, close. It used to be written twice (the
+Python API and the CLI), and the copies drifted. Here it is written once;
+what differs between callers is passed in: where the input comes from, who
+watches the events, a confirmation before anything is written, whether this
+process reaps stray descendants (the CLI is a subreaper), and what the caller
+holds while the steps run (the CLI's signal handlers wrap :meth:`Run.execute`).
+
+A run that fails before it starts (an invalid chain, a missing input or
+credential) still ends the event stream and the log file with one
+``pipeline_complete`` line, so whoever reads them can always parse a result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from aicp._chain.inputs import resolve_input
+from aicp._chain.load import Chain, load_chain
+from aicp._chain.steptypes import path_like
+from aicp._errors import AicpError, UsageError
+from aicp._events import EventLog, Observer
+from aicp._process.monitor import Cancel
+from aicp._redact import Redactor
+from aicp._run.record import Journal, RunRecord, open_record
+from aicp._run.results import ChainResult
+from aicp._run.supervisor import Supervisor
+from aicp.providers.credentials import check_credentials
+
+
+@dataclass(frozen=True)
+class InputSource:
+    """Where the chain's input comes from: at most one of these; none means the chain's own."""
+
+    text: str | None = None
+    prompt_file: str | None = None
+    file: str | None = None  # '-' reads text from stdin
+
+    @classmethod
+    def of(cls, value: Any) -> InputSource:
+        """The Python API's one ``input``: a file when it is a Path or names an existing file, else text."""
+        if value is None:
+            return cls()
+        if isinstance(value, Path) or (path_like(value) and Path(value).is_file()):
+            return cls(file=str(value))
+        return cls(text=value)
+
+
+class Run:
+    """A run whose chain, input and record are ready; :meth:`execute` runs it to its result."""
+
+    def __init__(self, chain: Chain, chain_input: Any, record: RunRecord, resuming: bool, events: EventLog,
+                 cancel: Cancel | None, reap_strays: bool) -> None:
+        self.chain = chain
+        self.events = events
+        self._input = chain_input
+        self._supervisor = Supervisor(chain, events, cancel, reap_strays=reap_strays,
+                                      journal=Journal(record, resume=resuming))
+
+    @property
+    def cancel(self) -> Cancel:
+        return self._supervisor.cancel
+
+    @property
+    def redactor(self) -> Redactor:
+        """Masks this run's secrets in whatever the caller prints about it."""
+        return self.events.redactor
+
+    def execute(self) -> ChainResult:
+        """Run every step, emit the terminal ``pipeline_complete`` and close the event log."""
+        try:
+            result = self._supervisor.run(self._input)
+            self.events.result(**result.event_fields())
+        finally:
+            self.events.close()
+        return result
+
+
+def open_run(chain: Chain | str | Path, source: InputSource = InputSource(), *, output_dir: str | None = None,
+             overrides: dict[str, Any] | None = None, run_id: str | None = None, stream: bool = False,
+             log_file: str | None = None, context: dict[str, Any] | None = None,
+             observer: Observer | None = None, cancel: Cancel | None = None, resume: str | None = None,
+             confirm: Callable[[Chain], None] | None = None, reap_strays: bool = False,
+             work_dir: str | None = None, max_cost: float | None = None) -> Run:
+    """Load and check everything a run needs, open its record and event log; nothing runs yet.
+
+    ``chain`` is a loaded :class:`Chain` or a path / YAML text (``'-'``: stdin),
+    loaded with ``output_dir`` and ``overrides`` (top-level keys). ``run_id``
+    names the run (created, or resumed if it exists); ``context`` holds fields
+    every event carries (a batch job's ids). A relative output folder resolves
+    against ``work_dir`` (``--base-dir``); ``max_cost`` replaces the chain's budget.
+    ``confirm`` is called once the chain and its input are known good, before
+    the record is written; it may raise (the CLI's cost question). Any
+    :class:`AicpError` is raised after the failure was reported as the
+    stream's and the log file's terminal line.
+    """
+    try:
+        if chain == "-" and source.file == "-":
+            raise UsageError("--config - and --input - cannot both read stdin; give one of them a file")
+        if not isinstance(chain, Chain):
+            chain = load_chain(chain, output_dir=output_dir, overrides=overrides, work_dir=work_dir)
+        if max_cost is not None:
+            chain = replace(chain, max_cost=max_cost)
+        check_credentials(chain)
+        chain_input = resolve_input(chain, input_text=source.text, prompt_file=source.prompt_file,
+                                    input_file=source.file)
+        if confirm is not None:
+            confirm(chain)
+        record, resuming = open_record(chain, resume, run_id)
+    except AicpError as exc:
+        report_failed_start(exc, stream=stream, log_file=log_file, context=context)
+        raise
+    events = EventLog(stream=stream, log_file=[str(record.events_path), *([log_file] if log_file else [])],
+                      observer=observer, secrets=chain.secrets, run_id=record.run_id, context=context)
+    return Run(chain, chain_input, record, resuming, events, cancel, reap_strays)
+
+
+def report_failed_start(error: AicpError, *, stream: bool, log_file: str | None,
+                        context: dict[str, Any] | None = None) -> None:
+    """End the stream (and the log file, which records every invocation) with a result that says why."""
+    if not (stream or log_file):
+        return
+    events = EventLog(stream=stream, log_file=log_file, context=context)
+    events.result(**ChainResult.not_started(error.message, int(error.exit_code)).event_fields())
+    events.close()
+
+
+def run_chain(chain: Chain | str | Path, input: Any = None, *, stream: bool = False,
+              log_file: str | None = None, observer: Observer | None = None,
+              cancel: Cancel | None = None, resume: str | None = None) -> ChainResult:
+    """Run a chain (a loaded :class:`Chain`, or a path / YAML text) and return its result.
+
+    Every step runs in its own worker process, exactly as from the CLI.
+    ``input`` is the chain's input (text or a file path); by default the
+    chain's own ``prompt`` / ``input_image`` / ``input_video``. ``stream``
+    writes the JSON event stream (stderr, result on stdout); ``observer``
+    receives each event as a dict. Step failures do not raise: they are in
+    the result (``success``, ``error``, ``exit_code``). A chain that cannot
+    start raises its :class:`aicp.AicpError` (after ending the stream and
+    ``log_file`` with a failed result, as the CLI does). The run is recorded
+    under ``output_dir/runs/<run_id>/``; ``resume`` (a run id or ``"latest"``)
+    continues an earlier run, reusing its unchanged completed steps.
+    """
+    return open_run(chain, InputSource.of(input), stream=stream, log_file=log_file, observer=observer,
+                    cancel=cancel, resume=resume).execute()
