@@ -353,31 +353,28 @@ class Validator:
         ppath = path + ("params",)
         self.unknown_keys(params, GROUP_PARAMS, ppath, "parallel_group param")
         good = self.values(params, GROUP_PARAMS, ppath, skip=("parallel_steps",))
-        members_data = params.get("parallel_steps")
-        members: tuple[Step, ...] = ()
-        misspelt = any(did_you_mean(k, ("parallel_steps",)) for k in params if k not in GROUP_PARAMS)
-        if not isinstance(members_data, list) or not members_data:
-            if not misspelt:  # a misspelt 'parallel_steps' has its did-you-mean already
-                self.report(ppath + ("parallel_steps",) if "parallel_steps" in params else ppath,
-                            "a parallel_group needs params.parallel_steps, a non-empty list of steps")
-            members_data = []
-        else:
-            built = [self.step(m, ppath + ("parallel_steps", i), in_group=True) for i, m in enumerate(members_data)]
-            members = tuple(m for m in built if m is not None)
+        members = self.members(params, ppath)
         live = [m for m in members if m.enabled]
-        if common["enabled"] and members_data and len(members) == len(members_data) and not live:
+        if common["enabled"] and members and not live:
             self.report(ppath + ("parallel_steps",), "every member of this group is disabled")
         strategy = good.get("merge_strategy", "collect_all")
-        kinds = {m.produces for m in live}
-        produces = "any"
-        if len(kinds) == 1 and strategy == "first_success":
-            produces = kinds.pop()
-        elif len(kinds) == 1 and (kind := kinds.pop()) in ("image", "video"):
-            produces = kind + "s"
-        common = {**common, "produces": produces,
+        common = {**common, "produces": _group_produces(live, strategy),
                   "params": {k: v for k, v in params.items() if k != "parallel_steps"}}
         return Step(members=members, max_workers=good.get("max_workers") or min(4, max(1, len(live))),
                     merge_strategy=strategy, **common)
+
+    def members(self, params: Mapping[str, Any], ppath: tuple[Any, ...]) -> tuple[Step, ...]:
+        """A group's members; () when they are missing, or when one of them is broken (it was reported)."""
+        members_data = params.get("parallel_steps")
+        if not isinstance(members_data, list) or not members_data:
+            # a misspelt 'parallel_steps' has its did-you-mean already
+            if not any(did_you_mean(k, ("parallel_steps",)) for k in params if k not in GROUP_PARAMS):
+                self.report(ppath + ("parallel_steps",) if "parallel_steps" in params else ppath,
+                            "a parallel_group needs params.parallel_steps, a non-empty list of steps")
+            return ()
+        built = [self.step(m, ppath + ("parallel_steps", i), in_group=True) for i, m in enumerate(members_data)]
+        members = tuple(m for m in built if m is not None)
+        return members if len(members) == len(built) else ()
 
     # -- input_from ------------------------------------------------------------
 
@@ -429,6 +426,17 @@ class Validator:
             if produced.endswith("s") and produced != "any":
                 available.add(produced[:-1])
             previous = produced
+
+
+def _group_produces(live: list[Step], strategy: str) -> str:
+    """What a group hands on: its winner's kind (first_success), a list of images or clips, else any."""
+    kinds = {m.produces for m in live}
+    if len(kinds) != 1:
+        return "any"
+    kind = kinds.pop()
+    if strategy == "first_success":
+        return kind
+    return kind + "s" if kind in ("image", "video") else "any"
 
 
 def _consumers(step: Step) -> Iterator[Step]:

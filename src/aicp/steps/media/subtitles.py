@@ -140,23 +140,27 @@ def _burn(ctx: Any, video: MediaInfo, srt: str, tmp: Path) -> None:
                    ctx, duration=video.duration, message="burning in subtitles", cwd=scratch)
 
 
+def _fit(ctx: Any, video: MediaInfo | None, rate: float | None) -> float | None:
+    """The seconds to spread the cues over: params.fit_to's duration, else the video's unless a
+    reading rate was asked for; None: read at the rate."""
+    if ctx.params.get("fit_to"):
+        fit = probe(resolve_path(ctx, ctx.params["fit_to"], "params.fit_to")).duration
+        if not fit:
+            raise ValueError(f"params.fit_to has no duration: {ctx.params['fit_to']}")
+        return fit
+    return video.duration if video is not None and rate is None else None
+
+
 def run(ctx: Any) -> dict[str, Any]:
     raise_problems(check(ctx.params, ctx.model))
     video = probe_video(input_paths(ctx, what="input video")[0]) if ctx.input else None
     if ctx.params.get("burn_in") and video is None:
         raise ValueError("params.burn_in needs an input video")
     rate = _rate(ctx.params)
-    fit = None
-    if ctx.params.get("fit_to"):
-        fit = probe(resolve_path(ctx, ctx.params["fit_to"], "params.fit_to")).duration
-        if not fit:
-            raise ValueError(f"params.fit_to has no duration: {ctx.params['fit_to']}")
-    elif video is not None and rate is None:
-        fit = video.duration
     texts = chunks(_text(ctx))
     if not texts:
         raise ValueError("the text to subtitle is empty")
-    cues = timed(texts, fit, rate or DEFAULT_WPM)
+    cues = timed(texts, _fit(ctx, video, rate), rate or DEFAULT_WPM)
     srt, vtt = to_srt(cues), to_vtt(cues)
     formats = [ctx.params["format"]] if ctx.params.get("format") else list(FORMATS)
     burn = bool(ctx.params.get("burn_in"))
