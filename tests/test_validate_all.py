@@ -215,3 +215,41 @@ def test_an_executor_that_cannot_run_here_is_reported(aicp, write_chain, tmp_pat
 def test_validate_help_mentions_offline(aicp):
     run = aicp("validate", "--help")
     assert "--offline" in run.stdout and textwrap.dedent("credentials") in run.stdout
+
+
+CARD = "{type: text_to_image, model: title_card}"
+CLIP = "{type: image_to_video, model: ken_burns, params: {duration: 1}}"
+
+
+@pytest.mark.parametrize("steps, path", [
+    ([CARD, CLIP, "{type: add_audio, params: {audio: sounds/missing.wav}}"], "steps[2].params.audio"),
+    ([CARD, CLIP, "{type: generate_subtitles, params: {fit_to: sounds/missing.wav}}"], "steps[2].params.fit_to"),
+    ([CARD, "{type: avatar, model: omnihuman_v1_5, params: {audio_url: sounds/missing.wav}}"],
+     "steps[1].params.audio_url"),
+])
+def test_a_missing_file_named_by_a_param_is_reported_before_anything_runs(aicp, tmp_path, steps, path):
+    (tmp_path / "chain.yaml").write_text("name: files\nprompt: hi\nsteps:\n" + "".join(f"  - {s}\n" for s in steps))
+    run = aicp("validate", "--config", "chain.yaml", "--offline")
+    assert run.returncode == 2
+    m = ERROR.match(run.stderr.splitlines()[0])
+    assert m and m["path"] == path and m["message"].endswith("not found: sounds/missing.wav"), run.stderr
+    env = child_env(FAL_KEY="test-key", AICP_FAL_QUEUE_URL="http://127.0.0.1:9")
+    refused = aicp("run-chain", "--config", "chain.yaml", "--stream", env=env)
+    assert refused.returncode == 3  # a file you named is missing: nothing ran
+    assert "step_start" not in refused.stderr and refused.stderr.startswith("error: chain.yaml:")
+    assert path in refused.result["error"]
+    (tmp_path / "sounds").mkdir()
+    shutil.copy(sys.executable, tmp_path / "sounds" / "missing.wav")  # any readable file will do for validate
+    assert aicp("validate", "--config", "chain.yaml", "--offline").returncode == 0
+
+
+def test_a_url_param_is_not_a_file(aicp, write_chain):
+    write_chain("""
+        name: url
+        prompt: hi
+        steps:
+          - {type: text_to_image, model: title_card}
+          - {type: avatar, model: omnihuman_v1_5, params: {audio_url: "https://example.org/speech.mp3"}}
+    """)
+    run = aicp("validate", "--config", "chain.yaml", "--offline")
+    assert run.returncode == 0, run.stderr

@@ -18,9 +18,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-TYPES = ("string", "number", "integer", "boolean", "path", "list", "mapping", "any")
-_JSON_TYPE = {"string": "string", "path": "string", "number": "number", "integer": "integer",
+TYPES = ("string", "number", "integer", "boolean", "path", "url", "list", "mapping", "any")
+_JSON_TYPE = {"string": "string", "path": "string", "url": "string", "number": "number", "integer": "integer",
               "boolean": "boolean", "list": "array", "mapping": "object"}
+_REMOTE = ("http://", "https://", "data:")
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,8 @@ class Param:
     duration written ``5`` or ``"5s"``). Numbers are checked against
     ``minimum`` (exclusive when ``exclusive_minimum``) and ``maximum``;
     strings against ``choices`` or ``pattern``. ``path`` is a string naming
-    a file that must exist when the chain runs.
+    a file that must exist when the chain runs; ``url`` a URL, or a file path
+    (uploaded), which must exist then.
     """
 
     name: str
@@ -53,9 +55,11 @@ class Param:
         if unknown or self.status not in ("honoured", "ignored"):
             raise ValueError(f"bad declaration of param {self.name!r}: {unknown or self.status}")
 
-    @property
-    def names_file(self) -> bool:
-        return "path" in self.types
+    def names_file(self, value: Any) -> bool:
+        """Whether ``value`` names a local file that must exist: a ``path``, or a ``url`` that is no URL."""
+        if not isinstance(value, str):
+            return False
+        return "path" in self.types or ("url" in self.types and not value.startswith(_REMOTE))
 
     # -- checking ------------------------------------------------------------
 
@@ -87,6 +91,7 @@ class Param:
         if self.types == ("number",) and self.minimum == 0 and self.maximum is None:
             return "a positive number" if self.exclusive_minimum else "a number >= 0"
         words = {"string": "a non-empty string" if self.nonempty else "a string", "path": "a file path",
+                 "url": "a URL or a file path",
                  "number": "a number", "integer": "a whole number", "boolean": "true or false",
                  "list": "a non-empty list" if self.nonempty else "a list", "mapping": "a mapping", "any": "anything"}
         text = " or ".join(words[t] for t in self.types)
@@ -157,7 +162,7 @@ class Param:
 
 
 def _is(value: Any, kind: str) -> bool:
-    if kind in ("string", "path"):
+    if kind in ("string", "path", "url"):
         return isinstance(value, str) and (kind == "string" or bool(value.strip()))
     if kind == "boolean":
         return isinstance(value, bool)

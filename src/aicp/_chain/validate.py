@@ -25,7 +25,7 @@ from typing import Any, Iterator, Mapping, Protocol
 from aicp._chain.params import Param, by_name, count, non_negative, positive, text
 from aicp._chain.plan import DEFAULT_NAME, Chain, Step, path_text
 from aicp._chain.steptypes import STEP_TYPES, Executor, StepType, accepts, executor_for, model_names
-from aicp._errors import ChainError, Problem
+from aicp._errors import ChainError, MissingInputError, Problem
 from aicp._targets import load_target
 from aicp.providers.models import resolve
 
@@ -106,8 +106,9 @@ class Validator:
 
     def __init__(self, label: str, positions: Positions, base_dir: Path, *, here: str = "no",
                  work_dir: Path | None = None) -> None:
-        """``here``: also check that the chain will run on this machine: ``"no"``, ``"offline"``
-        (the files it names exist) or ``"yes"`` (and the credentials its steps need are set)."""
+        """``here``: also check that the chain will run on this machine: ``"no"``; ``"params"``
+        (the files its steps' params name exist: run-chain); ``"offline"`` (and the chain's input
+        files); ``"yes"`` (and the credentials its steps need are set)."""
         self.label = label
         self.positions = positions
         self.base_dir = base_dir
@@ -173,6 +174,8 @@ class Validator:
         chain = self.build(data, top, built, extra)
         if self.check_here != "no":
             self.here(chain)
+            if self.failed and self.check_here == "params":  # run-chain: a file you named is missing (exit 3)
+                raise MissingInputError(ChainError.of(self.problems).message)
             if self.failed:
                 raise ChainError.of(self.problems)
         return chain
@@ -224,13 +227,21 @@ class Validator:
     # -- will it run here -----------------------------------------------------
 
     def here(self, chain: Chain) -> None:
-        """The files the chain names exist and are readable; the credentials its steps need are set."""
+        """The files the chain and its steps' params name exist and are readable; the credentials its
+        steps need are set. ``"params"`` (run-chain, whose input may come from the command line)
+        checks only the params' files."""
         from aicp.providers.credentials import missing_credentials
 
-        for key in ("input_image", "input_video"):
+        for key in ("input_image", "input_video") if self.check_here != "params" else ():
             value = getattr(chain, key)
             if value is not None:
                 self.file(value, (key,), key)
+        for step in _leaves(chain.steps):
+            declared = step.executor.declared if step.executor else {}
+            for name, value in step.params.items():
+                param = declared.get(name)
+                if param is not None and param.names_file(value):
+                    self.file(value, step.path + ("params", name), f"params.{name}")
         if self.check_here == "yes":
             for steps, message in missing_credentials(chain):
                 self.report(steps[0].path + ("model",), message)
@@ -437,6 +448,12 @@ def _group_produces(live: list[Step], strategy: str) -> str:
     if strategy == "first_success":
         return kind
     return kind + "s" if kind in ("image", "video") else "any"
+
+
+def _leaves(steps: tuple[Step, ...]) -> Iterator[Step]:
+    """Every enabled step that runs an executor: the steps, and the members of groups."""
+    for step in steps:
+        yield from (m for m in step.members if m.enabled) if step.is_group else (step,)
 
 
 def _consumers(step: Step) -> Iterator[Step]:

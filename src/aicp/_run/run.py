@@ -103,7 +103,7 @@ def open_run(chain: Chain | str | Path, source: InputSource = InputSource(), *, 
         if chain == "-" and source.file == "-":
             raise UsageError("--config - and --input - cannot both read stdin; give one of them a file")
         if not isinstance(chain, Chain):
-            chain = load_chain(chain, output_dir=output_dir, overrides=overrides, work_dir=work_dir)
+            chain = load_chain(chain, output_dir=output_dir, overrides=overrides, work_dir=work_dir, here="params")
         if max_cost is not None:
             chain = replace(chain, max_cost=max_cost)
         check_credentials(chain)

@@ -80,10 +80,10 @@ _VIDEO_GEN = (*_COMMON, _NEGATIVE, _ASPECT, _RESOLUTION, _DURATION,
               Param("cfg_scale", ("number",), "how closely to follow the prompt", minimum=0, maximum=1),
               Param("prompt_optimizer", ("boolean",), "let the model rewrite the prompt"),
               Param("generate_audio", ("boolean",), "a soundtrack too (where the model offers it)"),
-              Param("end_image_url", ("string",), "the last frame: a URL or a file"),
+              Param("end_image_url", ("url",), "the last frame: a URL or a file"),
               *ignored(_OLD_STYLE, "style", "quality", "motion_level", "natural_motion", "optimize_for_cost",
                        "camera_movement"), *ignored(_OLD_FILE, "output_file"))
-_SPEECH_IN = (Param("audio_url", ("string",), "the speech: a URL or a file (default: the latest audio output)"),)
+_SPEECH_IN = (Param("audio_url", ("url",), "the speech: a URL or a file (default: the latest audio output)"),)
 
 
 TYPE_IO: dict[str, TypeIO] = {
@@ -110,9 +110,9 @@ TYPE_IO: dict[str, TypeIO] = {
     "avatar": TypeIO("image_url", "video.url", kind="video", params=(
         *_COMMON, *_SPEECH_IN, _ASPECT, _RESOLUTION, _DURATION,
         Param("text", ("string",), "what the avatar says (text models; default: the latest text)"),
-        Param("video_url", ("string",), "the motion or the video to edit: a URL or a file"),
-        Param("first_audio_url", ("string",), "MultiTalk's first speaker: a URL or a file"),
-        Param("second_audio_url", ("string",), "MultiTalk's second speaker: a URL or a file"),
+        Param("video_url", ("url",), "the motion or the video to edit: a URL or a file"),
+        Param("first_audio_url", ("url",), "MultiTalk's first speaker: a URL or a file"),
+        Param("second_audio_url", ("url",), "MultiTalk's second speaker: a URL or a file"),
         Param("reference_images", ("list",), "reference images: URLs or files"),
         Param("turbo_mode", ("boolean",)), Param("num_frames", ("integer",), minimum=1),
         Param("acceleration", ("string",)), Param("character_orientation", ("string",), choices=("video", "image")),
