@@ -546,9 +546,9 @@ def test_flooding_output_is_relayed_line_by_line_and_never_breaks_the_stream(env
     assert all(e["step"] == 0 for e in out + err)
     assert len(run.of("pipeline_complete")) == 0
     assert all(e.get("truncated") is not True or len(e["line"]) <= 8192 for e in out + err)
-    # nothing the step printed turned into an event of its own
+    # nothing the step printed turned into an event of its own (run_end: aicp's own last event)
     assert [e["event"] for e in run.events if e["event"] != "step_log"] == \
-        ["pipeline_start", "step_start", "step_complete"]
+        ["pipeline_start", "step_start", "step_complete", "run_end"]
 
 
 def test_an_endless_line_does_not_stall_the_supervisor(env):

@@ -4,6 +4,13 @@ Scripts branch on the exit code, so the numbers are a public contract: they are
 listed once here, and every error that reaches the CLI carries its own code.
 An error that is the user's (a bad chain, a missing file) is printed as one
 line with no traceback; anything else is an internal error (exit 1).
+
+Two numbers are both called "exit code", so the names say which: on a run
+(``ChainResult``, ``Cancel``, ``pipeline_complete``) ``exit_code`` is the run's,
+one of :class:`ExitCode`; on a step (``step_error``, ``Outcome``, ``StepFailed``)
+``exit_code`` is the status its program or the step itself exited with, and
+``run_exit_code`` is the run's exit code that the step asks for (a provider
+failure: 4).
 """
 
 from __future__ import annotations

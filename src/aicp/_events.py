@@ -7,9 +7,9 @@ the human view observe the event, and render it with orjson straight to bytes.
 The "logger" at the end writes each line with one ``write(2)`` call, so a line
 is never split between two writes and readers never see half an event.
 
-Lifecycle events go to stderr (with ``--stream``) and to the ``--log-file``;
-the terminal ``pipeline_complete`` goes to stdout and the log file, never to
-stderr. Streams are resolved at write time, so the stream works under pytest's
+Lifecycle events go to stderr (with ``--stream``) and to the ``--log-file``,
+ending with ``run_end`` (for shippers that only see stderr); the terminal
+``pipeline_complete`` goes to stdout and the log file, never to stderr. Streams are resolved at write time, so the stream works under pytest's
 capsys and after ``contextlib.redirect_stderr``. A reader that goes away
 (``| head``) silences that one stream; the run goes on.
 
@@ -31,8 +31,10 @@ import orjson
 import structlog
 from structlog.processors import add_log_level
 
+from aicp._logformats import formatter
+from aicp._messages import message_of
 from aicp._redact import Redactor
-from aicp._version import SCHEMA_VERSION
+from aicp._version import SCHEMA_VERSION, __version__
 
 Observer = Callable[[dict[str, Any]], None]
 
@@ -141,8 +143,33 @@ def _redact_render(redactor: Redactor) -> Callable[[Any, str, dict[str, Any]], b
     return processor
 
 
+_second_cache: list[Any] = [None, ""]
+
+
+def rfc3339(timestamp: float) -> str:
+    """``2026-12-02T06:03:23.123Z``: UTC, milliseconds, the same instant as ``timestamp`` (truncated)."""
+    seconds, millis = divmod(int(timestamp * 1000), 1000)
+    if _second_cache[0] != seconds:  # most events share their second with the previous one
+        _second_cache[:] = [seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))]
+    return f"{_second_cache[1]}.{millis:03d}Z"
+
+
+# Where an event came from: aicp itself, or a step (relayed from its output, its ctx.log, its ctx.progress).
+_STEP_SOURCES = {"stdout": "step.stdout", "stderr": "step.stderr", "log": "step.log"}
+
+
+def source_of(event: str, fields: dict[str, Any]) -> str:
+    if event == "step_log":
+        return _STEP_SOURCES.get(str(fields.get("stream")), "step.stdout")
+    return "step.progress" if event == "step_progress" else "aicp"
+
+
 class _Envelope:
-    """Puts the fields every event carries first, in a stable order."""
+    """Puts the fields every event carries first, in a stable order.
+
+    The six fields of the original envelope come first (their order is part of
+    the contract), then ``time``, ``source`` and ``message``, then the event's own.
+    """
 
     def __init__(self, run_id: str, started: float, context: dict[str, Any]) -> None:
         self.run_id = run_id
@@ -152,14 +179,19 @@ class _Envelope:
     def __call__(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
         event = event_dict.pop("event")
         level = event_dict.pop("level")
+        now = time.time()
+        has_message = "message" in event_dict  # warning and step_progress carry their own (progress: maybe null)
         return {
             "schema_version": SCHEMA_VERSION,
             "event": event,
-            "timestamp": time.time(),
+            "timestamp": now,
             "elapsed_seconds": round(time.monotonic() - self.started, 3),
             "level": level,
             "run_id": self.run_id,
             **self.context,
+            "time": rfc3339(now),
+            "source": source_of(event, event_dict),
+            "message": event_dict.pop("message") if has_message else message_of(event, event_dict),
             **event_dict,
         }
 
@@ -177,55 +209,127 @@ def _drop(_logger: Any, _method: str, _event_dict: dict[str, Any]) -> Any:
 
 
 _LEVELS = {"step_error": "error", "step_retry": "warning", "warning": "warning"}
+# A step's own ctx.log level (structlog's method names) as one of ours; stdout/stderr lines carry
+# no level of their own and are "info" (a program's stderr is as often progress as trouble).
+_RELAYED_LEVELS = {"debug": "debug", "info": "info", "msg": "info", "warning": "warning", "warn": "warning",
+                   "error": "error", "err": "error", "exception": "error", "critical": "critical",
+                   "fatal": "critical"}
+
+
+def level_of(event: str, fields: dict[str, Any]) -> str:
+    """The ``level`` of a lifecycle event; a relayed ``ctx.log`` line keeps the step's own level."""
+    if event == "step_log":
+        return _RELAYED_LEVELS.get(str(fields.get("log_level", "info")).lower(), "info")
+    return _LEVELS.get(event, "info")
+
+
+# run_end: how the run ended, on stderr, for shippers that never see stdout
+_RUN_END_FIELDS = ("success", "exit_code", "error", "steps_completed", "total_steps", "total_cost", "total_time")
+
+
+class _Shaped:
+    """The last processor when a ``--log-format`` applies: renders the v1 dict for the v1 sinks
+    and the reshaped dict (:mod:`aicp._logformats`) for the others; hands both to :class:`_Routes`."""
+
+    def __init__(self, shape: Callable[[Any, str, dict[str, Any]], dict[str, Any]],
+                 v1: list[Any], shaped: list[Any]) -> None:
+        self.shape, self.v1, self.shaped = shape, v1, shaped
+
+    def __call__(self, logger: Any, method: str,
+                 event_dict: dict[str, Any]) -> tuple[tuple[list[tuple[list[Any], bytes]]], dict[str, Any]]:
+        routes = [(self.shaped, _render(logger, method, self.shape(logger, method, event_dict)))]
+        if self.v1:
+            routes.append((self.v1, _render(logger, method, event_dict)))
+        return (routes,), {}  # structlog calls the logger's method with these arguments
+
+
+class _Routes:
+    """The structlog "logger" after :class:`_Shaped`: each rendering to its own writers."""
+
+    def msg(self, routes: list[tuple[list[Any], bytes]]) -> None:
+        for writers, line in routes:
+            for writer in writers:
+                writer.write(line)
+
+    info = warning = error = debug = critical = msg
 
 
 class EventLog:
     """One run's event stream.
 
     ``stream``: lifecycle events to stderr and the result to stdout (``--stream``).
-    ``log_file``: every event, the result included, appended to that file (or files).
+    ``log_file``: every event, the result included, appended to that file (or files), in
+    ``log_format`` (``json``: the v1 stream; ``ecs`` or ``otel``: see :mod:`aicp._logformats`),
+    which also shapes what goes to stderr.
+    ``record_file``: every event, always as the v1 stream (the run record), like stdout.
     ``observer``: called with each event dict (the human view).
     ``secrets``: values to mask, in addition to secret-looking environment variables.
+    ``run_end``: announce the end of a started run on the lifecycle stream too (the
+    AI Content Pipeline tool's emitter API, :mod:`aicp.stream`, keeps its exact stream).
     ``context``: fields every event carries after ``run_id`` (a batch job's ``batch_id``, ``job_id``).
-    ``sinks``: more writers of every line (``write(bytes)``, ``close()``), as a log file is (a fleet's
-    Redis stream).
+    ``sinks``: more writers of every v1 line (``write(bytes)``, ``close()``), as the run record is (a
+    fleet's Redis stream).
     """
 
     def __init__(self, *, stream: bool = False, log_file: str | Iterable[str] | None = None,
                  observer: Observer | None = None, secrets: Iterable[str] = (),
-                 run_id: str | None = None, context: dict[str, Any] | None = None,
+                 run_id: str | None = None, run_end: bool = True, record_file: str | None = None,
+                 log_format: str = "json", context: dict[str, Any] | None = None,
                  sinks: Iterable[Any] = ()) -> None:
         self.run_id = run_id or uuid.uuid4().hex[:16]
         self.started = time.monotonic()
         self.context = dict(context or {})
         paths = [log_file] if isinstance(log_file, str) else list(log_file or ())
-        self._files: list[Any] = [FileWriter(str(p)) for p in paths] + list(sinks)
+        self._files: list[Any] = [FileWriter(str(p)) for p in paths]
+        record: list[Any] = ([FileWriter(record_file)] if record_file else []) + list(sinks)
         self.redactor = Redactor.from_environment(extra=secrets)
+        self._shape = formatter(log_format, self.run_id)
         stderr = [StreamWriter("stderr")] if stream else []  # one writer (one lock) for all stderr lines
+        stdout = [StreamWriter("stdout")] if stream else []
+        self._lifecycle = self._logger(record, stderr + self._files, observer)
+        self._terminal = self._logger(stdout + record, self._files, observer)
+        self._files = [*self._files, *record]  # a new list: the loggers keep theirs
         self._relayed = _Tee(stderr + self._files)
-        self._lifecycle = self._logger(stderr, self._files, observer)
-        self._terminal = self._logger([StreamWriter("stdout")] if stream else [], self._files, observer)
+        self._started_run = False
+        self._announce_end = run_end
 
-    def _logger(self, streams: list[Any], files: list[Any], observer: Observer | None) -> Any:
+    def _logger(self, v1: list[Any], shaped: list[Any], observer: Observer | None) -> Any:
         processors: list[Any] = [add_log_level, _Envelope(self.run_id, self.started, self.context)]
-        if observer is not None:
-            processors += [self.redactor, _observe(observer), _render if streams or files else _drop]
-        elif streams or files:  # nobody looks at the dict: mask and render in one pass
-            processors.append(_redact_render(self.redactor))
+        sink: Any
+        if self._shape is not None and shaped:
+            processors += [self.redactor, *([_observe(observer)] if observer else []),
+                           _Shaped(self._shape, v1, shaped)]
+            sink = _Routes()
         else:
-            processors.append(_drop)
+            sink = _Tee(v1 + shaped)
+            if observer is not None:
+                processors += [self.redactor, _observe(observer), _render if sink.writers else _drop]
+            elif sink.writers:  # nobody looks at the dict: mask and render in one pass
+                processors.append(_redact_render(self.redactor))
+            else:
+                processors.append(_drop)
         # .bind() once: wrap_logger returns a lazy proxy that would build a new bound logger on every call
-        return structlog.wrap_logger(_Tee(streams + files), processors=processors,
+        return structlog.wrap_logger(sink, processors=processors,
                                      wrapper_class=structlog.BoundLogger, context_class=dict).bind()
 
     def emit(self, event: str, **fields: Any) -> None:
         """Emit a lifecycle event (to stderr / the log file / the observer)."""
-        getattr(self._lifecycle, _LEVELS.get(event, "info"))(event, **fields)
+        if event == "pipeline_start":
+            self._started_run = self._announce_end
+            fields.setdefault("aicp_version", __version__)
+        getattr(self._lifecycle, level_of(event, fields))(event, **fields)
 
-    def result(self, event: str = "pipeline_complete", **fields: Any) -> None:
-        """Emit the terminal event (``pipeline_complete``; a batch's ``batch_complete``) to stdout /
-        the log file / the observer."""
+    def result(self, event: str = "pipeline_complete", *, resume_command: str | None = None,
+               **fields: Any) -> None:
+        """End the run: ``run_end`` on the lifecycle stream (when a run had started), then the
+        terminal event (``pipeline_complete``; a batch's ``batch_complete``) to stdout / the log
+        file / the observer."""
         level = "info" if fields.get("success") else "error"
+        if self._started_run:
+            end = {k: fields.get(k) for k in _RUN_END_FIELDS}
+            if resume_command and not fields.get("success"):
+                end["resume_command"] = resume_command
+            getattr(self._lifecycle, level)("run_end", **end)
         getattr(self._terminal, level)(event, **fields)
 
     def relay(self, line: bytes) -> None:

@@ -103,6 +103,10 @@ def build_parser() -> Any:
     run.add_argument("--stream", action="store_true",
                      help="JSON events on stderr, the final result as one JSON line on stdout")
     run.add_argument("--log-file", metavar="PATH", help="also append every JSON event to PATH (any mode)")
+    run.add_argument("--log-format", choices=("json", "ecs", "otel"), default=None,
+                     help="the shape of the events on stderr and in --log-file: json (the v1 stream, the "
+                          "default), ecs (Elastic Common Schema) or otel (OpenTelemetry log records); "
+                          "default: $AICP_LOG_FORMAT, else json. stdout and the run record stay v1")
     run.add_argument("--output-dir", metavar="DIR", help="write outputs here instead of the chain's output_dir")
     run.add_argument("--no-confirm", "--yes", "-y", dest="no_confirm", action="store_true",
                      help="never ask before a run with a cost estimate above zero")
@@ -212,6 +216,18 @@ def build_parser() -> Any:
         where.add_argument("--output-dir", metavar="DIR", default="output",
                            help="the output_dir whose runs/ to read (default: output)")
 
+    view = command("view", "show a recorded or live events JSONL as the live view (or plain lines)",
+                   "Show an events JSONL (a run's --stream stderr, its --log-file, or its record\n"
+                   "output_dir/runs/<run_id>/events.jsonl) in the view run-chain shows people: live on a\n"
+                   "terminal, plain lines elsewhere. Exits with the run's exit code when the stream\n"
+                   "says how it ended.\n\n"
+                   "  aicp run-chain --config chain.yaml --stream 2>&1 >/dev/null | aicp view\n"
+                   "  aicp view output/runs/<run_id>/events.jsonl")
+    view.add_argument("file", metavar="FILE", nargs="?", default="-",
+                      help="the events JSONL; '-' (the default) reads stdin, as the events arrive")
+    view.add_argument("--follow", "-f", action="store_true",
+                      help="keep reading FILE as a run writes it, until the run ends")
+
     schema = command("schema", "print a JSON Schema (draft 2020-12): of the event stream, or of chain files",
                      "Print a JSON Schema (draft 2020-12).\n"
                      "  events: every event of the stream (--stream, --log-file)\n"
@@ -223,12 +239,16 @@ def build_parser() -> Any:
     return parser
 
 
-def _run(command: str, args: Any) -> int:
+def _dispatch(command: str, args: Any) -> int:
     handlers: dict[str, Callable[[Any], int]] = {}
     if command == "run-chain":
         from aicp._commands.run_chain import run_chain_command
 
         handlers[command] = run_chain_command
+    elif command == "view":
+        from aicp._commands.view import view_command
+
+        handlers[command] = view_command
     elif command == "run-batch":
         from aicp._commands.run_batch import run_batch_command
 
@@ -283,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             from aicp._commands.dirs import apply_directories
 
             apply_directories(args)
-        code = _run(args.command, args)
+        code = _dispatch(args.command, args)
     except AicpError as exc:
         if args.debug:
             import traceback

@@ -22,7 +22,7 @@ class StreamEmitter:
 
     def __init__(self, enabled: bool = False) -> None:
         self.enabled = enabled
-        self._log = EventLog(stream=True) if enabled else None
+        self._log = EventLog(stream=True, run_end=False) if enabled else None
 
     def _emit(self, event: str, **fields: Any) -> None:
         if self._log is not None:

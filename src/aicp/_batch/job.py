@@ -31,6 +31,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from aicp._errors import ExitCode
+
 
 # Passed to every job's `aicp run-chain` so that each of its events carries them.
 BATCH_ID_VAR = "AICP_BATCH_ID"
@@ -46,7 +48,8 @@ Status = Literal["queued", "running", "succeeded", "failed", "lost", "skipped", 
 FINAL: frozenset[str] = frozenset({"succeeded", "failed", "lost", "skipped"})
 Verdict = Literal["succeeded", "failed", "lost", "retry", "requeue", "interrupted"]
 
-_STOPPED = frozenset({129, 130, 131, 137, 143})  # SIGHUP/INT/QUIT/KILL/TERM as exit codes
+# a job's exit status when a signal stopped it (128 + the signal): SIGHUP/INT/QUIT/KILL/TERM
+_STOPPED = frozenset(128 + s for s in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGKILL, signal.SIGTERM))
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,7 @@ class JobResult:
             if cancelled:
                 return "interrupted"
             return "requeue" if delivery < MAX_DELIVERIES else "lost"
-        if self.returncode == 4:
+        if self.returncode == ExitCode.PROVIDER:
             return "retry" if delivery <= MAX_PROVIDER_RETRIES else "failed"
         return "failed"
 

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from aicp._chain.load import Chain
 from aicp._errors import MissingInputError, UsageError
-from aicp._chain.steptypes import accepts, kind_of
+from aicp._chain.steptypes import kind_of, takes_from
 
 
 def _read_text(path: str, what: str) -> str:
@@ -54,9 +54,9 @@ def resolve_input(chain: Chain, *, input_text: str | None = None, prompt_file: s
         value = _from_chain(chain)
     first = chain.steps[0]
     kind = kind_of(value)
+    available = {"text"} if chain.prompt else set()  # a step that wants text can read the chain's prompt
     for step in (m for m in first.members if m.enabled) if first.is_group else (first,):
-        # a step that wants text can always read the chain's prompt instead
-        if not accepts(step.consumes, kind) and not (step.consumes == "text" and chain.prompt):
+        if takes_from(step.consumes, kind, available) is None:
             where = f"the first step ({step.type})" if step is first else f"{step.location} ({step.type})"
             raise UsageError(f"{where} takes {step.consumes} input, but the input is {kind}: {str(value)[:80]!r}")
     return value

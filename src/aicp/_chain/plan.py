@@ -93,7 +93,7 @@ class Chain:
     retry_max_delay: float = 30.0
     max_cost: float | None = None  # the run stops before a step that would take it past this (USD)
     save_intermediates: bool = False  # write a report after every step, as the old tool did
-    disabled: tuple[Step, ...] = ()  # skipped, not counted; kept to be reported
+    disabled_steps: tuple[Step, ...] = ()  # skipped, not counted in `steps`; kept to be reported
     extra: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     notes: tuple[Problem, ...] = ()  # the warnings, positioned (validate --json)
@@ -102,10 +102,6 @@ class Chain:
     @property
     def estimated_cost(self) -> float:
         return sum(s.estimated_cost for s in self.steps)
-
-    @property
-    def disabled_steps(self) -> int:
-        return len(self.disabled)
 
     @property
     def secrets(self) -> list[str]:

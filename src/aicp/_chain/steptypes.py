@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from aicp._chain.params import Param
 
@@ -261,6 +261,35 @@ def accepts(consumes: str, available: str) -> bool:
         return True
     # a list of images or clips can feed a step that takes one: it uses the first
     return available == consumes + "s"
+
+
+PREVIOUS = "previous"  # takes_from(): the previous step's output
+
+
+def made_available(kind: str) -> tuple[str, ...]:
+    """The kinds an output of ``kind`` makes available to later steps: its own and, for a list, its items'."""
+    return (kind, kind[:-1]) if kind.endswith("s") and kind != "any" else (kind,)
+
+
+def takes_from(consumes: str, previous: str, available: Collection[str]) -> str | None:
+    """Which earlier output a step that consumes ``consumes`` takes: the one rule of how data flows.
+
+    ``previous`` is the kind of the previous step's output (or of the chain's
+    input), ``available`` every kind made available so far (:func:`made_available`;
+    the chain's prompt counts as text). The answer is :data:`PREVIOUS` when the
+    previous output fits; else ``consumes`` itself, meaning the latest earlier
+    output of that kind; else PREVIOUS again when some earlier output's kind is
+    unknown (``any``: it may fit); None when nothing can fit. The validator
+    checks a chain with it on kinds, the supervisor picks each step's input with
+    it on values, and the chain's input is checked with it before a run starts.
+    """
+    if accepts(consumes, previous):
+        return PREVIOUS
+    if consumes in available:
+        return consumes
+    if "any" in available:
+        return PREVIOUS
+    return None
 
 
 def path_like(value: Any) -> bool:

@@ -24,7 +24,8 @@ from typing import Any, Iterator, Mapping, Protocol
 
 from aicp._chain.params import Param, by_name, count, non_negative, positive, text
 from aicp._chain.plan import DEFAULT_NAME, Chain, Step, path_text
-from aicp._chain.steptypes import STEP_TYPES, Executor, StepType, accepts, executor_for, model_names
+from aicp._chain.steptypes import (STEP_TYPES, Executor, StepType, accepts, executor_for, made_available,
+                                   model_names, takes_from)
 from aicp._errors import ChainError, MissingInputError, Problem
 from aicp._targets import load_target
 from aicp.providers.models import resolve
@@ -219,7 +220,7 @@ class Validator:
             retry_count=value["retry_count"], kill_grace=float(value["kill_grace"]),
             retry_delay=float(value["retry_delay"]), retry_max_delay=float(value["retry_max_delay"]),
             max_cost=_float(value.get("max_cost")), save_intermediates=value["save_intermediates"],
-            disabled=tuple(s for s in steps if not s.enabled), extra=extra,
+            disabled_steps=tuple(s for s in steps if not s.enabled), extra=extra,
             warnings=tuple(str(p) for p in self.problems if p.severity == "warning"),
             notes=tuple(p for p in self.problems if p.severity == "warning"), raw=dict(data),
         )
@@ -420,7 +421,7 @@ class Validator:
             for consumer in _consumers(step):
                 given = produced_by.get(consumer.input_from or "", previous)
                 if not (accepts(consumer.consumes, given) if consumer.input_from
-                        else _can_take(consumer.consumes, given, available)):
+                        else takes_from(consumer.consumes, given, available) is not None):
                     source = f"step '{consumer.input_from}'" if consumer.input_from else \
                         ("chain input" if i == 0 else "previous step")
                     self.report(consumer.path + ("type",), f"{consumer.type} expects {consumer.consumes} input, "
@@ -433,9 +434,7 @@ class Validator:
             for named in (step, *step.members):
                 if named.name:
                     produced_by[named.name] = produced if named is step else named.produces
-            available.add(produced)
-            if produced.endswith("s") and produced != "any":
-                available.add(produced[:-1])
+            available.update(made_available(produced))
             previous = produced
 
 
@@ -461,10 +460,6 @@ def _consumers(step: Step) -> Iterator[Step]:
         yield from (m for m in step.members if m.enabled)
     else:
         yield step
-
-
-def _can_take(consumes: str, previous: str, available: set[str]) -> bool:
-    return accepts(consumes, previous) or "any" in available or consumes in available
 
 
 def _float(value: Any) -> float | None:

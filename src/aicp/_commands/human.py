@@ -1,118 +1,108 @@
-"""The view for people: what the event stream says, as text on stderr.
+"""The view for people: what the event stream says, as text on stderr (``aicp view``: stdout).
 
-On a terminal it is a live block, one line per step (state, elapsed time, a
-progress bar for steps that report progress, cost), redrawn in place; on a
-pipe or file it is one plain line per transition. It is an observer of the
-same events the JSON stream carries, so both always tell the same story.
+On a terminal it is a live block (:mod:`aicp._view.live`): a row per running
+step with its ticking clock, attempts, retries and cost, an N/M status line,
+finished steps printed for good above it, and at the end the failures with
+the step's traceback and the command that resumes the run. On a pipe or a
+file it is one plain line per transition (:mod:`aicp._view.plain`). Both read
+one model built from the same events the JSON stream carries
+(:mod:`aicp._view.model`), so all three always tell the same story.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from aicp._commands.output import write_to
+from aicp._view.model import RunModel
+from aicp._view.plain import PlainLines
+from aicp._view.report import end_lines
+from aicp._view.text import Marks, use_colour
 
-_BAR = 20
-_REDRAW_INTERVAL = 0.1
-
-
-@dataclass
-class _Row:
-    label: str
-    state: str = "running"
-    started: float = 0.0
-    ended: float | None = None
-    fraction: float | None = None
-    cost: float = 0.0
-    note: str = ""
-
-    def render(self, now: float) -> str:
-        elapsed = (self.ended or now) - self.started
-        bar = ""
-        if self.fraction is not None and self.state == "running":
-            filled = int(self.fraction * _BAR)
-            bar = f" [{'#' * filled}{'.' * (_BAR - filled)}] {self.fraction * 100:3.0f}%"
-        cost = f" ${self.cost:.3f}" if self.cost else ""
-        note = f"  {self.note}" if self.note else ""
-        return f"{self.state:>9}  {self.label:<40} {elapsed:6.1f}s{bar}{cost}{note}"[:200]
-
-
-def _label(event: dict[str, Any]) -> str:
-    step: int = event["step"]
-    member = event.get("member")
-    where = f"{step + 1}" if member is None else f"{step + 1}.{member + 1}"
-    model = f" ({event['model']})" if event.get("model") else ""
-    name = f" {event['name']}" if event.get("name") else ""
-    return f"step {where}{name}: {event.get('type', '')}{model}"
-
-
-def _key(event: dict[str, Any]) -> tuple[Any, Any]:
-    return event.get("step"), event.get("member")
+_ENDS = ("run_end", "pipeline_complete")
+_PROGRESS_INTERVAL = 0.1
 
 
 class HumanView:
-    """Observer of events (see :class:`aicp._events.EventLog`); writes to stderr."""
+    """Observer of events (see :class:`aicp._events.EventLog`); writes to ``sys.<stream>``.
 
-    def __init__(self, live: bool | None = None) -> None:
-        self.live = sys.stderr is not None and sys.stderr.isatty() if live is None else live
-        self.rows: dict[tuple[Any, Any], _Row] = {}
-        self._drawn = 0
-        self._last_draw = 0.0
+    ``live``: the live block (default: when the stream is a terminal). ``clock``: what
+    "now" is for running steps (the wall clock; a replay passes the events' own time).
+    """
+
+    def __init__(self, live: bool | None = None, stream: str = "stderr",
+                 clock: Callable[[], float] = time.time, tick: bool = True) -> None:
+        out = getattr(sys, stream)
+        self.stream = stream
+        self.live = (out is not None and out.isatty()) if live is None else live
+        self.model = RunModel()
+        self.colour = use_colour(out)
+        self.marks = Marks(out)
+        self.finished = False
+        self.plain = PlainLines()
+        self._last_progress = 0.0
+        self.screen: Any = None
+        if self.live:
+            from aicp._view.live import LiveScreen, terminal_size
+
+            self.screen = LiveScreen(self.model, self._write, lambda: terminal_size(getattr(sys, stream)),
+                                     self.colour, self.marks, clock=clock, tick=tick)
+        self.lock = self.screen.lock if self.screen is not None else threading.RLock()
+
+    def _write(self, text: str) -> None:
+        write_to(self.stream, text)
 
     def __call__(self, event: dict[str, Any]) -> None:
-        kind = event["event"]
-        now = time.monotonic()
-        key = _key(event)
-        if kind == "step_start":
-            self.rows[key] = _Row(_label(event), started=now)
-            self._say(event, f"started (attempt {event.get('attempt', 1)})" if event.get("attempt", 1) > 1 else "started")
-        elif kind in ("step_complete", "step_error") and key in self.rows:
-            row = self.rows[key]
-            row.state, row.ended = ("done", now) if kind == "step_complete" else ("failed", now)
-            row.cost = event.get("cost") or 0.0
-            row.note = "" if kind == "step_complete" else str(event.get("error", "")).splitlines()[0][:100]
-            self._say(event, "done" if kind == "step_complete" else f"failed: {row.note}")
-        elif kind == "step_progress" and key in self.rows:
-            self.rows[key].fraction = event.get("fraction")
-            self.rows[key].note = event.get("message") or ""
-        elif kind == "step_log" and key in self.rows:
-            self.rows[key].note = str(event.get("line", ""))[:80]
-            if not self.live:
-                write_to("stderr", f"  {self.rows[key].label} | {event.get('line', '')}\n")
-        elif kind == "step_retry" and key in self.rows:
-            self.rows[key].state = "retrying"
-            self._say(event, f"retrying in {event.get('delay_seconds')}s: {event.get('error')}")
-        elif kind == "step_skipped":  # reused by a resumed run, disabled, or its group had finished
-            reason = event.get("reason")
-            text = "reused" if reason == "reused" else f"skipped ({reason})"
-            if event.get("step") is None:
-                write_to("stderr", f"{event.get('location') or 'step'}: {event.get('type', '')} {text}\n")
+        with self.lock:
+            if self.finished:
+                return
+            self.model.apply(event)
+            if event.get("event") in _ENDS:
+                self.close()
+            elif self.screen is None:
+                lines = self.plain(event)
+                if lines:
+                    self._write("".join(f"{line}\n" for line in lines))
             else:
-                self.rows[key] = _Row(_label(event), state="reused" if reason == "reused" else "skipped",
-                                      started=now, ended=now)
-                self._say(event, text)
-        elif kind == "warning":
-            write_to("stderr", f"warning: {event.get('message')}\n")
+                self._live(event)
+
+    def _live(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "warning":
+            self.screen.above([f"warning: {event.get('message')}"])
         elif kind == "pipeline_start":
-            write_to("stderr", f"running '{event.get('name')}': {event.get('total_steps')} steps\n")
-        if self.live and (kind != "step_progress" or now - self._last_draw >= _REDRAW_INTERVAL):
-            self._redraw(now)
+            self.screen.above(self.plain(event))
+        elif kind != "step_progress" or self._progress_due():
+            self.screen.changed()
 
-    def _say(self, event: dict[str, Any], text: str) -> None:
-        if not self.live:
-            write_to("stderr", f"[{event['elapsed_seconds']:7.1f}s] {_label(event)} {text}\n")
+    def _progress_due(self) -> bool:
+        now = time.monotonic()
+        due = now - self._last_progress >= _PROGRESS_INTERVAL
+        self._last_progress = now if due else self._last_progress
+        return due
 
-    def _redraw(self, now: float) -> None:
-        # in step order, a group's members under it, whatever order they started in
-        order = sorted(self.rows, key=lambda k: (k[0] if k[0] is not None else -1, -1 if k[1] is None else k[1]))
-        lines = [self.rows[key].render(now) for key in order]
-        up = f"\x1b[{self._drawn}F" if self._drawn else ""
-        write_to("stderr", up + "".join(f"\x1b[2K{line}\n" for line in lines))
-        self._drawn = len(lines)
-        self._last_draw = now
+    def text(self, line: str) -> None:
+        """A line that is not an event (``aicp view`` of a mixed stream): shown as it is."""
+        with self.lock:
+            if self.screen is not None and not self.finished:
+                self.screen.above([line])
+            else:
+                self._write(f"{line}\n")
+
+    def close(self) -> None:
+        """The run ended (or the input did): the final rows, failures and resume command, once."""
+        with self.lock:
+            if self.finished:
+                return
+            self.finished = True
+            if self.screen is not None:
+                self.screen.finish()
+            elif self.model.started is not None or self.model.end is not None:
+                self._write("".join(f"{line}\n" for line in end_lines(self.model, False)))
+
 
 def summary(result: dict[str, Any]) -> str:
     """The plain-text result printed on stdout when neither --stream nor --json is given."""

@@ -37,7 +37,7 @@ def plan_of(chain: Chain) -> dict[str, Any]:
     return {
         "name": chain.name, "source": chain.source, "output_dir": str(chain.output_dir),
         "input_type": chain.input_type, "total_steps": len(chain.steps),
-        "disabled_steps": chain.disabled_steps, "kill_grace": chain.kill_grace,
+        "disabled_steps": len(chain.disabled_steps), "kill_grace": chain.kill_grace,
         "estimated_cost": round(chain.estimated_cost, 6), "warnings": list(chain.warnings),
         "steps": [_step_plan(str(i), s, chain) for i, s in enumerate(chain.steps)],
     }
@@ -71,7 +71,7 @@ def validate(args: Any) -> int:
         print_envelope("validate", plan)
         return 0
     lines = [f"valid: '{chain.name}' ({chain.source}): {plan['total_steps']} steps"
-             + (f", {chain.disabled_steps} disabled" if chain.disabled_steps else "")
+             + (f", {len(chain.disabled_steps)} disabled" if chain.disabled_steps else "")
              + f", estimated cost ${plan['estimated_cost']:.3f}"]
     lines += _plan_lines(plan["steps"])
     lines += [f"warning: {w}" for w in chain.warnings]

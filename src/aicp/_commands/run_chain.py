@@ -21,6 +21,7 @@ from aicp._commands.human import HumanView, summary
 from aicp._commands.output import print_envelope, write_stdout, write_to
 from aicp._commands.dirs import apply_directories
 from aicp._errors import AicpError, ExitCode, NotConfirmed, UsageError
+from aicp._logformats import FORMATS
 from aicp._process.monitor import Cancel
 from aicp._process.tree import enable_subreaper
 from aicp._run.run import InputSource, open_run, report_failed_start
@@ -74,6 +75,28 @@ class _Signals:
         self.cancel.set("terminated by SIGTERM", exit_code=ExitCode.TERMINATED)
 
 
+def resume_command(args: Any, run_id: str) -> str:
+    """The exact command that continues this run: same chain, same input, same output folder."""
+    import shlex
+
+    argv = ["aicp", "run-chain", "--config", args.config]
+    for flag, value in (("--input-text", args.input_text), ("--prompt-file", args.prompt_file),
+                        ("--input", args.input), ("--output-dir", args.output_dir)):
+        if value is not None:
+            argv += [flag, value]
+    for pair in getattr(args, "set", None) or ():  # the same chain definition, or nothing is reused
+        argv += ["--set", pair]
+    return shlex.join([*argv, "--resume", run_id])
+
+
+def log_format(args: Any) -> str:
+    """``--log-format``, else ``AICP_LOG_FORMAT``, else ``json``."""
+    chosen = getattr(args, "log_format", None) or os.environ.get("AICP_LOG_FORMAT") or "json"
+    if chosen not in FORMATS:
+        raise UsageError(f"AICP_LOG_FORMAT must be one of {', '.join(FORMATS)}, got {chosen!r}")
+    return chosen
+
+
 def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
     """``--set KEY=VALUE`` pairs: VALUE is YAML (``--set timeout=30`` is a number), KEY a top-level key."""
     overrides: dict[str, Any] = {}
@@ -91,6 +114,8 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
 
 
 SAVED_FIELDS = ("success", "steps_completed", "total_steps", "total_cost", "total_time", "outputs", "error")
+DEPRECATED_SAVE_JSON = ("--save-json is deprecated (as in the AI Content Pipeline tool): use --json and redirect "
+                        "stdout; the result is still saved")
 
 
 def _save_json(args: Any, result: dict[str, Any]) -> None:
@@ -122,23 +147,25 @@ def run_chain_command(args: Any) -> int:
     try:
         apply_directories(args)
         overrides = parse_overrides(args.set)
+        shape = log_format(args)
     except AicpError as exc:
         report_failed_start(exc, stream=args.stream, log_file=args.log_file, context=job_context())
         raise
+    view = None if quiet else HumanView()
     run = open_run(args.config, InputSource(text=args.input_text, prompt_file=args.prompt_file, file=args.input),
                    output_dir=args.output_dir, overrides=overrides, run_id=args.run_id, stream=args.stream,
-                   log_file=args.log_file, context=job_context(), observer=None if quiet else HumanView(),
-                   cancel=cancel, resume=args.resume, confirm=None if args.no_confirm else _confirm,
-                   reap_strays=enable_subreaper(), work_dir=args.base_dir, max_cost=args.max_cost)
-    if args.save_json:
-        deprecation = ("--save-json is deprecated (as in the AI Content Pipeline tool): use --json and redirect "
-                       "stdout; the result is still saved")
-        if args.stream:  # a warning must not break the stream: an event
-            run.events.emit("warning", message=deprecation)
-        else:
-            write_to("stderr", f"warning: {deprecation}\n")
-    with _Signals(cancel):
-        result = run.execute()
+                   log_file=args.log_file, context=job_context(), observer=view, cancel=cancel,
+                   resume=args.resume, confirm=None if args.no_confirm else _confirm,
+                   reap_strays=enable_subreaper(), log_format=shape, work_dir=args.base_dir, max_cost=args.max_cost)
+    if args.save_json:  # a warning must not break the stream: there, an event
+        run.events.emit("warning", message=DEPRECATED_SAVE_JSON) if args.stream else \
+            write_to("stderr", f"warning: {DEPRECATED_SAVE_JSON}\n")
+    try:
+        with _Signals(cancel):
+            result = run.execute(resume_command=resume_command(args, run.run_id))
+    finally:
+        if view is not None:  # the view ends itself at run_end; this is for a run that broke off
+            view.close()
     fields = result.event_fields()
     if args.save_json:
         _save_json(args, fields)

@@ -1,22 +1,15 @@
 """One supervised worker: spawn it, watch it, stop it, and say exactly how it ended.
 
-The cancellation contract, stated once, here and nowhere else:
+This module keeps the cancellation contract, which is stated once, in
+docs/supervisor.md ("The cancellation contract"): :meth:`_Monitor._stop`
+begins it (SIGTERM to everything the worker started, or SIGKILL at once for a
+memory-limit breach or a second Ctrl-C), :meth:`_Monitor._watch` relays output
+through the ``kill_grace`` period and sends the final SIGKILL, and, however the
+worker ended, kills what it left before the step is reported.
 
-1. When a step must stop early (its ``timeout`` expired, the run was cancelled
-   by SIGINT/SIGTERM, or a parallel group no longer needs it), SIGTERM goes to
-   the worker's process group *and* to every descendant that left the group
-   (``setsid``, double fork), which the supervisor has been tracking.
-2. The supervisor keeps relaying their output for ``kill_grace`` seconds
-   (default 5) while they clean up.
-3. Then SIGKILL goes to whatever is left. A memory-limit breach, or a second
-   Ctrl-C, skips the grace period and kills at once.
-4. However the worker ended, even on success, anything it started that is
-   still running is killed before the step is reported: no step outlives its
-   report.
-
-Who "everything it started" is (the worker's process tree, escaped descendants
-included) is :mod:`aicp._process.tree`'s job; how a worker comes to exist is
-:mod:`aicp._process.launch`'s.
+Who "everything it started" is, is :mod:`aicp._process.tree`'s job; how a
+worker comes to exist is :mod:`aicp._process.launch`'s; what travels on its
+pipes is :mod:`aicp._worker.protocol`'s.
 """
 
 from __future__ import annotations
@@ -30,6 +23,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from aicp._errors import ExitCode
 from aicp._process.launch import ExitStatus, Launched, Launcher
 from aicp._process.lines import LineSplitter
 from aicp._process.tree import TOKEN_VAR, ProcessTree
@@ -42,6 +36,10 @@ SAMPLE_INTERVAL = 0.1
 MAX_LINE = 8 * 1024
 MAX_RESULT = 64 * 1024 * 1024
 _DRAIN_SECONDS = 2.0
+
+# _watch's kill_at, when SIGKILL is due: None while the worker is not being stopped, the
+# monotonic time the grace period ends, or _KILL_SENT once it was sent (never due again).
+_KILL_SENT = float("inf")
 
 
 class Cancel:
@@ -58,7 +56,7 @@ class Cancel:
         self._event = threading.Event()
         self.message = ""
         self.hard = False
-        self.exit_code = 130
+        self.exit_code: int = ExitCode.INTERRUPTED
 
     def set(self, message: str, hard: bool = False, exit_code: int | None = None) -> None:
         if not self._event.is_set():
@@ -207,8 +205,8 @@ class _Monitor:
                     kill_at = now
                 if kill_at is not None and now >= kill_at:
                     tree.signal_all(signal.SIGKILL)
-                    kill_at = float("inf")
-                if worker.exited() and (kill_at is None or kill_at == float("inf") or not tree.survivors()):
+                    kill_at = _KILL_SENT
+                if worker.exited() and (kill_at is None or kill_at == _KILL_SENT or not tree.survivors()):
                     break  # (while stopping, what the worker started keeps its grace period too)
                 wait = next_sample - now
                 if self.stop_reason is None and deadline is not None:
@@ -234,7 +232,7 @@ class _Monitor:
         tree.adopt_orphans()  # escaped descendants get the same signals as the group
         if hard:
             tree.signal_all(signal.SIGKILL)
-            return float("inf")
+            return _KILL_SENT
         tree.signal_all(signal.SIGTERM)
         return now + self.limits.kill_grace
 

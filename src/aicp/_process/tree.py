@@ -1,14 +1,12 @@
 """The processes of one worker: who they are, how much they use, and how to stop them all.
 
 A step may start programs that leave the worker's process group (``setsid``,
-a double fork), drop its environment, or outlive it. They are found four ways:
-sampling the worker's tree with psutil (which also measures memory and CPU),
-an environment token every process the worker starts inherits
-(``AICP_WORKER_TOKEN``; looked for among the supervisor's re-parented children
-in the CLI, and in every process through the Python API, where orphans go to
-init), the worker's pipes that an escaped process still holds, and, in the
-CLI, the supervisor being the *child subreaper*, so that orphans are
-re-parented to it rather than to init.
+a double fork), drop its environment, or outlive it. docs/supervisor.md ("The
+cancellation contract") lists the ways they are found; each is done here:
+:meth:`ProcessTree.sample` (the tree, with memory and CPU), the environment
+token (:data:`TOKEN_VAR`, looked for by :meth:`ProcessTree.adopt_orphans` among
+the re-parented children in the CLI, and in every process through the Python
+API), :meth:`ProcessTree.adopt_pipe_holders`, and :func:`enable_subreaper`.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from aicp._redact import Redactor
 from aicp._run.record import Journal, RunRecord, open_record
 from aicp._run.results import ChainResult
 from aicp._run.supervisor import Supervisor
+from aicp._tracing import with_tracing
 from aicp.providers.credentials import check_credentials
 
 
@@ -55,9 +56,11 @@ class Run:
     """A run whose chain, input and record are ready; :meth:`execute` runs it to its result."""
 
     def __init__(self, chain: Chain, chain_input: Any, record: RunRecord, resuming: bool, events: EventLog,
-                 cancel: Cancel | None, reap_strays: bool) -> None:
+                 cancel: Cancel | None, reap_strays: bool, end_trace: Callable[[], None] = lambda: None) -> None:
         self.chain = chain
         self.events = events
+        self.run_id = record.run_id
+        self._end_trace = end_trace
         self._input = chain_input
         self._supervisor = Supervisor(chain, events, cancel, reap_strays=reap_strays,
                                       journal=Journal(record, resume=resuming))
@@ -71,13 +74,15 @@ class Run:
         """Masks this run's secrets in whatever the caller prints about it."""
         return self.events.redactor
 
-    def execute(self) -> ChainResult:
-        """Run every step, emit the terminal ``pipeline_complete`` and close the event log."""
+    def execute(self, resume_command: str | None = None) -> ChainResult:
+        """Run every step, emit ``run_end`` (with ``resume_command``, the way to continue a failed
+        run) and the terminal ``pipeline_complete``, close the event log and end the trace."""
         try:
             result = self._supervisor.run(self._input)
-            self.events.result(**result.event_fields())
+            self.events.result(**result.event_fields(), resume_command=resume_command)
         finally:
             self.events.close()
+            self._end_trace()
         return result
 
 
@@ -86,14 +91,18 @@ def open_run(chain: Chain | str | Path, source: InputSource = InputSource(), *, 
              log_file: str | None = None, context: dict[str, Any] | None = None,
              observer: Observer | None = None, cancel: Cancel | None = None, resume: str | None = None,
              confirm: Callable[[Chain], None] | None = None, reap_strays: bool = False,
-             work_dir: str | None = None, max_cost: float | None = None) -> Run:
+             log_format: str = "json", work_dir: str | None = None,
+             max_cost: float | None = None) -> Run:
     """Load and check everything a run needs, open its record and event log; nothing runs yet.
 
     ``chain`` is a loaded :class:`Chain` or a path / YAML text (``'-'``: stdin),
     loaded with ``output_dir`` and ``overrides`` (top-level keys). ``run_id``
     names the run (created, or resumed if it exists); ``context`` holds fields
-    every event carries (a batch job's ids). A relative output folder resolves
-    against ``work_dir`` (``--base-dir``); ``max_cost`` replaces the chain's budget.
+    every event carries (a batch job's ids); ``log_format`` shapes stderr and
+    ``log_file`` (``json``, ``ecs``, ``otel``; the result and the run record stay v1).
+    With the ``otel`` extra and ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, the run is
+    also exported as a trace. A relative output folder resolves against
+    ``work_dir`` (``--base-dir``); ``max_cost`` replaces the chain's budget.
     ``confirm`` is called once the chain and its input are known good, before
     the record is written; it may raise (the CLI's cost question). Any
     :class:`AicpError` is raised after the failure was reported as the
@@ -113,26 +122,27 @@ def open_run(chain: Chain | str | Path, source: InputSource = InputSource(), *, 
             confirm(chain)
         record, resuming = open_record(chain, resume, run_id)
     except AicpError as exc:
-        report_failed_start(exc, stream=stream, log_file=log_file, context=context)
+        report_failed_start(exc, stream=stream, log_file=log_file, context=context, log_format=log_format)
         raise
-    events = EventLog(stream=stream, log_file=[str(record.events_path), *([log_file] if log_file else [])],
+    chain, observer, end_trace = with_tracing(chain, record.run_id, observer)
+    events = EventLog(stream=stream, log_file=log_file, record_file=str(record.events_path), log_format=log_format,
                       observer=observer, secrets=chain.secrets, run_id=record.run_id, context=context)
-    return Run(chain, chain_input, record, resuming, events, cancel, reap_strays)
+    return Run(chain, chain_input, record, resuming, events, cancel, reap_strays, end_trace)
 
 
 def report_failed_start(error: AicpError, *, stream: bool, log_file: str | None,
-                        context: dict[str, Any] | None = None) -> None:
+                        context: dict[str, Any] | None = None, log_format: str = "json") -> None:
     """End the stream (and the log file, which records every invocation) with a result that says why."""
     if not (stream or log_file):
         return
-    events = EventLog(stream=stream, log_file=log_file, context=context)
+    events = EventLog(stream=stream, log_file=log_file, context=context, log_format=log_format)
     events.result(**ChainResult.not_started(error.message, int(error.exit_code)).event_fields())
     events.close()
 
 
 def run_chain(chain: Chain | str | Path, input: Any = None, *, stream: bool = False,
               log_file: str | None = None, observer: Observer | None = None,
-              cancel: Cancel | None = None, resume: str | None = None) -> ChainResult:
+              cancel: Cancel | None = None, resume: str | None = None, log_format: str = "json") -> ChainResult:
     """Run a chain (a loaded :class:`Chain`, or a path / YAML text) and return its result.
 
     Every step runs in its own worker process, exactly as from the CLI.
@@ -144,7 +154,9 @@ def run_chain(chain: Chain | str | Path, input: Any = None, *, stream: bool = Fa
     start raises its :class:`aicp.AicpError` (after ending the stream and
     ``log_file`` with a failed result, as the CLI does). The run is recorded
     under ``output_dir/runs/<run_id>/``; ``resume`` (a run id or ``"latest"``)
-    continues an earlier run, reusing its unchanged completed steps.
+    continues an earlier run, reusing its unchanged completed steps. ``log_format``
+    shapes stderr and ``log_file`` (``json``, ``ecs``, ``otel``). With the ``otel``
+    extra and ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, the run is exported as a trace.
     """
     return open_run(chain, InputSource.of(input), stream=stream, log_file=log_file, observer=observer,
-                    cancel=cancel, resume=resume).execute()
+                    cancel=cancel, resume=resume, log_format=log_format).execute()

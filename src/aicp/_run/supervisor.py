@@ -24,7 +24,7 @@ from aicp._process.launch import Launcher
 from aicp._process.monitor import Cancel, Limits, Outcome, WorkerEvents, run_worker
 from aicp._run.record import Journal, save_intermediate
 from aicp._run.results import ChainResult, OutputEntry, StepResult, output_entry
-from aicp._chain.steptypes import accepts, kind_of
+from aicp._chain.steptypes import PREVIOUS, kind_of, made_available, takes_from
 
 if TYPE_CHECKING:
     from aicp._worker.protocol import FailureReason, WorkerSpec
@@ -92,7 +92,7 @@ class Supervisor:
                          estimated_cost=round(chain.estimated_cost, 6))
         for warning in chain.warnings:
             self.events.emit("warning", message=warning)
-        for step in chain.disabled:
+        for step in chain.disabled_steps:
             self.events.emit("step_skipped", type=step.type, name=step.name, location=step.location,
                              reason="disabled")
         chain.output_dir.mkdir(parents=True, exist_ok=True)
@@ -126,9 +126,8 @@ class Supervisor:
             if step.name:
                 self.named[step.name] = current
             kind = kind_of(current)
-            latest[kind] = current
-            if kind.endswith("s") and kind != "any":
-                latest[kind[:-1]] = current[0]
+            for available in made_available(kind):
+                latest[available] = current if available == kind else current[0]
             outputs[f"step_{index + 1}_{step.type}"] = output_entry(step, result)
             if chain.save_intermediates:
                 save_intermediate(chain, self.events.run_id, index + 1, outputs, total_cost)
@@ -196,9 +195,8 @@ class Supervisor:
         take it, else the latest output of the kind it needs."""
         if step.input_from is not None:
             return self.named[step.input_from]
-        if step.is_group or accepts(step.consumes, kind_of(current)):
-            return current
-        return latest.get(step.consumes, current)
+        source = None if step.is_group else takes_from(step.consumes, kind_of(current), latest)
+        return latest[source] if source is not None and source != PREVIOUS else current
 
     def _spec(self, index: int, step: Step, member: int | None, step_input: Any,
               latest: dict[str, Any]) -> WorkerSpec:
@@ -226,8 +224,8 @@ class Supervisor:
         attempt = 0
         while True:
             attempt += 1
-            outcome = run_worker(spec, limits, cancel, self._worker_events(step, base, attempt), self.env,
-                                 self.launcher)
+            outcome = run_worker(spec, limits, cancel, self._worker_events(step, base, attempt, retries + 1),
+                                 self.env, self.launcher)
             if outcome.ok:
                 return self._complete(step, base, attempt, outcome)
             retryable = outcome.reason != "cancelled" and not cancel.is_set()
@@ -247,12 +245,12 @@ class Supervisor:
             raise _RunStepFailed(outcome.error or outcome.reason or "failed", run_exit_code,
                                  outcome.reason or "exception")
 
-    def _worker_events(self, step: Step, base: dict[str, Any], attempt: int) -> WorkerEvents:
+    def _worker_events(self, step: Step, base: dict[str, Any], attempt: int, max_attempts: int) -> WorkerEvents:
         emit = self.events.emit
 
         def started(pid: int) -> None:
             emit("step_start", **base, type=step.type, model=step.model, name=step.name,
-                 attempt=attempt, pid=pid)
+                 attempt=attempt, pid=pid, max_attempts=max_attempts)
 
         return WorkerEvents(
             started=started,

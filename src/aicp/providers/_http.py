@@ -32,8 +32,9 @@ from typing import Any, Callable, ContextManager, Iterator, Mapping
 import httpx
 
 from aicp._context import StepFailed
+from aicp._errors import ExitCode
 
-PROVIDER_EXIT = 4  # ExitCode.PROVIDER; not imported to keep the worker light
+PROVIDER_EXIT = ExitCode.PROVIDER  # what the run exits with when a provider fails (not the step's fault)
 CHUNK = 256 * 1024
 
 

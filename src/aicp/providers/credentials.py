@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
-from aicp._errors import CredentialsError
+from aicp._errors import CredentialsError, ExitCode
 
 
 @dataclass(frozen=True)
@@ -97,4 +97,4 @@ def missing_key(provider: str, model: str) -> Any:
 
     key = PROVIDER_KEYS[provider]
     return StepFailed(f"{key.variable} is not set: {model} runs on {provider} and needs an API key ({key.hint()})",
-                      run_exit_code=3)
+                      run_exit_code=ExitCode.MISSING)
