@@ -118,6 +118,19 @@ class Env:
         kill_leftovers(recorded(self.pidfile))
 
 
+@pytest.fixture(autouse=True, params=["fork", "spawn"])
+def launcher(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each supervisor test runs under both ways a worker starts, as pebble's tests run under each
+    start method: forked from the run's warm template (the default) and as a fresh interpreter.
+
+    Autouse in the modules that import it; it sets ``AICP_WORKER_START`` for everything the test
+    starts (the CLI inherits it, the Python API reads it). A test that parametrizes ``launcher``
+    itself overrides this.
+    """
+    monkeypatch.setenv("AICP_WORKER_START", request.param)
+    return str(request.param)
+
+
 @pytest.fixture
 def env(tmp_path: Path, validate_events: Callable[[Any], None]):
     e = Env(tmp_path, validate_events)

@@ -245,7 +245,7 @@ def test_debug_shows_the_traceback_of_a_user_error(aicp, where):
 
 
 def test_internal_error_is_exit_1_with_one_line(monkeypatch, capsys):
-    from aicp._commands import info as _info_commands
+    from aicp._commands import catalogue as _info_commands
 
     def broken(args):
         raise RuntimeError("kaboom")

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 from _aicp import aicp_argv, child_env
 from _pty import PtyRun, find
+from _shipchain import MODULE as SHIP_MODULE
 
-MODULE = """
-    import sys, time
+MODULE = SHIP_MODULE + """
+    import time
 
     def slow(ctx):
         for i in range(3):
@@ -33,14 +34,6 @@ MODULE = """
         time.sleep(0.5)
         return "ok"
 
-    def flaky(ctx):
-        marker = ctx.chain_dir / "flaky.marker"
-        n = int(marker.read_text()) if marker.exists() else 0
-        marker.write_text(str(n + 1))
-        if n < 1:
-            raise RuntimeError("transient failure " + "y" * 100)
-        return "ok"
-
     def fail(ctx):
         def inner():
             raise KeyError("missing thing")
@@ -48,7 +41,7 @@ MODULE = """
 
     def quiet_wait(ctx):
         print("ready", flush=True)
-        time.sleep(2.5)
+        time.sleep(4)  # long enough to watch it between two events, on a loaded machine too
         return "ok"
 """
 

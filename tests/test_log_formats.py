@@ -252,3 +252,36 @@ def test_aicp_log_format_from_the_environment_and_bad_values(aicp, folder):
     assert json.loads(bad.stdout)["exit_code"] == 2
     flag = aicp("run-chain", "--config", "chain.yaml", "--log-format", "xml")
     assert flag.returncode == 2 and flag.stderr.startswith("error: ") and "Traceback" not in flag.stderr
+
+
+@pytest.mark.parametrize("shape", ["ecs", "otel"])
+def test_a_run_that_never_started_is_one_shaped_line_and_one_v1_result(aicp, tmp_path, shape, validate_events):
+    (tmp_path / "chain.yaml").write_text("name: x\nsteps: []\n")
+    run = aicp("run-chain", "--config", "chain.yaml", "--stream", "--log-format", shape, "--log-file", "shaped.jsonl")
+    assert run.returncode == 2
+    result = json.loads(run.stdout)
+    validate_events([result])
+    assert result["exit_code"] == 2 and result["success"] is False
+    (line,) = _lines((tmp_path / "shaped.jsonl").read_text())
+    if shape == "ecs":
+        check_ecs(line)
+        assert line["event"]["action"] == "pipeline_complete" and line["event"]["outcome"] == "failure"
+        assert line["log.level"] == "error" and line["error"]["message"] == result["error"]
+    else:
+        check_otel(line)
+        assert line["EventName"] == "aicp.pipeline_complete" and line["SeverityNumber"] == 17
+        assert line["Attributes"]["exception.message"] == result["error"]
+
+
+def test_the_python_api_takes_a_log_format(tmp_path, write_module, write_chain, monkeypatch):
+    import aicp
+
+    monkeypatch.chdir(tmp_path)  # the chain's output_dir is relative to the current directory
+    write_module("shipmod", MODULE)
+    chain = write_chain(CHAIN)
+    result = aicp.run_chain(chain, log_file=str(tmp_path / "api.jsonl"), log_format="otel")
+    assert result.exit_code == 5
+    records = _lines((tmp_path / "api.jsonl").read_text())
+    for record in records:
+        check_otel(record)
+    assert records[-1]["EventName"] == "aicp.pipeline_complete" and records[-2]["EventName"] == "aicp.run_end"

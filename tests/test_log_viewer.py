@@ -15,6 +15,17 @@ pytestmark = pytest.mark.skipif(shutil.which("lnav") is None,
                                 reason="lnav is not installed (apt-get install lnav; .ci/run installs it)")
 
 
+def lnav_with_our_format(tmp_path: Path) -> dict[str, str]:
+    """An environment whose lnav (a private HOME) has examples/log-shipping/aicp_log.json installed."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+    installed = subprocess.run(["lnav", "-i", str(FORMAT)], env=env, cwd=tmp_path, capture_output=True,
+                               text=True, timeout=60)
+    assert installed.returncode == 0, installed.stderr
+    return env
+
+
 def test_lnav_reads_a_real_run_and_finds_its_failure(aicp, write_chain, write_module, tmp_path):
     write_module("boom", """
         def ok(ctx):
@@ -35,12 +46,7 @@ def test_lnav_reads_a_real_run_and_finds_its_failure(aicp, write_chain, write_mo
     run = aicp("run-chain", "--config", chain, "--log-file", str(log), "--quiet")
     assert run.returncode == 5
 
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
-    installed = subprocess.run(["lnav", "-i", str(FORMAT)], env=env, cwd=tmp_path, capture_output=True,
-                               text=True, timeout=60)
-    assert installed.returncode == 0, installed.stderr
+    env = lnav_with_our_format(tmp_path)
     query = ";SELECT log_body, step, reason, error FROM aicp_log WHERE log_level = 'error'"
     out = subprocess.run(["lnav", "-n", "-c", query, str(log)], env=env, cwd=tmp_path, capture_output=True,
                          text=True, timeout=60)
@@ -96,12 +102,7 @@ def test_lnav_queries_by_event_name_by_run_and_by_the_declared_fields(aicp, writ
     failed_run, ok_run = events[0]["run_id"], events[-1]["run_id"]
     assert failed_run != ok_run
 
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
-    installed = subprocess.run(["lnav", "-i", str(FORMAT)], env=env, cwd=tmp_path, capture_output=True,
-                               text=True, timeout=60)
-    assert installed.returncode == 0, installed.stderr
+    env = lnav_with_our_format(tmp_path)
 
     # by event name: the body is the bare name (no padding)
     (count,) = _lnav(env, tmp_path, ";SELECT count(*) FROM aicp_log WHERE log_body = 'step_log'", log)

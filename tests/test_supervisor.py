@@ -19,7 +19,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from _supervisor_util import aicp_argv, child_env, env, logs, only_error, step_errors, wait_gone  # noqa: F401
+from _supervisor_util import (aicp_argv, child_env, env, launcher, logs, only_error, step_errors,  # noqa: F401
+                             wait_gone)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux process semantics")
 

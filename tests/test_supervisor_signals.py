@@ -14,7 +14,7 @@ import time
 import psutil
 import pytest
 
-from _supervisor_util import env, logs, wait_gone  # noqa: F401
+from _supervisor_util import env, launcher, logs, wait_gone  # noqa: F401
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux process semantics")
 

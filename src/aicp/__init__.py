@@ -19,7 +19,7 @@ from aicp._version import __version__
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs every worker ~10 ms
 if TYPE_CHECKING:
     from aicp._chain.load import load_chain
-    from aicp._chain.plan import Chain, Step
+    from aicp._chain.model import Chain, Step
     from aicp._context import StepContext, StepFailed
     from aicp._errors import (AicpError, ChainError, CredentialsError, ExitCode, MissingInputError,
                               NotConfirmed, ProviderError, UsageError)
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 # name -> the module that defines it; imported on first use (see __getattr__)
 _LAZY = {
-    "load_chain": "aicp._chain.load", "Chain": "aicp._chain.plan", "Step": "aicp._chain.plan",
+    "load_chain": "aicp._chain.load", "Chain": "aicp._chain.model", "Step": "aicp._chain.model",
     "run_chain": "aicp._run.run", "ChainResult": "aicp._run.results",
     "Cancel": "aicp._process.monitor", "StepContext": "aicp._context", "StepFailed": "aicp._context",
     "AicpError": "aicp._errors", "ChainError": "aicp._errors", "CredentialsError": "aicp._errors",

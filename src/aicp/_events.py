@@ -143,15 +143,20 @@ def _redact_render(redactor: Redactor) -> Callable[[Any, str, dict[str, Any]], b
     return processor
 
 
-_second_cache: list[Any] = [None, ""]
+class _Seconds:
+    """The ``YYYY-MM-DDTHH:MM:SS`` of the last second seen: most events share it with the one before."""
+
+    second = -1
+    text = ""
 
 
 def rfc3339(timestamp: float) -> str:
     """``2026-12-02T06:03:23.123Z``: UTC, milliseconds, the same instant as ``timestamp`` (truncated)."""
     seconds, millis = divmod(int(timestamp * 1000), 1000)
-    if _second_cache[0] != seconds:  # most events share their second with the previous one
-        _second_cache[:] = [seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))]
-    return f"{_second_cache[1]}.{millis:03d}Z"
+    if _Seconds.second != seconds:
+        _Seconds.text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _Seconds.second = seconds
+    return f"{_Seconds.text}.{millis:03d}Z"
 
 
 # Where an event came from: aicp itself, or a step (relayed from its output, its ctx.log, its ctx.progress).
@@ -179,21 +184,31 @@ class _Envelope:
     def __call__(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
         event = event_dict.pop("event")
         level = event_dict.pop("level")
-        now = time.time()
-        has_message = "message" in event_dict  # warning and step_progress carry their own (progress: maybe null)
+        now = _wall()
+        if event == "step_log":  # most of a busy stream: its source and message without a lookup table
+            source = _STEP_SOURCES.get(event_dict.get("stream"), "step.stdout")  # type: ignore[arg-type]
+            line = event_dict.get("line", "")
+            message = line if type(line) is str else str(line)
+        else:
+            source = source_of(event, event_dict)
+            # warning and step_progress carry a message of their own (step_progress: maybe null)
+            message = event_dict.pop("message") if "message" in event_dict else message_of(event, event_dict)
         return {
             "schema_version": SCHEMA_VERSION,
             "event": event,
             "timestamp": now,
-            "elapsed_seconds": round(time.monotonic() - self.started, 3),
+            "elapsed_seconds": round(_monotonic() - self.started, 3),
             "level": level,
             "run_id": self.run_id,
             **self.context,
             "time": rfc3339(now),
-            "source": source_of(event, event_dict),
-            "message": event_dict.pop("message") if has_message else message_of(event, event_dict),
+            "source": source,
+            "message": message,
             **event_dict,
         }
+
+
+_wall, _monotonic = time.time, time.monotonic
 
 
 def _observe(observer: Observer) -> Callable[[Any, str, dict[str, Any]], dict[str, Any]]:
@@ -218,9 +233,10 @@ _RELAYED_LEVELS = {"debug": "debug", "info": "info", "msg": "info", "warning": "
 
 def level_of(event: str, fields: dict[str, Any]) -> str:
     """The ``level`` of a lifecycle event; a relayed ``ctx.log`` line keeps the step's own level."""
-    if event == "step_log":
-        return _RELAYED_LEVELS.get(str(fields.get("log_level", "info")).lower(), "info")
-    return _LEVELS.get(event, "info")
+    if event != "step_log":
+        return _LEVELS.get(event, "info")
+    relayed = fields.get("log_level")
+    return "info" if relayed is None else _RELAYED_LEVELS.get(str(relayed).lower(), "info")
 
 
 # run_end: how the run ended, on stderr, for shippers that never see stdout

@@ -25,7 +25,7 @@ from aicp._traceids import SpanKey, TraceIds
 from aicp._version import __version__
 
 if TYPE_CHECKING:
-    from aicp._chain.load import Chain
+    from aicp._chain.model import Chain
 
 _LOG_EVENTS_PER_SPAN = 100
 _FLUSH_SECONDS = 10.0

@@ -261,16 +261,15 @@ def _dispatch(command: str, args: Any) -> int:
         from aicp._commands.runs import runs_command
 
         handlers[command] = runs_command
-    elif command in ("list-models", "estimate-cost"):
-        from aicp._commands import models as _model_commands
+    elif command in ("validate", "estimate-cost"):
+        from aicp._commands import plan
 
-        handlers.update({"list-models": _model_commands.list_models,
-                         "estimate-cost": _model_commands.estimate_cost})
+        handlers.update({"validate": plan.validate, "estimate-cost": plan.estimate_cost})
     else:
-        from aicp._commands import info as _info_commands
+        from aicp._commands import catalogue
 
-        handlers.update({"validate": _info_commands.validate, "list-steps": _info_commands.list_steps,
-                         "schema": _info_commands.schema})
+        handlers.update({"list-steps": catalogue.list_steps, "list-models": catalogue.list_models,
+                         "schema": catalogue.schema})
     return handlers[command](args)
 
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from aicp._chain.load import Chain
+from aicp._chain.model import Chain
 from aicp._errors import MissingInputError, UsageError
 from aicp._chain.steptypes import kind_of, takes_from
 

@@ -3,7 +3,7 @@
 This module knows the document (reading the file, parsing it with the safe
 loader only, positions of values and duplicate keys); what a chain may
 contain is checked by :mod:`aicp._chain.validate`, which returns the plan
-(:mod:`aicp._chain.plan`). Every error names the file, the line and column,
+(:mod:`aicp._chain.model`). Every error names the file, the line and column,
 and the field: ``chain.yaml:7:5: steps[2].timeout: must be a positive number, got -3``.
 
 The format is the one of the AI Content Pipeline tool (``name``, ``prompt``,
@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import yaml
 
-from aicp._chain.plan import Chain, Step
+from aicp._chain.model import Chain, Step
 from aicp._chain.validate import Validator
 from aicp._errors import ChainError, MissingInputError
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Protocol
 
 from aicp._chain.params import Param, by_name, count, non_negative, positive, text
-from aicp._chain.plan import DEFAULT_NAME, Chain, Step, path_text
+from aicp._chain.model import DEFAULT_NAME, Chain, Step, path_text
 from aicp._chain.steptypes import (STEP_TYPES, Executor, StepType, accepts, executor_for, made_available,
                                    model_names, takes_from)
 from aicp._errors import ChainError, MissingInputError, Problem

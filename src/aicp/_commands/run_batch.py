@@ -22,7 +22,8 @@ from aicp._batch.record import BatchRecord, default_batch_id
 from aicp._batch.rows import read_inputs, rows_error
 from aicp._batch.runner import BatchRun
 from aicp._chain.inputs import resolve_input
-from aicp._chain.load import Chain, load_chain
+from aicp._chain.load import load_chain
+from aicp._chain.model import Chain
 from aicp._commands.output import print_envelope, write_stdout, write_to
 from aicp._errors import AicpError, ExitCode, UsageError
 from aicp._events import EventLog

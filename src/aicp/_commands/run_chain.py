@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from aicp._batch.job import PARENT_PID_VAR, follow_parent, job_context
-from aicp._chain.load import Chain
+from aicp._chain.model import Chain
 from aicp._commands.human import HumanView, summary
 from aicp._commands.output import print_envelope, write_stdout, write_to
 from aicp._commands.dirs import apply_directories

@@ -49,8 +49,10 @@ def _package_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def interpreter_argv(module: str, *args: str) -> list[str]:
-    return [sys.executable, *PYTHON_FLAGS, "-c", _BOOT.format(path=[_package_root()], module=module), *args]
+def interpreter_argv(module: str, *args: str, path: list[str] | None = None) -> list[str]:
+    """A fresh interpreter (no site, so no .pth files) running ``aicp.<module>.main()`` with ``path`` first."""
+    return [sys.executable, *PYTHON_FLAGS, "-c",
+            _BOOT.format(path=path or [_package_root()], module=module), *args]
 
 
 class Launched(ABC):
@@ -151,7 +153,10 @@ class Template:
     def __init__(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            self._proc = subprocess.Popen(interpreter_argv("_worker.template", str(theirs.fileno())),
+            # Our whole import path, not only the package's folder: the template pre-imports
+            # structlog, which lives in site-packages, not next to aicp under an editable install.
+            path = [_package_root(), *filter(None, sys.path)]
+            self._proc = subprocess.Popen(interpreter_argv("_worker.template", str(theirs.fileno()), path=path),
                                           stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),),
                                           start_new_session=True)
         finally:

@@ -27,7 +27,7 @@ from typing import Any, Literal, TypedDict, cast
 
 import orjson
 
-from aicp._chain.load import Chain, Step
+from aicp._chain.model import Chain, Step
 from aicp._errors import ChainError, MissingInputError, UsageError
 from aicp._redact import Redactor
 from aicp._chain.steptypes import path_like

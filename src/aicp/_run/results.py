@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-from aicp._chain.load import Step
+from aicp._chain.model import Step
 from aicp._chain.steptypes import kind_of
 from aicp._errors import ExitCode
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from aicp._chain.inputs import resolve_input
-from aicp._chain.load import Chain, load_chain
+from aicp._chain.load import load_chain
+from aicp._chain.model import Chain
 from aicp._chain.steptypes import path_like
 from aicp._errors import AicpError, UsageError
 from aicp._events import EventLog, Observer

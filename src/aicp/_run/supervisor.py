@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import psutil
 
-from aicp._chain.load import Chain, Step
+from aicp._chain.model import Chain, Step
 from aicp._errors import ExitCode
 from aicp._events import EventLog
 from aicp._process.launch import Launcher

@@ -12,9 +12,14 @@ import shlex
 import signal
 import subprocess
 from pathlib import Path
-from typing import Any
 
-from aicp._context import StepContext, StepFailed
+from aicp._context import StepFailed
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: the worker template pre-imports this module
+if TYPE_CHECKING:
+    from typing import Any
+
+    from aicp._context import StepContext
 
 MAX_CAPTURE = 64 * 1024
 

@@ -6,10 +6,13 @@ chain's folder at the front of the worker's ``sys.path``).
 
 from __future__ import annotations
 
-from typing import Any
-
-from aicp._context import StepContext
 from aicp._targets import load_target
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: the worker template pre-imports this module
+if TYPE_CHECKING:
+    from typing import Any
+
+    from aicp._context import StepContext
 
 
 def check(params: dict[str, Any], model: str | None) -> list[tuple[str, str]]:

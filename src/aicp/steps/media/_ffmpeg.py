@@ -134,6 +134,33 @@ _SIZE = re.compile(r"^(\d+)x(\d+)")
 _FPS = re.compile(r"^([\d.]+)(k?) (fps|tbr)$")
 
 
+def _video_stream(fields: list[str]) -> dict[str, Any]:
+    """The MediaInfo fields of a video stream's description: ``h264 (High), yuv420p(tv), 640x360, 25 fps``."""
+    info: dict[str, Any] = {"video_codec": fields[0].split()[0]}
+    if len(fields) > 1:
+        info["pix_fmt"] = fields[1].split("(")[0].strip()
+    for f in fields[1:]:
+        size, rate = _SIZE.match(f), _FPS.match(f)
+        if size and not info.get("width"):
+            info["width"], info["height"] = int(size[1]), int(size[2])
+        # tbr (the stream's base rate) beats fps (an average that gaps and
+        # uneven stream lengths skew) when both are printed
+        if rate and (rate[3] == "tbr" or "fps" not in info):
+            info["fps"] = float(rate[1]) * (1000 if rate[2] else 1)
+    return info
+
+
+def _audio_stream(fields: list[str]) -> dict[str, Any]:
+    """The MediaInfo fields of an audio stream's description: ``aac (LC), 44100 Hz, stereo, fltp``."""
+    info: dict[str, Any] = {"audio_codec": fields[0].split()[0]}
+    for i, f in enumerate(fields[1:], start=1):
+        if f.endswith(" Hz"):
+            info["sample_rate"] = int(f.split()[0])
+            # the channel layout ("mono", "stereo", "5.1(side)") follows the rate
+            info["channels"] = fields[i + 1] if i + 1 < len(fields) else None
+    return info
+
+
 def probe(path: str | os.PathLike[str]) -> MediaInfo:
     """Describe the first video and first audio stream of ``path``.
 
@@ -154,27 +181,10 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
     if m:
         info["duration"] = int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
     for kind, desc in _STREAM.findall(text):
-        fields = _split_top(desc)
-        codec = fields[0].split()[0]
         if kind == "Video" and "video_codec" not in info:
-            info["video_codec"] = codec
-            if len(fields) > 1:
-                info["pix_fmt"] = fields[1].split("(")[0].strip()
-            for f in fields[1:]:
-                size, rate = _SIZE.match(f), _FPS.match(f)
-                if size and not info.get("width"):
-                    info["width"], info["height"] = int(size[1]), int(size[2])
-                # tbr (the stream's base rate) beats fps (an average that gaps and
-                # uneven stream lengths skew) when both are printed
-                if rate and (rate[3] == "tbr" or "fps" not in info):
-                    info["fps"] = float(rate[1]) * (1000 if rate[2] else 1)
+            info.update(_video_stream(_split_top(desc)))
         elif kind == "Audio" and "audio_codec" not in info:
-            info["audio_codec"] = codec
-            for i, f in enumerate(fields[1:], start=1):
-                if f.endswith(" Hz"):
-                    info["sample_rate"] = int(f.split()[0])
-                    # the channel layout ("mono", "stereo", "5.1(side)") follows the rate
-                    info["channels"] = fields[i + 1] if i + 1 < len(fields) else None
+            info.update(_audio_stream(_split_top(desc)))
     return MediaInfo(path=path, **info)
 
 

@@ -1,8 +1,8 @@
-"""The validated plan of a chain: immutable :class:`Chain` and :class:`Step` records.
+"""The plan a chain file becomes: immutable, validated :class:`Chain` and :class:`Step` records.
 
-These are what the supervisor, the run record and the commands read; only the
-validator (:mod:`aicp._chain.validate`) builds them, so a ``Chain`` always
-means "this passed every check".
+:mod:`aicp._chain.load` builds them (with the validator, :mod:`aicp._chain.validate`, the only
+place that does); the supervisor, the run record and the commands read them. Nothing here parses
+or validates, so everything that only needs the plan's shape imports this module.
 """
 
 from __future__ import annotations

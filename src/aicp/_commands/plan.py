@@ -1,18 +1,19 @@
-"""The commands that only tell: ``validate``, ``list-steps`` and ``schema``.
+"""What one chain would do, without running it: ``aicp validate`` (its plan) and ``aicp estimate-cost``.
 
-``list-steps --params`` prints every executor's declared params from the
-catalogue itself: the README points here instead of copying them.
+Both load and validate the chain file, then print what the plan says: its
+steps, limits and flow of data kinds, or what each step is estimated to cost
+and which credentials it needs. Neither opens a connection nor needs a key;
+the prices are those of the catalogue (``aicp list-models``), the same numbers
+``step_complete`` and ``total_cost`` report.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from aicp._chain.load import Chain, Step, load_chain
+from aicp._chain.load import load_chain
+from aicp._chain.model import Chain, Step
 from aicp._commands.output import print_envelope, step_number, write_stdout
-from aicp._chain.steptypes import STEP_TYPES, Executor
-from aicp._chain.validate import GROUP_PARAMS
 
 
 def _step_plan(index: str, step: Step, chain: Chain) -> dict[str, Any]:
@@ -65,6 +66,8 @@ def _plan_lines(steps: list[dict[str, Any]], indent: str = "  ") -> list[str]:
 
 
 def validate(args: Any) -> int:
+    """Every mistake at once (the CLI prints them, or ``--json`` lists them); then whether it will
+    run here: files, executors, credentials (``--offline``: not credentials)."""
     chain = load_chain(args.config, here="offline" if args.offline else "yes", work_dir=args.base_dir)
     plan = {"valid": True, **plan_of(chain), "problems": [p.as_dict() for p in chain.notes]}
     if args.json:
@@ -80,61 +83,54 @@ def validate(args: Any) -> int:
     return 0
 
 
-def params_of(executor: Executor) -> list[dict[str, Any]]:
-    """An executor's declared params, as ``list-steps`` / ``list-models`` print them."""
-    return [p.describe() for p in executor.params]
+def _step_costs(steps: tuple[Step, ...], prefix: str = "") -> list[dict[str, Any]]:
+    rows = []
+    for i, step in enumerate(steps):
+        if not step.enabled:
+            continue
+        index = f"{prefix}{i}"
+        row: dict[str, Any] = {"step": index, "location": step.location, "type": step.type,
+                               "model": step.model, "cost": round(step.estimated_cost, 6)}
+        if step.is_group:
+            row["members"] = _step_costs(step.members, f"{index}.")
+        else:
+            row["provider"] = step.executor.provider if step.executor else "local"
+        rows.append(row)
+    return rows
 
 
-def param_lines(executor: Executor, indent: str) -> list[str]:
-    lines = [f"{indent}{p.line()}" for p in executor.params]
-    if executor.open_params:
-        lines.append(f"{indent}(and any other param: the function reads ctx.params)")
-    return lines or [f"{indent}(no params)"]
-
-
-def list_steps(args: Any) -> int:
-    rows: list[dict[str, Any]] = []
-    group = [p.describe() for p in GROUP_PARAMS.values()]
-    for t in STEP_TYPES.values():
-        executors = [{"model": model, "executor": e.target, "summary": e.summary, "provider": e.provider,
-                      "estimated_cost": e.cost, "params": params_of(e), "open_params": e.open_params}
-                     for model, e in t.executors.items()]
-        rows.append({"type": t.name, "consumes": t.consumes, "produces": t.produces, "summary": t.summary,
-                     "model_required": t.model_required, "available": bool(executors) or t.name == "parallel_group",
-                     "executors": executors, **({"params": group} if t.name == "parallel_group" else {})})
-    if args.json:
-        print_envelope("list-steps", rows)
-        return 0
+def _cost_lines(rows: list[dict[str, Any]], indent: str = "  ") -> list[str]:
     lines = []
-    for r, t in zip(rows, STEP_TYPES.values()):
-        lines.append(f"{r['type']:<20} {r['consumes']:>6} -> {r['produces']:<7} {r['summary']}")
-        if args.params and t.name == "parallel_group":
-            lines += [f"{'':<24}{p.line()}" for p in GROUP_PARAMS.values()]
-        for model, e in t.executors.items():
-            lines.append(f"{'':<22}model {model or '(any)'}: {e.summary} [{e.provider}]")
-            if args.params:
-                lines += param_lines(e, " " * 24)
-        if not r["available"]:
-            lines.append(f"{'':<22}not available in this version")
-    write_stdout("\n".join(lines) + "\n")
-    return 0
+    for r in rows:
+        model = f" ({r['model']})" if r["model"] else ""
+        provider = f" [{r['provider']}]" if "provider" in r else ""
+        lines.append(f"{indent}{step_number(r['step'])}. {r['type']}{model}{provider}: ${r['cost']:.3f}")
+        lines += _cost_lines(r.get("members", []), indent + "   ")
+    return lines
 
 
-def schema(args: Any) -> int:
-    """``aicp schema events``: the shipped schema of the event stream; ``aicp schema chain``: the
-    schema of chain files, generated from the catalogue."""
-    if args.what == "chain":
-        from aicp._chain.schema import chain_schema
+def estimate_cost(args: Any) -> int:
+    import os
 
-        data = chain_schema()
-        text = json.dumps(data, indent=2) + "\n"
-    else:
-        from importlib.resources import files
+    from aicp.providers.credentials import PROVIDER_KEYS, required_credentials
 
-        text = files("aicp").joinpath("events.schema.json").read_text(encoding="utf-8")
-        data = json.loads(text)
+    chain = load_chain(args.config, work_dir=args.base_dir)
+    rows = _step_costs(chain.steps)
+    present = {key.variable: key.value(os.environ) is not None for key in PROVIDER_KEYS.values()}
+    needs = {variable: present[variable] for variable in required_credentials(chain)}
+    data = {"name": chain.name, "source": chain.source, "estimated_cost": round(chain.estimated_cost, 6),
+            "currency": "USD", "steps": rows, "credentials": needs,
+            # the AI Content Pipeline tool's estimate, same names and shape
+            "total_cost": round(chain.estimated_cost, 6),
+            "step_costs": [{"step": s.type, "model": s.model, "cost": round(s.estimated_cost, 6)} for s in chain.steps]}
+    if chain.max_cost is not None:
+        data["max_cost"] = chain.max_cost
     if args.json:
-        print_envelope("schema", data)
-    else:
-        write_stdout(text if text.endswith("\n") else text + "\n")
+        print_envelope("estimate-cost", data)
+        return 0
+    lines = [f"'{chain.name}' ({chain.source}): estimated cost ${data['estimated_cost']:.3f}"]
+    lines += _cost_lines(rows)
+    lines += [f"needs {variable} ({'set' if ok else 'NOT set'})" for variable, ok in needs.items()]
+    if not args.quiet:
+        write_stdout("\n".join(lines) + "\n")
     return 0
