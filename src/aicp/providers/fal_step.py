@@ -178,11 +178,8 @@ class _Request:
 
     def arguments(self) -> dict[str, Any]:
         """The request body: type and model defaults, the step's input, the params (renamed, converted)."""
-        from aicp.providers.models import SELECTION_PARAMS
-
         model = self.model
-        # auto's selection params and the old tool's params declared ignored are never sent
-        params = {k: v for k, v in self.ctx.params.items() if k not in SELECTION_PARAMS and k not in model.ignored}
+        params = {k: v for k, v in self.ctx.params.items() if k not in model.unsent}
         body: dict[str, Any] = {**model.io.defaults, **model.defaults}
         if self.value is None or self.value == "":
             raise StepFailed(f"{self.ctx.type} got no input")

@@ -210,6 +210,11 @@ class Model:
         return frozenset(p.name for p in self.declared if p.status == "ignored")
 
     @property
+    def unsent(self) -> frozenset[str]:
+        """The params that never reach the provider: auto's selection params and the ignored ones."""
+        return frozenset(SELECTION_PARAMS) | self.ignored
+
+    @property
     def io(self) -> TypeIO:
         return TYPE_IO[self.step_type]
 
