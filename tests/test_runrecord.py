@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -344,6 +345,38 @@ def test_sigkill_of_aicp_mid_step_then_resume(here: Here, mode: str) -> None:
     assert [e["event"] for e in events].count("pipeline_start") == 2
     assert [e["event"] for e in events].count("pipeline_complete") == 1
     assert {e["run_id"] for e in events} == {run_id}
+    # the killed worker's half-written atomic output is gone with the run it belonged to
+    assert not [p.name for p in here.out.glob(".step_*.part*")]
+    assert not [p.name for p in here.record().glob(".*.tmp*")]
+
+
+@pytest.mark.skipif(shutil.which("strace") is None,
+                    reason="strace is not installed (apt-get install strace): it kills aicp inside a write")
+def test_sigkill_mid_manifest_write_then_resume_removes_the_temp_files(here: Here) -> None:
+    here.write("torn", [step("a", cost=0.5), step("b", cost=0.25)])
+    # strace sends aicp SIGKILL as it enters its third fsync(): chain.json, the first manifest, then
+    # the manifest that records step 0, whose temp file is written but not yet renamed
+    proc = subprocess.run(["strace", "-f", "-qq", "-o", os.devnull, "-e", "trace=fsync",
+                           "-e", "inject=fsync:signal=SIGKILL:when=3",
+                           *aicp_argv("run-chain", "-c", str(here.chain), "--stream")],
+                          cwd=here.dir, env=child_env(), stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.stdout == "", proc.stderr[-2000:]
+    record = here.record()
+    torn = [p.name for p in record.glob(".manifest.json.tmp*")]
+    assert torn, sorted(p.name for p in record.iterdir())
+    assert here.manifest()["steps"] == {}  # the torn write never replaced the manifest
+    # partial files of other runs sharing the folder (a live worker, a pid this run never had) stay
+    foreign = [here.out / f".step_0_python.part{os.getpid()}.dat", here.out / ".step_1_python.part1.dat"]
+    for path in foreign:
+        path.write_text("another run's")
+
+    resumed = here.run("--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.result["run_id"] == record.name and resumed.result["steps_completed"] == 2
+    assert not [p.name for p in record.iterdir() if ".tmp" in p.name]
+    assert all(path.exists() for path in foreign)
+    assert here.manifest()["status"] == "succeeded"
 
 
 def test_sigterm_cancels_records_and_resumes(here: Here) -> None:

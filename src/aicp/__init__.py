@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from aicp._chain.model import Chain, Step
     from aicp._context import StepContext, StepFailed
     from aicp._errors import (AicpError, ChainError, CredentialsError, ExitCode, MissingInputError,
-                              NotConfirmed, ProviderError, UsageError)
+                              NotConfirmed, OutputError, ProviderError, UsageError)
     from aicp._process.monitor import Cancel
     from aicp._run.run import run_chain
     from aicp._run.record import RunRecordError
@@ -36,10 +36,11 @@ _LAZY = {
     "AicpError": "aicp._errors", "ChainError": "aicp._errors", "CredentialsError": "aicp._errors",
     "ExitCode": "aicp._errors", "MissingInputError": "aicp._errors", "NotConfirmed": "aicp._errors",
     "ProviderError": "aicp._errors", "UsageError": "aicp._errors", "RunRecordError": "aicp._run.record",
+    "OutputError": "aicp._errors",
 }
 
 __all__ = ["AicpError", "Cancel", "Chain", "ChainError", "ChainResult", "CredentialsError", "ExitCode",
-           "MissingInputError", "NotConfirmed", "ProviderError", "RunRecordError", "Step", "StepContext",
+           "MissingInputError", "NotConfirmed", "OutputError", "ProviderError", "RunRecordError", "Step", "StepContext",
            "StepFailed", "UsageError", "__version__", "load_chain", "run_chain"]
 
 

@@ -66,6 +66,7 @@ class StepContext:
         self.type: str = spec.get("type", "")
         self.model: str | None = spec.get("model")
         self.latest: dict[str, Any] = spec.get("latest") or {}
+        self._remote: list[dict[str, Any]] = spec.get("remote") or []
         self._chain_dir: str = spec.get("chain_dir") or "."
         self._channel = channel
         self._log: Any = None
@@ -86,6 +87,19 @@ class StepContext:
         """Report progress (0..1); it becomes a ``step_progress`` event."""
         fraction = min(1.0, max(0.0, float(fraction)))
         self._channel.progress(fraction, message)
+
+    def remote_submitted(self, provider: str, endpoint: str, request_id: str, index: int = 0) -> None:
+        """Tell the run record that a paid request is out (before waiting for it), so a resumed run
+        polls it instead of submitting, and paying, again. ``index`` tells apart the requests of one step."""
+        self._channel.remote(provider, endpoint, request_id, index)
+
+    def remote_pending(self, provider: str, endpoint: str, index: int = 0) -> str | None:
+        """The request an interrupted run of this very step (same definition, same input) submitted, if any."""
+        for request in self._remote:
+            if (request.get("provider"), request.get("endpoint"), request.get("index", 0)) == (provider, endpoint,
+                                                                                             index):
+                return str(request["request_id"])
+        return None
 
     @property
     def log(self) -> Any:

@@ -34,7 +34,8 @@ exit codes:
   0    success
   1    unexpected internal error (a bug; run with --debug for the traceback)
   2    invalid arguments or invalid chain (YAML syntax, schema, type flow)
-  3    a file you named is missing or unreadable, or required credentials are missing
+  3    a file you named is missing or unreadable, a place aicp must write (output_dir,
+       --log-file) is not writable or its disk is full, or required credentials are missing
   4    a provider failed (authentication, quota, network)
   5    a step failed (the event stream says which and why)
   130  interrupted by SIGINT (Ctrl-C), or declined at the cost confirmation prompt
@@ -117,6 +118,13 @@ class ChainError(AicpError):
 
 class MissingInputError(AicpError):
     """A file the user named does not exist or cannot be read."""
+
+    exit_code = ExitCode.MISSING
+
+
+class OutputError(AicpError):
+    """A place the run must write (its output_dir and run record, the --log-file) cannot be written:
+    not a folder, no permission, a read-only or full file system. Found before anything runs."""
 
     exit_code = ExitCode.MISSING
 

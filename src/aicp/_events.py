@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import sys
 import threading
 import time
@@ -43,7 +44,7 @@ class StreamWriter:
     """Writes whole lines to ``sys.<name>``, resolved at every write."""
 
     def __init__(self, name: str) -> None:
-        self._name = name
+        self._name = self.name = name
         self._stream: Any = None
         self._fd: int | None = None
         self._lock = threading.Lock()
@@ -78,6 +79,8 @@ class FileWriter:
     def __init__(self, path: str) -> None:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         self._lock = threading.Lock()
+        self.name = path
+        self.broken = False
 
     def write(self, data: bytes) -> None:
         with self._lock:
@@ -103,22 +106,45 @@ def _raw_fd(stream: Any, name: str) -> int | None:
 
 
 def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data``; if that fails half way (a disk that filled), a regular file is cut
+    back to where the line began, so that it never ends in half an event."""
     written = os.write(fd, data)  # the whole line, almost always
     if written < len(data):
         view = memoryview(data)[written:]
-        while view:
-            view = view[os.write(fd, view):]
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError:
+            try:
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_CUR) - (len(data) - len(view)))
+            except OSError:
+                pass
+            raise
+
+
+def write_each(writers: Iterable[Any], line: bytes, failed: list[tuple[Any, OSError]]) -> None:
+    """Hand ``line`` to each writer. One whose write fails (a full disk, an I/O error) is given
+    up and put on ``failed``, to be reported; the others, and the run, go on."""
+    for writer in writers:
+        if getattr(writer, "broken", False):
+            continue
+        try:
+            writer.write(line)
+        except OSError as exc:
+            writer.broken = True
+            failed.append((writer, exc))
 
 
 class _Tee:
     """The structlog "logger" at the end of the chain: hands the rendered line to each writer."""
 
-    def __init__(self, writers: Iterable[Any]) -> None:
+    def __init__(self, writers: Iterable[Any], failed: list[tuple[Any, OSError]]) -> None:
         self.writers = list(writers)
+        self.failed = failed
 
     def msg(self, line: bytes) -> None:
-        for writer in self.writers:
-            writer.write(line)
+        write_each(self.writers, line, self.failed)
 
     info = warning = error = debug = critical = msg
 
@@ -262,10 +288,12 @@ class _Shaped:
 class _Routes:
     """The structlog "logger" after :class:`_Shaped`: each rendering to its own writers."""
 
+    def __init__(self, failed: list[tuple[Any, OSError]]) -> None:
+        self.failed = failed
+
     def msg(self, routes: list[tuple[list[Any], bytes]]) -> None:
         for writers, line in routes:
-            for writer in writers:
-                writer.write(line)
+            write_each(writers, line, self.failed)
 
     info = warning = error = debug = critical = msg
 
@@ -279,7 +307,8 @@ class EventLog:
     which also shapes what goes to stderr.
     ``record_file``: every event, always as the v1 stream (the run record), like stdout.
     ``observer``: called with each event dict (the human view).
-    ``secrets``: values to mask, in addition to secret-looking environment variables.
+    ``secrets``: values to mask, in addition to secret-looking environment variables
+    (or ``redactor``: the one to use, shared with the run record).
     ``run_end``: announce the end of a started run on the lifecycle stream too (the
     AI Content Pipeline tool's emitter API, :mod:`aicp.stream`, keeps its exact stream).
     ``context``: fields every event carries after ``run_id`` (a batch job's ``batch_id``, ``job_id``).
@@ -291,21 +320,23 @@ class EventLog:
                  observer: Observer | None = None, secrets: Iterable[str] = (),
                  run_id: str | None = None, run_end: bool = True, record_file: str | None = None,
                  log_format: str = "json", context: dict[str, Any] | None = None,
-                 sinks: Iterable[Any] = ()) -> None:
+                 sinks: Iterable[Any] = (), redactor: Redactor | None = None) -> None:
         self.run_id = run_id or uuid.uuid4().hex[:16]
         self.started = time.monotonic()
         self.context = dict(context or {})
         paths = [log_file] if isinstance(log_file, str) else list(log_file or ())
         self._files: list[Any] = [FileWriter(str(p)) for p in paths]
         record: list[Any] = ([FileWriter(record_file)] if record_file else []) + list(sinks)
-        self.redactor = Redactor.from_environment(extra=secrets)
+        self.redactor = redactor or Redactor.from_environment(extra=secrets)
+        self._failed: list[tuple[Any, OSError]] = []  # outputs given up, to report as a warning
         self._shape = formatter(log_format, self.run_id)
         stderr = [StreamWriter("stderr")] if stream else []  # one writer (one lock) for all stderr lines
         stdout = [StreamWriter("stdout")] if stream else []
         self._lifecycle = self._logger(record, stderr + self._files, observer)
         self._terminal = self._logger(stdout + record, self._files, observer)
+        self._after_result = self._logger([], stderr, None)  # nothing follows the result in a file
         self._files = [*self._files, *record]  # a new list: the loggers keep theirs
-        self._relayed = _Tee(stderr + self._files)
+        self._relayed = _Tee(stderr + self._files, self._failed)
         self._started_run = False
         self._announce_end = run_end
 
@@ -315,9 +346,9 @@ class EventLog:
         if self._shape is not None and shaped:
             processors += [self.redactor, *([_observe(observer)] if observer else []),
                            _Shaped(self._shape, v1, shaped)]
-            sink = _Routes()
+            sink = _Routes(self._failed)
         else:
-            sink = _Tee(v1 + shaped)
+            sink = _Tee(v1 + shaped, self._failed)
             if observer is not None:
                 processors += [self.redactor, _observe(observer), _render if sink.writers else _drop]
             elif sink.writers:  # nobody looks at the dict: mask and render in one pass
@@ -334,6 +365,8 @@ class EventLog:
             self._started_run = self._announce_end
             fields.setdefault("aicp_version", __version__)
         getattr(self._lifecycle, level_of(event, fields))(event, **fields)
+        if self._failed:
+            self._report_failed(self._lifecycle)
 
     def result(self, event: str = "pipeline_complete", *, resume_command: str | None = None,
                **fields: Any) -> None:
@@ -347,6 +380,19 @@ class EventLog:
                 end["resume_command"] = resume_command
             getattr(self._lifecycle, level)("run_end", **end)
         getattr(self._terminal, level)(event, **fields)
+        if self._failed:
+            self._report_failed(self._after_result)
+
+    def _report_failed(self, logger: Any) -> None:
+        """Say on the outputs still working which one failed (each once; the run goes on)."""
+        while self._failed:
+            try:
+                writer, exc = self._failed.pop(0)
+            except IndexError:  # another thread reported it
+                return
+            name = getattr(writer, "name", type(writer).__name__)
+            logger.warning("warning", message=f"cannot write events to {name}: "
+                                              f"{exc.strerror or exc}; the run goes on without it")
 
     def relay(self, line: bytes) -> None:
         """Pass on a line that is already an event of this stream's kind (a batch job's own events)

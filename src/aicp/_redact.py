@@ -5,10 +5,18 @@ value of a secret-looking environment variable (``FAL_KEY``,
 ``OPENAI_API_KEY``, ...) and of a secret-looking param (``api_key``,
 ``token``, ...) is replaced by ``***`` wherever it appears: in fields, in
 relayed step output, in error messages and tracebacks.
+
+A value is masked in every form it can take in what we write: as is, JSON-escaped
+(a secret with quotes or backslashes inside a JSON string), as Python's repr
+escapes it (``KeyError('...')`` in a traceback), and, for a multi-line value (a
+PEM key), line by line, since step output is relayed one line per event. A
+string found under a secret-looking key while masking (a step returning
+``{"token": ...}``) becomes a secret itself, for that event and every later one.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from typing import Any, Iterable, Mapping
@@ -34,6 +42,17 @@ def _secret_name(key: Any) -> bool:
     return known
 
 
+def _text_forms(value: str) -> set[str]:
+    """The ways ``value`` can appear in text we write: as is, JSON-escaped, repr-escaped, and
+    each line of a multi-line value in those forms too."""
+    parts = {value} | {line.strip() for line in value.splitlines() if len(line.strip()) >= _MIN_LENGTH}
+    forms = set()
+    for part in parts:
+        forms |= {part, json.dumps(part, ensure_ascii=False)[1:-1], repr(part)[1:-1],
+                  json.dumps(part)[1:-1]}
+    return {f for f in forms if len(f) >= _MIN_LENGTH}
+
+
 def secret_env_values(environ: Mapping[str, str]) -> list[str]:
     return [v for k, v in environ.items() if k.upper().endswith(SECRET_ENV_SUFFIXES)]
 
@@ -57,17 +76,28 @@ class Redactor:
     """A structlog processor (a plain callable) that masks known secret values."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        values = sorted({s for s in secrets if isinstance(s, str) and len(s) >= _MIN_LENGTH},
-                        key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, values))) if values else None
-        # The fast path (clean()) looks for each secret value in the event rendered as JSON, raw
-        # and JSON-escaped (JSON escapes character by character, so a secret inside a longer
-        # string is still found; UTF-8 bytes match exactly where the characters do).
-        import orjson
+        import orjson  # not at the top: the CLI's error path imports this module
 
         self._dumps = orjson.dumps
         self._non_str_keys = orjson.OPT_NON_STR_KEYS
-        self._forms = tuple({f for v in values for f in (v.encode(), orjson.dumps(v)[1:-1])})
+        self._values: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        # The fast path (clean()) looks for each form in the event rendered as JSON, where it
+        # appears JSON-escaped once more (JSON escapes character by character, so a secret inside
+        # a longer string is still found; UTF-8 bytes match exactly where the characters do).
+        self._forms: tuple[bytes, ...] = ()
+        self.learn(secrets)
+
+    def learn(self, secrets: Iterable[Any]) -> None:
+        """Mask these values too, from now on."""
+        new = {s for s in secrets if isinstance(s, str) and len(s) >= _MIN_LENGTH} - self._values
+        if not new:
+            return
+        self._values |= new
+        texts = {form for value in self._values for form in _text_forms(value)}
+        ordered = sorted(texts, key=len, reverse=True)  # the longest first: no half-masked secret
+        self._pattern = re.compile("|".join(map(re.escape, ordered)))
+        self._forms = tuple({b for t in texts for b in (t.encode(), self._dumps(t)[1:-1])})
 
     @classmethod
     def from_environment(cls, extra: Iterable[str] = (),
@@ -104,6 +134,12 @@ class Redactor:
         return self._pattern.sub(MASK, value) if self._pattern is not None else value
 
     def scrub(self, value: Any) -> Any:
+        """``value`` with every secret masked (a copy; ``value`` itself is left as it was)."""
+        if isinstance(value, (dict, list, tuple)):
+            self.learn(secret_param_values(value))
+        return self._scrub(value)
+
+    def _scrub(self, value: Any) -> Any:
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
@@ -116,10 +152,10 @@ class Redactor:
                 elif isinstance(v, str):
                     out[k] = MASK if _secret_name(k) else self.text(v)
                 else:
-                    out[k] = self.scrub(v)
+                    out[k] = self._scrub(v)
             return out
         if isinstance(value, (list, tuple)):
-            return [self.scrub(v) for v in value]
+            return [self._scrub(v) for v in value]
         if self._pattern is not None and type(value) not in _SCALARS:
             shown = str(value)  # a Path, bytes...: rendered with str(), so it can carry a secret
             if self._pattern.search(shown):

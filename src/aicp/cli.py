@@ -333,8 +333,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 def _print_error(message: str) -> None:
     """``error: ...``, one line per error (a chain with several mistakes has one line for each)."""
     from aicp._commands.output import write_to
+    from aicp._redact import Redactor
 
-    write_to("stderr", "".join(f"error: {line}\n" for line in message.splitlines() or [""]))
+    text = Redactor.from_environment().text(message)
+    write_to("stderr", "".join(f"error: {line}\n" for line in text.splitlines() or [""]))
 
 
 def _flush_stdout() -> None:

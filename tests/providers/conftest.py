@@ -1,4 +1,4 @@
-"""Fixtures for the fal provider tests: a fake fal on 127.0.0.1, real media for it to serve, a real ctx."""
+"""Fixtures for the provider tests: fakes of fal, Gemini, OpenRouter and Replicate on 127.0.0.1, real media, a real ctx."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fal_fake_server import FakeFal  # noqa: E402
+from gemini_fake import FakeGemini  # noqa: E402
+from openrouter_fake import FakeOpenRouter  # noqa: E402
+from replicate_fake import FakeReplicate  # noqa: E402
 
 from aicp._context import Channel, StepContext  # noqa: E402
 
@@ -50,6 +53,27 @@ def fake_fal(media: dict[str, Path]):
         "clip.mp4": (media["mp4"].read_bytes(), "video/mp4"),
         "speech.mp3": (media["wav"].read_bytes(), "audio/mpeg"),
     }).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_gemini():
+    fake = FakeGemini().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_openrouter():
+    fake = FakeOpenRouter().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_replicate(media: dict[str, Path]):
+    fake = FakeReplicate(media["png"].read_bytes()).start()
     yield fake
     fake.stop()
 

@@ -54,10 +54,6 @@ OLD_ALIASES = {
 PROVIDER_OF = {"image_understanding": "gemini", "prompt_generation": "openrouter"}
 
 
-def _served(step_type, key):
-    return PROVIDER_OF.get(step_type, "replicate" if key == "gen4" else "fal") in PROVIDER_EXECUTORS
-
-
 def test_the_old_registry_has_80_names():
     assert sum(map(len, OLD_REGISTRY.values())) + len(OLD_PROVIDER_KEYS) == 80
 
@@ -66,10 +62,9 @@ def test_the_old_registry_has_80_names():
 def test_every_key_of_the_old_registry_is_served_in_its_step_type(step_type):
     executors = STEP_TYPES[step_type].executors
     for key in OLD_REGISTRY[step_type]:
-        if not _served(step_type, key):
-            continue
         model = fal_model(step_type, key)
         assert model is not None, key
+        assert model.provider == PROVIDER_OF.get(step_type, "replicate" if key == "gen4" else "fal")
         executor = executors[key]
         target, check = PROVIDER_EXECUTORS[model.provider]
         assert (executor.target, executor.check) == (target, check)
@@ -95,6 +90,7 @@ def test_auto_picks_what_the_old_tool_picked():
     assert resolve("image_to_video", "auto", {"budget": 0.01}) == "hailuo"
     assert resolve("text_to_image", "auto", {}) == "flux_dev"
     assert resolve("text_to_image", "auto", {"criteria": "speed"}) == "flux_schnell"
+    assert resolve("text_to_image", "auto", {"criteria": "cinematic"}) == "gen4"
     assert resolve("text_to_image", "auto", {"budget": 0.0001}) == "flux_schnell"
     assert resolve("text_to_video", "auto", {}) is None
 
@@ -103,11 +99,15 @@ def test_rows_are_consistent():
     assert set(TYPE_IO) <= set(STEP_TYPES)
     for model in FAL_MODELS.values():
         assert model.provider in PROVIDERS
-        assert model.endpoint.count("/") >= 1 and not model.endpoint.startswith(("/", "http"))
+        assert (model.endpoint.count("/") >= 1 or model.provider == "gemini") and not model.endpoint.startswith(("/", "http"))
         assert model.duration in (None, "str", "int", "s")
         assert model.output_path and model.request_input_field
         assert STEP_TYPES[model.step_type].produces == model.io.kind
         assert model.seconds > 0
+        if model.provider in ("gemini", "openrouter"):  # each language-model row is one instruction
+            from aicp.providers import gemini, openrouter
+
+            assert model.task in (gemini.TASKS if model.provider == "gemini" else openrouter.STYLES)
     assert fal_model("text_to_video", "kling_2_1") is None  # a key serves its own step type only
     # local executors are still there
     assert STEP_TYPES["text_to_image"].executors["title_card"].provider == "local"

@@ -163,3 +163,117 @@ def test_list_models_names_every_alias(aicp):
     assert aliases[("image_to_video", "auto")] == "veo3_fast_i2v"
     text = aicp("list-models").stdout
     assert "photon_flash -> photon" in text
+
+
+# complete_content_pipeline.yaml from the old tool's input folder (donghaozhang/video-agent-skill history),
+# unchanged but for its comments: every provider in one chain
+OLD_COMPLETE_PIPELINE = """
+    name: "complete_content_pipeline"
+    description: "Full content creation pipeline with audio and all AI optimizations"
+
+    steps:
+      - type: "text_to_image"
+        model: "flux_dev"
+        params:
+          aspect_ratio: "16:9"
+          style: "cinematic"
+          quality: "high"
+        enabled: true
+
+      - type: "image_understanding"
+        model: "gemini_detailed"
+        params:
+          analysis_prompt: "Provide comprehensive analysis for video creation including mood, lighting, potential camera movements, and audio suggestions"
+        enabled: true
+
+      - type: "prompt_generation"
+        model: "openrouter_video_cinematic"
+        params:
+          background_context: "Create a cinematic masterpiece with professional camera work and compelling visual storytelling"
+          video_style: "cinematic"
+          duration_preference: "medium"
+        enabled: true
+
+      - type: "image_to_video"
+        model: "veo3"
+        params:
+          duration: 8
+          motion_level: "medium"
+          quality: "high"
+        enabled: true
+
+      - type: "add_audio"
+        model: "thinksound"
+        params:
+          prompt: "Epic cinematic soundtrack that matches the visual mood and enhances the storytelling"
+          style: "cinematic"
+        enabled: true
+
+    output_dir: "output"
+"""
+
+
+def test_an_old_chain_with_every_provider(aicp, write_chain, fake_fal, fake_gemini, fake_openrouter):
+    from gemini_fake import KEY as GEMINI_KEY
+    from openrouter_fake import KEY as OPENROUTER_KEY
+
+    env = env_for(fake_fal, GEMINI_API_KEY=GEMINI_KEY, AICP_GEMINI_URL=fake_gemini.url,
+                  OPENROUTER_API_KEY=OPENROUTER_KEY, AICP_OPENROUTER_URL=fake_openrouter.url)
+    chain = write_chain(OLD_COMPLETE_PIPELINE)
+    estimate = aicp("estimate-cost", "--config", chain, "--json", env=env)
+    assert estimate.returncode == 0, estimate.stderr
+    assert json.loads(estimate.stdout)["data"]["estimated_cost"] == pytest.approx(0.003 + 0.002 + 0.002 + 4.0 + 0.05)
+    run = aicp("run-chain", "--config", chain, "--input-text", "a lighthouse at dawn", "--stream", env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    image = fake_gemini.bodies("POST", ":generateContent")[0]["contents"][0]["parts"][0]["inline_data"]
+    assert image["mime_type"] == "image/png"  # the image step 1 made
+    veo = fake_fal.submits("fal-ai/veo3/image-to-video")[0]
+    assert veo["prompt"] == "A red square slowly turns in soft light, the camera drifting closer."  # OpenRouter's
+    assert veo["duration"] == "8s" and veo["image_url"].startswith("data:image/png")
+    sound = fake_fal.submits("fal-ai/thinksound")[0]
+    assert sound["video_url"].startswith("data:video/mp4")
+    assert [e["type"] for e in run.of("step_complete")] == ["text_to_image", "image_understanding",
+                                                            "prompt_generation", "image_to_video", "add_audio"]
+    assert run.result["total_cost"] == pytest.approx(0.003 + 0.002 + 0.00042 + 4.0 + 0.05)
+
+
+@pytest.mark.parametrize("model, kind, param", [
+    ("omnihuman_v1_5", "audio", "audio_url"), ("fabric_1_0", "audio", "audio_url"),
+    ("multitalk", "audio", "first_audio_url"), ("kling_motion_control", "video", "video_url"),
+])
+def test_validate_says_what_a_model_also_needs(aicp, write_chain, media, tmp_path, model, kind, param):
+    chain = write_chain(f"""
+        name: avatar
+        prompt: hello
+        steps:
+          - {{type: text_to_image, model: flux_dev}}
+          - {{type: avatar, model: {model}}}
+    """)
+    run = aicp("validate", "--config", chain)
+    assert run.returncode == 2
+    assert f"steps[1].model: {model} also needs {kind}: give params.{param}" in run.stderr
+    (tmp_path / f"given.{'wav' if kind == 'audio' else 'mp4'}").write_bytes(
+        media["wav" if kind == "audio" else "mp4"].read_bytes())
+    given = write_chain(f"""
+        name: avatar
+        prompt: hello
+        steps:
+          - {{type: text_to_image, model: flux_dev}}
+          - {{type: avatar, model: {model}, params: {{{param}: given.{'wav' if kind == 'audio' else 'mp4'}}}}}
+    """, name="given.yaml")
+    assert aicp("validate", "--config", given).returncode == 0
+
+
+def test_add_audio_with_nothing_to_mux_is_an_error_that_names_thinksound(aicp, write_chain):
+    # the old tool's add_audio always generated a soundtrack (thinksound); ours muxes unless asked to generate
+    chain = write_chain("""
+        name: silent
+        prompt: a cat
+        steps:
+          - {type: text_to_video, model: hailuo_pro}
+          - {type: add_audio}
+    """)
+    run = aicp("validate", "--config", chain)
+    assert run.returncode == 2
+    assert ("steps[1]: add_audio also needs audio: give params.audio, or put a step that produces audio "
+            "before this one (or use model: thinksound, which generates it)") in run.stderr

@@ -39,6 +39,7 @@ class Executor:
     cost: float = 0.0
     provider: str = "local"
     consumes: str | None = None  # what the step takes when it differs from its type's (a model that edits video)
+    needs: tuple[tuple[str, str], ...] = ()  # (param, kind): further inputs taken from the flow unless given
     # the params it takes (name, type, range or choices, default; the old tool's it ignores);
     # any other name is an error, unless open_params (a python step's params are the user's)
     params: tuple[Param, ...] = ()
@@ -157,7 +158,7 @@ STEP_TYPES: dict[str, StepType] = {
                  model_required=False, any_model=True,
                  executors={None: _local(
                      "media.add_audio:run", "muxes params.audio or the latest audio (ffmpeg)",
-                     check="aicp.steps.media.add_audio:check", params=(
+                     check="aicp.steps.media.add_audio:check", needs=(("audio", "audio"),), params=(
                          Param("audio", ("path",), help="the audio file (default: the latest audio output)"),
                          Param("policy", ("string",), choices=("shortest", "loop", "pad"), default="shortest",
                                help="when the lengths differ"),
@@ -205,6 +206,9 @@ STEP_TYPES: dict[str, StepType] = {
 # provider -> (executor, params check) of its models
 PROVIDER_EXECUTORS = {
     "fal": ("aicp.providers.fal_step:run", "aicp.providers.fal_step:check"),
+    "gemini": ("aicp.providers.gemini:run", "aicp.providers.gemini:check"),
+    "openrouter": ("aicp.providers.openrouter:run", "aicp.providers.openrouter:check"),
+    "replicate": ("aicp.providers.replicate:run", "aicp.providers.fal_step:check"),
 }
 
 
@@ -217,7 +221,7 @@ def _add_remote_models() -> None:
     for m in MODELS.values():
         target, check = PROVIDER_EXECUTORS[m.provider]
         executor = Executor(target=target, summary=m.summary, check=check, cost=m.price, provider=m.provider,
-                            consumes=m.consumes, params=m.declared)
+                            consumes=m.consumes, needs=tuple(m.takes.items()), params=m.declared)
         step_type = STEP_TYPES[m.step_type]
         STEP_TYPES[m.step_type] = replace(step_type, executors={**step_type.executors, m.key: executor})
 

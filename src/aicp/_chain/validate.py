@@ -27,6 +27,7 @@ from aicp._chain.model import DEFAULT_NAME, Chain, Step, path_text
 from aicp._chain.steptypes import (STEP_TYPES, Executor, StepType, accepts, executor_for, made_available,
                                    model_names, takes_from)
 from aicp._errors import ChainError, MissingInputError, Problem
+from aicp._redact import Redactor, secret_param_values
 from aicp._targets import load_target
 from aicp.providers.models import resolve
 
@@ -117,11 +118,13 @@ class Validator:
         self.work_dir = work_dir  # what a relative output_dir is relative to (None: the current directory)
         self.problems: list[Problem] = []
         self.named: dict[str, int] = {}  # step name -> index of its top-level step in the file
+        self.redactor = Redactor.from_environment()  # an error quoting an api_key's value shows ***
 
     def report(self, path: tuple[Any, ...], message: str, severity: str = "error") -> None:
         where = self.positions.of(path)
         line, column = where if where else (None, None)
-        self.problems.append(Problem(self.label, line, column, path_text(path), message, severity))
+        self.problems.append(Problem(self.label, line, column, path_text(path), self.redactor.text(message),
+                                     severity))
 
     @property
     def failed(self) -> bool:
@@ -159,6 +162,7 @@ class Validator:
         if not isinstance(data, dict):
             self.report((), f"a chain must be a mapping with 'steps', got {type(data).__name__}")
             raise ChainError.of(self.problems)
+        self.redactor.learn(secret_param_values(data.get("steps")))
         extra = self.top_level_extras(data)
         top = self.values(data, CHAIN_KEYS, (), skip=("steps",))
         steps = self.steps(data)
@@ -388,6 +392,15 @@ class Validator:
         members = tuple(m for m in built if m is not None)
         return members if len(members) == len(built) else ()
 
+    def needs(self, consumer: Step, available: set[str]) -> None:
+        """Further inputs an executor takes from the flow (lip-sync's audio), unless a param gives them."""
+        for field, kind in consumer.executor.needs if consumer.executor else ():
+            if consumer.params.get(field) is None and not {kind, "any"} & available:
+                self.report(consumer.path + ("model",) if consumer.model else consumer.path,
+                            f"{consumer.model or consumer.type} also needs {kind}: give params.{field}, or put "
+                            f"a step that produces {kind} before this one"
+                            + ("" if consumer.model else _generating(consumer.type)))
+
     # -- input_from ------------------------------------------------------------
 
     def input_sources(self, steps: tuple[Step, ...]) -> None:
@@ -426,6 +439,7 @@ class Validator:
                         ("chain input" if i == 0 else "previous step")
                     self.report(consumer.path + ("type",), f"{consumer.type} expects {consumer.consumes} input, "
                                 f"but the {source} gives {given} and no earlier step produces {consumer.consumes}")
+                self.needs(consumer, available)
             produced = step.produces
             if step.type == "image_to_video" and previous == "images":
                 produced = "videos"
@@ -447,6 +461,12 @@ def _group_produces(live: list[Step], strategy: str) -> str:
     if strategy == "first_success":
         return kind
     return kind + "s" if kind in ("image", "video") else "any"
+
+
+def _generating(type_name: str) -> str:
+    """For a step without a model: the catalogue's models of its type that make the input themselves."""
+    makers = [k for k, e in STEP_TYPES[type_name].executors.items() if k and e.provider != "local"]
+    return f" (or use model: {' / '.join(makers)}, which generates it)" if makers else ""
 
 
 def _leaves(steps: tuple[Step, ...]) -> Iterator[Step]:

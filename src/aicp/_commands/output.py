@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from typing import Any
@@ -11,15 +12,23 @@ from aicp._version import SCHEMA_VERSION  # not from _events: that would load st
 
 def write_to(name: str, text: str) -> None:
     """Write to ``sys.stdout`` or ``sys.stderr``; a stream that is closed (``>&-``) or whose
-    reader went away (``| head``) is not an error: the exit code still tells."""
+    reader went away (``| head``) is not an error: the exit code still tells. stdout that
+    cannot be written for another reason (a full disk) is said on stderr, once."""
     stream = getattr(sys, name)
     if stream is None:
         return
     try:
         stream.write(text)
         stream.flush()
-    except (OSError, ValueError):
+    except ValueError:
         pass
+    except OSError as exc:
+        if name == "stdout" and exc.errno not in (errno.EPIPE, errno.EBADF) and not _unwritable:
+            _unwritable.append(exc)
+            write_to("stderr", f"error: cannot write to stdout: {exc.strerror or exc}\n")
+
+
+_unwritable: list[OSError] = []  # stdout's write error, once it was reported
 
 
 def write_stdout(text: str) -> None:

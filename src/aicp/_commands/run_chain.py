@@ -166,12 +166,12 @@ def run_chain_command(args: Any) -> int:
     finally:
         if view is not None:  # the view ends itself at run_end; this is for a run that broke off
             view.close()
-    fields = result.event_fields()
+    fields = run.redactor.scrub(result.event_fields())  # the summary and the saved result too: masked
     if args.save_json:
         _save_json(args, fields)
     if not args.stream:
         if args.json:
-            print_envelope("run-chain", run.redactor.scrub(fields))
+            print_envelope("run-chain", fields)
         else:
             write_stdout(summary(fields))
         if result.error:

@@ -27,7 +27,7 @@ from aicp._errors import ExitCode
 from aicp._process.launch import ExitStatus, Launched, Launcher
 from aicp._process.lines import LineSplitter
 from aicp._process.tree import TOKEN_VAR, ProcessTree
-from aicp._worker.protocol import ERROR, LOG, PROGRESS, RESULT, encode_spec, read_message
+from aicp._worker.protocol import ERROR, LOG, PROGRESS, REMOTE, RESULT, encode_spec, read_message
 
 if TYPE_CHECKING:
     from aicp._worker.protocol import ErrorMessage, FailureReason, WorkerSpec
@@ -115,6 +115,7 @@ class WorkerEvents:
     output: Callable[[str, str, bool], None]  # stream, line, truncated
     progress: Callable[[float, str | None], None]
     log: Callable[[str, dict[str, Any]], None]  # level, fields
+    remote: Callable[[dict[str, Any]], None] = lambda request: None  # a paid request went out (to the run record)
 
 
 class _Monitor:
@@ -279,6 +280,8 @@ class _Monitor:
             self.events.progress(message.get("fraction", 0.0), message.get("message"))
         elif message["k"] == LOG:
             self.events.log(message.get("level", "info"), message.get("fields") or {})
+        elif message["k"] == REMOTE:
+            self.events.remote(dict(message))
         elif message["k"] == RESULT:
             self.result = message.get("value")
         elif message["k"] == ERROR:

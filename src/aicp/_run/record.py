@@ -10,6 +10,11 @@ Every run writes ``output_dir/runs/<run_id>/``:
   truncated record is refused instead of half-used;
 * ``events.jsonl``: the run's event stream.
 
+A step that sends a paid request to a provider records the request's id the
+moment it is submitted (``requests`` in the manifest, with the step's
+definition and input hashes); a resumed run hands it back to the same step,
+which polls that request instead of submitting, and paying for, another.
+
 Resuming reuses a step only if its definition and input are unchanged and
 every output file it recorded still exists with the recorded hash; the first
 step that differs, and every step after it, runs again.
@@ -17,27 +22,38 @@ step that differs, and every step after it, runs again.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
+import shutil
 import time
 from pathlib import Path
-from typing import Any, Literal, TypedDict, cast
+from typing import Any, Callable, Literal, TypedDict, cast
 
 import orjson
 
 from aicp._chain.model import Chain, Step
-from aicp._errors import ChainError, MissingInputError, UsageError
+from aicp._errors import ChainError, MissingInputError, OutputError, UsageError
 from aicp._redact import Redactor
+from aicp._run.writable import reason
 from aicp._chain.steptypes import path_like
 from aicp._run.results import StepResult
 
 MANIFEST = "manifest.json"
 CHAIN_FILE = "chain.json"
 EVENTS_FILE = "events.jsonl"
+RESERVE_FILE = ".reserve"  # space kept for the final manifest (see RunRecord.reserve)
+RESERVE_MIN = 64 * 1024
+RESERVE_MAX = 8 * 1024 * 1024
 LOCK_FILE = "lock"  # flock()ed by the process running the run; the kernel releases it when that process dies
 RECORD_VERSION = 1
+# What an interrupted run leaves behind: a temp file of write_atomic() in the record
+# (``.manifest.json.tmp<pid>``), and a step's unfinished atomic output in output_dir
+# (``.step_2_python.part<worker pid>.mp4``, see aicp._context.AtomicOutput).
+_RECORD_TEMP = re.compile(r"^\..+\.tmp\d+$")
+_STEP_PART = re.compile(r"^\.step_.*\.part(\d+)")
 
 
 class FileEntry(TypedDict):
@@ -64,6 +80,7 @@ class ManifestEntry(_ManifestEntryFields, total=False):
     result: dict[str, Any]  # the step's result, less its group members'
     error: str
     duration_seconds: float
+    masked: bool  # the output held a secret and is stored masked: a resumed run runs the step again
 
 
 class RunRecordError(ChainError):
@@ -90,11 +107,18 @@ def write_atomic(path: Path, data: bytes) -> None:
     loss right after may lose this update, never half of it.
     """
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:  # a full disk, a signal: leave no half-written temp file behind
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def _dump(value: Any) -> bytes:
@@ -180,6 +204,14 @@ def open_record(chain: Chain, resume: str | None, run_id: str | None = None) -> 
     ``run_id`` (``run-chain --run-id``) names the run: it is created with that id, or resumed when a
     record of that id exists (a batch job run again continues its run).
     """
+    try:
+        return _open_record(chain, resume, run_id)
+    except OSError as exc:  # the probe passed, then the disk filled or the folder changed
+        raise OutputError(f"cannot write the run record under {runs_dir(chain.output_dir)}: {reason(exc)}") from None
+
+
+def _open_record(chain: Chain, resume: str | None, run_id: str | None) -> tuple[RunRecord, bool]:
+    redactor = Redactor.from_environment(extra=chain.secrets)
     if run_id is not None:
         if not valid_run_id(run_id):
             raise UsageError(f"--run-id {run_id!r}: use letters, digits, '.', '_' and '-' (at most 128), "
@@ -189,28 +221,43 @@ def open_record(chain: Chain, resume: str | None, run_id: str | None = None) -> 
         if (runs_dir(chain.output_dir) / run_id / MANIFEST).is_file():
             resume = run_id
         elif resume is None or resume == "latest":
-            return RunRecord.create(chain, run_id, exist_ok=True), False
+            return RunRecord.create(chain, run_id, redactor, exist_ok=True), False
     if resume is None:
-        return RunRecord.create(chain, new_run_id()), False
-    record = RunRecord.load(chain.output_dir, resume, chain.name)
+        return RunRecord.create(chain, new_run_id(), redactor), False
+    record = RunRecord.load(chain.output_dir, resume, chain.name, redactor)
     record.lock()
+    record.remove_partials(chain.output_dir)
     record.begin_resume()
-    write_chain(record.root, chain)  # the chain as run now (it may have been edited since)
+    write_chain(record.root, chain, redactor)  # the chain as run now (it may have been edited since)
     return record, True
 
 
-def write_chain(root: Path, chain: Chain) -> None:
+def write_chain(root: Path, chain: Chain, redactor: Redactor) -> None:
     """Keep the chain as run, with its secrets masked as in the events (output folders get shared)."""
-    masked = Redactor.from_environment(extra=chain.secrets).scrub(chain.raw)
-    write_atomic(root / CHAIN_FILE, _dump({"source": chain.source, "chain": masked}))
+    write_atomic(root / CHAIN_FILE, _dump(redactor.scrub({"source": chain.source, "chain": chain.raw})))
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie, dead but not yet reaped, is not)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 class RunRecord:
-    """One run's record. Not thread-safe by itself: the supervisor serialises updates."""
+    """One run's record. Not thread-safe by itself: the supervisor serialises updates.
 
-    def __init__(self, root: Path, manifest: dict[str, Any]) -> None:
+    Everything it writes or shows passes ``redactor`` (the run's, shared with its
+    event stream): secrets are masked on disk as in the events.
+    """
+
+    def __init__(self, root: Path, manifest: dict[str, Any], redactor: Redactor | None = None) -> None:
         self.root = root
         self.manifest = manifest
+        self.redactor = redactor or Redactor.from_environment()
         self._lock_fd: int | None = None
 
     @property
@@ -224,35 +271,45 @@ class RunRecord:
     # -------------------------------------------------------------- create and load
 
     @classmethod
-    def create(cls, chain: Chain, run_id: str, exist_ok: bool = False) -> "RunRecord":
+    def create(cls, chain: Chain, run_id: str, redactor: Redactor | None = None,
+               exist_ok: bool = False) -> "RunRecord":
+        redactor = redactor or Redactor.from_environment(extra=chain.secrets)
         root = runs_dir(chain.output_dir) / run_id
+        existed = root.exists()
         root.mkdir(parents=True, exist_ok=exist_ok)  # a named run killed before its first write left its folder
-        write_chain(root, chain)
         now = time.time()
         record = cls(root, {"record_version": RECORD_VERSION, "run_id": run_id, "chain_name": chain.name,
                             "chain_source": chain.source, "created": now, "updated": now,
-                            "status": "running", "resumed": 0, "steps": {}})
-        record.lock()
-        record._save()
+                            "status": "running", "resumed": 0, "steps": {}}, redactor)
+        try:
+            write_chain(root, chain, redactor)
+            record.lock()
+            record._save()
+        except OSError:  # a full disk: no half-made record that would look like a run
+            record.unlock()
+            if not existed:
+                shutil.rmtree(root, ignore_errors=True)
+            raise
         return record
 
     @classmethod
-    def load(cls, output_dir: Path, run_id: str, chain_name: str | None = None) -> "RunRecord":
+    def load(cls, output_dir: Path, run_id: str, chain_name: str | None = None,
+             redactor: Redactor | None = None) -> "RunRecord":
         """Load and verify a record; ``run_id`` may be ``latest`` (the newest run of ``chain_name``)."""
         base = runs_dir(output_dir)
         if run_id == "latest":
-            return cls._latest(base, chain_name)
+            return cls._latest(base, chain_name, redactor)
         root = base / run_id
         if "/" in run_id or not (root / MANIFEST).is_file():
             raise MissingInputError(f"no run record '{run_id}' in {base}")
-        record = cls(root, cls._read_manifest(root))
+        record = cls(root, cls._read_manifest(root), redactor)
         if chain_name is not None and record.manifest.get("chain_name") != chain_name:
             raise RunRecordError(f"run {run_id} is a run of chain '{record.manifest.get('chain_name')}', "
                                  f"not of '{chain_name}'; refusing to resume it")
         return record
 
     @classmethod
-    def _latest(cls, base: Path, chain_name: str | None) -> "RunRecord":
+    def _latest(cls, base: Path, chain_name: str | None, redactor: Redactor | None) -> "RunRecord":
         candidates = []
         damaged: list[tuple[float, str, RunRecordError]] = []
         for root in base.iterdir() if base.is_dir() else ():
@@ -273,7 +330,7 @@ class RunRecord:
         if not candidates:
             raise MissingInputError(f"no earlier run of chain '{chain_name}' in {base}")
         _, name, manifest = max(candidates)
-        return cls(base / name, manifest)
+        return cls(base / name, manifest, redactor)
 
     @staticmethod
     def _read_manifest(root: Path) -> dict[str, Any]:
@@ -295,18 +352,60 @@ class RunRecord:
             raise RunRecordError(f"run record {path} belongs to run {manifest.get('run_id')}, not {root.name}")
         return manifest
 
-    def _save(self) -> None:
+    def _save(self, final: bool = False) -> None:
+        """Write the manifest. The ``final`` write (how the run ended) may use the reserve: on a
+        full disk the reserve is given back and the write tried again."""
         self.manifest["updated"] = time.time()
-        body = dict(self.manifest)
-        body["digest"] = canonical_hash(self.manifest)
-        write_atomic(self.root / MANIFEST, _dump(body))
+        body = self.redactor.scrub(self.manifest)
+        body["digest"] = canonical_hash(body)
+        data = _dump(body)
+        try:
+            write_atomic(self.root / MANIFEST, data)
+        except OSError as exc:
+            if not (final and exc.errno in (errno.ENOSPC, errno.EDQUOT) and self.release_reserve()):
+                raise
+            write_atomic(self.root / MANIFEST, data)
+        self._top_up_reserve(len(data))
+
+    # -------------------------------------------------------------- space for the last word
+
+    @property
+    def _reserve_path(self) -> Path:
+        return self.root / RESERVE_FILE
+
+    def _top_up_reserve(self, manifest_size: int) -> None:
+        """Keep space aside for the final manifest (the new one, beside the old one until the
+        rename), so that a disk that fills during the run still gets to record how the run ended.
+        Best effort: on a disk already full, what is there stays reserved."""
+        if self._lock_fd is None:
+            return  # only the process running the run keeps a reserve
+        wanted = min(RESERVE_MAX, 2 * manifest_size + RESERVE_MIN)
+        try:
+            fd = os.open(self._reserve_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return
+        try:
+            if os.fstat(fd).st_size < wanted:
+                os.posix_fallocate(fd, 0, wanted)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def release_reserve(self) -> bool:
+        """Give the reserved space back; whether there was any."""
+        try:
+            os.unlink(self._reserve_path)
+        except OSError:
+            return False
+        return True
 
     # -------------------------------------------------------------- steps
 
     def reusable(self, key: str, definition: str, step_input: str) -> ManifestEntry | None:
         """The recorded result of step ``key`` if it can stand for running it again, else None."""
         entry: ManifestEntry | None = self.manifest["steps"].get(key)
-        if not entry or entry.get("status") != "completed":
+        if not entry or entry.get("status") != "completed" or entry.get("masked"):
             return None
         if entry.get("definition") != definition or entry.get("input") != step_input:
             return None
@@ -325,6 +424,8 @@ class RunRecord:
                                  "recorded": time.time()}
         if result is not None:
             entry["output"] = result.get("output")
+            if self.redactor.scrub(entry["output"]) != entry["output"]:
+                entry["masked"] = True  # stored masked: a resumed run runs the step again
             entry["cost"] = result.get("cost", 0.0)
             # a file the output names counts too, declared in ``outputs`` or not (``return str(path)``)
             declared = list(result.get("outputs") or [])
@@ -337,7 +438,25 @@ class RunRecord:
         if duration_seconds is not None:
             entry["duration_seconds"] = round(duration_seconds, 3)
         self.manifest["steps"][key] = entry
+        if status == "completed":
+            self.manifest.get("requests", {}).pop(key, None)
         self._save()
+
+    def remember_request(self, key: str, definition: str, step_input: str, request: dict[str, Any]) -> None:
+        """A step's remote request is out: keep its id until the step completes."""
+        entry = {k: request.get(k) for k in ("provider", "endpoint", "request_id", "index")}
+        entry.update(definition=definition, input=step_input, submitted=time.time())
+        kept = [r for r in self.manifest.setdefault("requests", {}).get(key, [])
+                if (r.get("definition"), r.get("input")) == (definition, step_input)
+                and (r.get("provider"), r.get("endpoint"), r.get("index")) != (entry["provider"], entry["endpoint"],
+                                                                             entry["index"])]
+        self.manifest["requests"][key] = kept + [entry]
+        self._save()
+
+    def pending_requests(self, key: str, definition: str, step_input: str) -> list[dict[str, Any]]:
+        """The requests an interrupted run of this step submitted, if the step is still the same."""
+        return [r for r in self.manifest.get("requests", {}).get(key, [])
+                if (r.get("definition"), r.get("input")) == (definition, step_input)]
 
     def lock(self) -> None:
         """Hold the run while this process runs it, so that no second aicp resumes it meanwhile."""
@@ -370,6 +489,42 @@ class RunRecord:
         finally:
             os.close(fd)
 
+    def worker_pids(self) -> set[int]:
+        """The pid of every worker this run started, from its events (``step_start``)."""
+        pids: set[int] = set()
+        try:
+            with open(self.events_path, "rb") as f:
+                for line in f:
+                    if b'"step_start"' not in line:
+                        continue
+                    try:
+                        pid = json.loads(line).get("pid")
+                    except ValueError:
+                        continue  # the last line of a run killed mid-write
+                    if isinstance(pid, int):
+                        pids.add(pid)
+        except OSError:
+            pass
+        return pids
+
+    def remove_partials(self, output_dir: Path) -> list[str]:
+        """Delete what the interrupted run left half-written: temp files of the record's atomic
+        writes, and the unfinished atomic outputs of its own workers (other runs sharing
+        ``output_dir`` keep theirs: a part file names the worker that writes it). Call with the
+        record locked. Returns the paths removed."""
+        removed = [str(p) for p in self.root.iterdir() if _RECORD_TEMP.match(p.name)]
+        pids = self.worker_pids()
+        for entry in os.scandir(output_dir) if output_dir.is_dir() else ():
+            match = _STEP_PART.match(entry.name)
+            if match and int(match[1]) in pids and not _running(int(match[1])):
+                removed.append(entry.path)
+        for path in removed:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        return removed
+
     def unlock(self) -> None:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
@@ -383,8 +538,11 @@ class RunRecord:
     def finish(self, status: str, summary: dict[str, Any]) -> None:
         self.manifest["status"] = status
         self.manifest["result"] = summary
-        self._save()
-        self.unlock()
+        try:
+            self._save(final=True)
+        finally:
+            self.release_reserve()
+            self.unlock()
 
     def summary(self) -> dict[str, Any]:
         """What ``aicp runs list/show`` print."""
@@ -392,11 +550,11 @@ class RunRecord:
         status = m["status"]
         if status == "running" and not self.held_elsewhere():
             status = "interrupted"  # its process died (kill -9, a crash): `--resume` continues it
-        return {"run_id": m["run_id"], "chain_name": m["chain_name"], "chain_source": m.get("chain_source"),
+        return self.redactor.scrub({"run_id": m["run_id"], "chain_name": m["chain_name"], "chain_source": m.get("chain_source"),
                 "status": status, "created": m["created"], "updated": m["updated"],
                 "resumed": m.get("resumed", 0), "path": str(self.root),
                 "steps": {k: {kk: vv for kk, vv in v.items() if kk != "result"} for k, v in m["steps"].items()},
-                "result": m.get("result")}
+                "result": m.get("result")})
 
 
 class Journal:
@@ -404,14 +562,20 @@ class Journal:
 
     Reuse is strictly a prefix: once one step (or group member) runs again,
     every later step runs again too. Safe to call from parallel members.
+    A record that cannot be written (a full disk) does not stop the run: ``warn``
+    says so once, and the final state is still tried (the record keeps space for it).
     """
 
-    def __init__(self, record: RunRecord | None, resume: bool) -> None:
+    def __init__(self, record: RunRecord | None, resume: bool,
+                 warn: Callable[[str], None] | None = None) -> None:
         import threading
 
         self.record = record
         self.reusing = resume and record is not None
+        self.resumed = self.reusing
         self._lock = threading.Lock()
+        self._warn = warn
+        self._warned = False
 
     def reuse(self, key: str, step: Step, step_input: Any) -> StepResult | None:
         """The recorded result to reuse for this step, with its cost not charged again; or None."""
@@ -432,17 +596,42 @@ class Journal:
 
     def done(self, key: str, step: Step, step_input: Any, result: StepResult) -> None:
         if self.record is not None and not result.get("reused"):
+            self._write(self.record.record, key, status="completed", definition=definition_hash(step),
+                        step_input=input_hash(step_input), result=result)
+
+    def pending_requests(self, key: str, step: Step, step_input: Any) -> list[dict[str, Any]]:
+        """What a resumed run's step should poll rather than submit again (nothing unless resuming)."""
+        if not self.resumed or self.record is None:
+            return []
+        with self._lock:
+            return self.record.pending_requests(key, definition_hash(step), input_hash(step_input))
+
+    def submitted(self, key: str, step: Step, step_input: Any, request: dict[str, Any]) -> None:
+        if self.record is not None:
             with self._lock:
-                self.record.record(key, status="completed", definition=definition_hash(step),
-                                   step_input=input_hash(step_input), result=result)
+                self.record.remember_request(key, definition_hash(step), input_hash(step_input), request)
 
     def failed(self, key: str, step: Step, step_input: Any, error: str) -> None:
         if self.record is not None:
-            with self._lock:
-                self.record.record(key, status="failed", definition=definition_hash(step),
-                                   step_input=input_hash(step_input), error=error)
+            self._write(self.record.record, key, status="failed", definition=definition_hash(step),
+                        step_input=input_hash(step_input), error=error)
 
     def finish(self, status: str, summary: dict[str, Any]) -> None:
         if self.record is not None:
-            with self._lock:
-                self.record.finish(status, summary)
+            self._write(self.record.finish, status, summary)
+
+    def abandon(self, error: str) -> None:
+        """aicp is stopping on an error of its own: a record still ``running`` says it failed."""
+        if self.record is not None and self.record.manifest.get("status") == "running":
+            self.finish("failed", {"success": False, "error": error})
+
+    def _write(self, update: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        with self._lock:
+            try:
+                update(*args, **kwargs)
+            except OSError as exc:
+                if self._warn is not None and not self._warned:
+                    self._warned = True
+                    assert self.record is not None
+                    self._warn(f"cannot update the run record {self.record.root / MANIFEST}: {reason(exc)}; "
+                               "the run goes on, and --resume will redo the steps it could not record")

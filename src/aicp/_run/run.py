@@ -32,6 +32,7 @@ from aicp._run.record import Journal, RunRecord, open_record
 from aicp._run.results import ChainResult
 from aicp._run.supervisor import Supervisor
 from aicp._tracing import with_tracing
+from aicp._run.writable import check_log_file, check_output_dir
 from aicp.providers.credentials import check_credentials
 
 
@@ -63,8 +64,9 @@ class Run:
         self.run_id = record.run_id
         self._end_trace = end_trace
         self._input = chain_input
-        self._supervisor = Supervisor(chain, events, cancel, reap_strays=reap_strays,
-                                      journal=Journal(record, resume=resuming))
+        self._journal = Journal(record, resume=resuming,
+                                warn=lambda message: events.emit("warning", message=message))
+        self._supervisor = Supervisor(chain, events, cancel, reap_strays=reap_strays, journal=self._journal)
 
     @property
     def cancel(self) -> Cancel:
@@ -81,6 +83,9 @@ class Run:
         try:
             result = self._supervisor.run(self._input)
             self.events.result(**result.event_fields(), resume_command=resume_command)
+        except BaseException as exc:  # a bug, or KeyboardInterrupt outside the handlers: the record says so
+            self._journal.abandon(f"aicp stopped: {type(exc).__name__}: {exc}")
+            raise
         finally:
             self.events.close()
             self._end_trace()
@@ -119,6 +124,9 @@ def open_run(chain: Chain | str | Path, source: InputSource = InputSource(), *, 
         check_credentials(chain)
         chain_input = resolve_input(chain, input_text=source.text, prompt_file=source.prompt_file,
                                     input_file=source.file)
+        check_output_dir(chain.output_dir)  # before the question: a run that cannot be kept is not asked for
+        if log_file:
+            check_log_file(log_file)
         if confirm is not None:
             confirm(chain)
         record, resuming = open_record(chain, resume, run_id)
@@ -127,7 +135,7 @@ def open_run(chain: Chain | str | Path, source: InputSource = InputSource(), *, 
         raise
     chain, observer, end_trace = with_tracing(chain, record.run_id, observer)
     events = EventLog(stream=stream, log_file=log_file, record_file=str(record.events_path), log_format=log_format,
-                      observer=observer, secrets=chain.secrets, run_id=record.run_id, context=context)
+                      observer=observer, redactor=record.redactor, run_id=record.run_id, context=context)
     return Run(chain, chain_input, record, resuming, events, cancel, reap_strays, end_trace)
 
 
@@ -136,7 +144,10 @@ def report_failed_start(error: AicpError, *, stream: bool, log_file: str | None,
     """End the stream (and the log file, which records every invocation) with a result that says why."""
     if not (stream or log_file):
         return
-    events = EventLog(stream=stream, log_file=log_file, context=context, log_format=log_format)
+    try:
+        events = EventLog(stream=stream, log_file=log_file, context=context, log_format=log_format)
+    except OSError:  # the log file is what failed (the error says so): the stream still ends
+        events = EventLog(stream=stream, context=context, log_format=log_format)
     events.result(**ChainResult.not_started(error.message, int(error.exit_code)).event_fields())
     events.close()
 

@@ -144,7 +144,7 @@ class Supervisor:
 
     def _run_step(self, index: int, step: Step, step_input: Any, latest: dict[str, Any]) -> StepResult:
         """Run (or, resuming, reuse) one top-level step and remember its result."""
-        key = str(index)
+        key = _key(index, None)
         reused = self.journal.reuse(key, step, step_input)
         if reused is not None:
             self._skipped_as_reused({"step": index}, step, reused)
@@ -206,6 +206,7 @@ class Supervisor:
             "target": step.executor.target, "input": step_input, "params": step.params,
             "output_dir": str(chain.output_dir), "step": index, "member": member,
             "name": step.name, "type": step.type, "model": step.model, "latest": latest,
+            "remote": self.journal.pending_requests(_key(index, member), step, step_input),
             # The worker starts without site (-S) for speed; it gets our import path instead,
             # with the chain's folder first so its modules are importable.
             "chain_dir": str(chain.base_dir), "path": [str(chain.base_dir), *filter(None, sys.path)],
@@ -224,8 +225,9 @@ class Supervisor:
         attempt = 0
         while True:
             attempt += 1
-            outcome = run_worker(spec, limits, cancel, self._worker_events(step, base, attempt, retries + 1),
-                                 self.env, self.launcher)
+            events = self._worker_events(step, base, attempt, retries + 1)
+            events.remote = lambda request: self.journal.submitted(_key(index, member), step, step_input, request)
+            outcome = run_worker(spec, limits, cancel, events, self.env, self.launcher)
             if outcome.ok:
                 return self._complete(step, base, attempt, outcome)
             retryable = outcome.reason != "cancelled" and not cancel.is_set()
@@ -294,7 +296,7 @@ class Supervisor:
         # Resuming: members an earlier attempt finished are reused before anything starts, so
         # a first_success group with a reusable winner starts no member at all.
         for j, member in members:
-            reused = self.journal.reuse(f"{index}.{j}", member, member_inputs[j])
+            reused = self.journal.reuse(_key(index, j), member, member_inputs[j])
             if reused is not None:
                 self._skipped_as_reused({"step": index, "member": j}, member, reused)
                 results[j] = reused
@@ -306,7 +308,7 @@ class Supervisor:
                 self.events.emit("step_skipped", step=index, member=j, type=member.type,
                                  reason="the group finished before this member started")
                 return None
-            key = f"{index}.{j}"
+            key = _key(index, j)
             try:
                 value = self._run_attempts(index, member, j, member_inputs[j], latest, cancel)
             except _RunStepFailed as exc:
@@ -373,6 +375,11 @@ class Supervisor:
                          duration_seconds=round(_elapsed(started), 3))
         named = {m.name: results[j]["output"] for j, m in members if m.name and j in results}
         return {"output": output, "outputs": files, "cost": cost, "members": ordered, "named": named}
+
+
+def _key(index: int, member: int | None) -> str:
+    """A step's key in the run record: ``"2"``, or ``"2.1"`` for a group's member."""
+    return str(index) if member is None else f"{index}.{member}"
 
 
 def _elapsed(started: float) -> float:

@@ -5,8 +5,9 @@ Two conversations, both private to aicp:
 * **Supervisor <-> worker.** The supervisor writes the step's spec
   (:class:`WorkerSpec`) as one JSON line on the worker's control pipe; the
   worker answers on its result pipe with JSON lines, each an object whose
-  ``"k"`` says its kind: ``progress``, ``log``, then one ``result`` or one
-  ``error``. :class:`Channel` is the worker's writer, :func:`read_message`
+  ``"k"`` says its kind: ``progress``, ``log``, ``remote`` (a paid request
+  went out to a provider: the run record keeps its id), then one ``result``
+  or one ``error``. :class:`Channel` is the worker's writer, :func:`read_message`
   the supervisor's reader.
 * **Supervisor <-> worker template.** A request is the worker's environment
   (marshal) with the worker's four pipe ends attached (SCM_RIGHTS, in
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
         type: str
         model: str | None
         latest: dict[str, Any]  # the most recent output of each kind
+        remote: list[dict[str, Any]]  # requests an interrupted run of this step submitted (resume polls them)
         chain_dir: str
         path: list[str]  # sys.path entries to prepend (the worker starts with -I -S)
 
@@ -61,6 +63,13 @@ if TYPE_CHECKING:
         k: Literal["log"]
         level: str
         fields: dict[str, Any]
+
+    class RemoteMessage(TypedDict):
+        k: Literal["remote"]
+        provider: str
+        endpoint: str
+        request_id: str
+        index: int  # which of the step's requests (a list input sends one per item)
 
     class ResultMessage(TypedDict):
         k: Literal["result"]
@@ -75,7 +84,7 @@ if TYPE_CHECKING:
         traceback: str
         run_exit_code: int | None  # what the run should exit with, if the step said
 
-    Message = Union[ProgressMessage, LogMessage, ResultMessage, ErrorMessage]
+    Message = Union[ProgressMessage, LogMessage, RemoteMessage, ResultMessage, ErrorMessage]
 
 # Every step_error / step_retry reason; the events' JSON Schema has the same enum (a test checks).
 FAILURE_REASONS: tuple[FailureReason, ...] = (
@@ -85,6 +94,7 @@ FAILURE_REASONS: tuple[FailureReason, ...] = (
 KIND: Final = "k"
 PROGRESS: Final = "progress"
 LOG: Final = "log"
+REMOTE: Final = "remote"
 RESULT: Final = "result"
 ERROR: Final = "error"
 
@@ -112,7 +122,7 @@ def decode_spec(line: bytes) -> WorkerSpec:
 def read_message(line: str) -> Message:
     """One line from the result pipe; ValueError if it is not a message of a known kind."""
     message = json.loads(line)
-    if not isinstance(message, dict) or message.get(KIND) not in (PROGRESS, LOG, RESULT, ERROR):
+    if not isinstance(message, dict) or message.get(KIND) not in (PROGRESS, LOG, REMOTE, RESULT, ERROR):
         raise ValueError("not a worker message")
     checked: Message = message  # type: ignore[assignment]  # its kind was checked above
     return checked
@@ -133,6 +143,10 @@ class Channel:
 
     def log(self, level: str, fields: Any) -> None:
         self._send({KIND: LOG, "level": level, "fields": fields})
+
+    def remote(self, provider: str, endpoint: str, request_id: str, index: int) -> None:
+        self._send({KIND: REMOTE, "provider": provider, "endpoint": endpoint, "request_id": request_id,
+                    "index": index})
 
     def error(self, reason: FailureReason, error: str, **details: Any) -> None:
         """Report the step's failure: ``details`` are the other :class:`ErrorMessage` fields."""

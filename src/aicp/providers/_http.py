@@ -42,9 +42,10 @@ CHUNK = 256 * 1024
 class RetryPolicy:
     """Which answers are retried, and how long to wait between attempts.
 
-    Delay before retry *n* (1-based) is ``min(cap, base * 2 ** (n - 1))``
-    times a random factor in ``jitter``; a ``Retry-After`` the server sends
-    wins when ``retry_after`` is set (capped at ``cap``). ``server_errors``
+    Delay before retry *n* (1-based) is ``base * 2 ** (n - 1)`` times a
+    random factor in ``jitter``, plus up to ``added_jitter`` seconds, at most
+    ``cap``; a ``Retry-After`` (or ``retry-after-ms``) the server sends wins
+    when ``retry_after`` is set (capped at ``cap``). ``server_errors``
     says which 5xx are retried: ``"all"``, ``"none"`` or ``"gateway"`` (502,
     503, 504 that did not come from the model itself, see ``from_model``).
     ``methods`` limits retries to those HTTP methods (None: any).
@@ -55,15 +56,21 @@ class RetryPolicy:
     base: float
     cap: float
     jitter: tuple[float, float] = (1.0, 1.0)
+    added_jitter: float = 0.0  # seconds added at random (tenacity's wait_exponential_jitter)
     server_errors: str = "all"
     retry_after: bool = True
     methods: frozenset[str] | None = None
     connection_errors: bool = True
     from_model: Callable[[httpx.Response], bool] | None = None  # a 5xx the model itself answered
+    retry_after_max: float | None = None  # openai-python: a longer Retry-After is not waited for (no retry)
+    should_retry_header: bool = False     # openai-python: x-should-retry: true/false decides
 
     def retryable(self, method: str, response: httpx.Response) -> bool:
         if self.methods is not None and method not in self.methods:
             return False
+        told = response.headers.get("x-should-retry") if self.should_retry_header else None
+        if told in ("true", "false"):
+            return told == "true"
         status = response.status_code
         if status in self.statuses:
             return True
@@ -74,7 +81,8 @@ class RetryPolicy:
         return True
 
     def delay(self, retry: int) -> float:
-        return min(self.cap, self.base * 2 ** (retry - 1)) * random.uniform(*self.jitter)
+        delay = self.base * 2 ** (retry - 1) * random.uniform(*self.jitter) + random.uniform(0, self.added_jitter)
+        return min(self.cap, delay)
 
 
 def error_detail(response: httpx.Response) -> str:
@@ -106,7 +114,15 @@ def describe_error(body: Any) -> str:
 
 
 def retry_after(response: httpx.Response) -> float | None:
-    """Seconds the server asked us to wait (``Retry-After``: seconds or an HTTP date), or None."""
+    """Seconds the server asked us to wait (``retry-after-ms``, ``Retry-After``: seconds or an HTTP date), or None."""
+    millis = response.headers.get("retry-after-ms")
+    try:
+        return max(0.0, float(millis) / 1000) if millis else retry_after_header(response)
+    except ValueError:
+        return retry_after_header(response)
+
+
+def retry_after_header(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after")
     if not value:
         return None
@@ -126,37 +142,41 @@ class Http:
 
     ``auth(url)`` gives the headers that authenticate a request to ``url``
     (empty for hosts that must not see the key, such as a CDN); ``notify``
-    hears about retries (the step's log).
+    hears about retries (the step's log); ``key_rejected`` recognises a
+    provider's other way of saying the key is wrong (Gemini: a 400).
     """
 
     def __init__(self, provider: str, key_env: str, auth: Callable[[str], Mapping[str, str]], policy: RetryPolicy,
                  *, notify: Callable[[str], None] | None = None, sleep: Callable[[float], None] = time.sleep,
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, key_rejected: Callable[[httpx.Response], bool] | None = None) -> None:
         self.provider = provider
         self.key_env = key_env
         self.policy = policy
         self._auth = auth
         self._notify = notify or (lambda message: None)
         self._sleep = sleep
+        self._key_rejected = key_rejected or (lambda response: False)
         self._client = httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0), follow_redirects=True)
 
     def close(self) -> None:
         self._client.close()
 
     def send(self, method: str, url: str, *, what: str, json: Any = None,
-             content: Callable[[], Any] | None = None, headers: Mapping[str, str] | None = None,
+             content: Callable[[], Any] | None = None, files: Mapping[str, Any] | None = None,
+             headers: Mapping[str, str] | None = None,
              stream: bool = False, idempotent: bool = True, timeout: float | None = None,
              policy: RetryPolicy | None = None, attempts: int | None = None) -> httpx.Response:
         """One call, retried as the policy says; a 2xx response or :class:`StepFailed`.
 
-        ``content`` is a factory, so a retried upload sends its body again from the start.
+        ``content`` is a factory, so a retried upload sends its body again from the start;
+        ``files`` is a multipart form (httpx's ``files``).
         """
         policy = policy or self.policy
         limit = attempts or policy.attempts
         attempt = 1
         while True:
             request = self._client.build_request(
-                method, url, json=json, content=content() if content else None,
+                method, url, json=json, content=content() if content else None, files=files,
                 headers={**self._auth(url), **(headers or {})},
                 timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)) if timeout else httpx.USE_CLIENT_DEFAULT)
             try:
@@ -182,17 +202,25 @@ class Http:
         status = response.status_code
         response.read()
         response.close()
-        if status in (401, 403):
+        if status in (401, 403) or self._key_rejected(response):
             raise StepFailed(f"{self.provider}: key rejected (HTTP {status}, {what}): {error_detail(response)}; "
                              f"check {self.key_env}", run_exit_code=PROVIDER_EXIT)
+        if status in policy.statuses and policy.methods is not None and method not in policy.methods:
+            raise StepFailed(f"{self.provider} answered HTTP {status} to {what} (not retried: a {method} may "
+                             f"already have been billed): {error_detail(response)}", run_exit_code=PROVIDER_EXIT)
         if not policy.retryable(method, response):
             refused = "failed" if status >= 500 else "refused the request"
             raise StepFailed(f"{self.provider} {refused} (HTTP {status}, {what}): {error_detail(response)}")
-        if attempt >= limit:
-            raise StepFailed(f"{self.provider} answered HTTP {status} to {what} {attempt} times in a row: "
-                             f"{error_detail(response)}", run_exit_code=PROVIDER_EXIT)
         asked = retry_after(response) if policy.retry_after else None
-        delay = min(policy.cap, asked) if asked is not None else policy.delay(attempt)
+        too_long = asked is not None and policy.retry_after_max is not None and asked > policy.retry_after_max
+        if attempt >= limit or too_long:
+            raise StepFailed(f"{self.provider} answered HTTP {status} to {what} {attempt} times in a row"
+                             + (f" (and asked to wait {asked:g} s)" if too_long else "")
+                             + f": {error_detail(response)}", run_exit_code=PROVIDER_EXIT)
+        if asked is not None and policy.retry_after_max is not None:
+            delay = asked
+        else:
+            delay = min(policy.cap, asked) if asked is not None else policy.delay(attempt)
         return delay, f"HTTP {status}" + (f", Retry-After {asked:g} s" if asked is not None else "")
 
     def json(self, method: str, url: str, *, what: str, **kwargs: Any) -> dict[str, Any]:

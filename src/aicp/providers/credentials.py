@@ -91,10 +91,21 @@ def check_credentials(chain: Any, environ: Mapping[str, str] | None = None) -> N
         raise CredentialsError("; ".join(message for _, message in problems))
 
 
-def missing_key(provider: str, model: str) -> Any:
-    """The error a worker raises when its provider's key vanished after the check (exit 3)."""
-    from aicp._context import StepFailed
+def step_model_and_key(ctx: Any, provider: str) -> tuple[Any, str]:
+    """In a worker: the catalogue's model this step runs on ``provider``, and the key to send.
 
-    key = PROVIDER_KEYS[provider]
-    return StepFailed(f"{key.variable} is not set: {model} runs on {provider} and needs an API key ({key.hint()})",
-                      run_exit_code=ExitCode.MISSING)
+    StepFailed if the step names no such model, or (exit 3) if the key
+    vanished after the check that ran before the first step.
+    """
+    from aicp._context import StepFailed
+    from aicp.providers.models import PROVIDER_NAMES, model_for
+
+    model = model_for(ctx.type, ctx.model, ctx.params)
+    if model is None or model.provider != provider:
+        raise StepFailed(f"'{ctx.model}' is not a {PROVIDER_NAMES[provider]} model for {ctx.type}")
+    value = provider_key(provider)
+    if value is None:
+        key = PROVIDER_KEYS[provider]
+        raise StepFailed(f"{key.variable} is not set: {model.key} runs on {PROVIDER_NAMES[provider]} and needs "
+                         f"an API key ({key.hint()})", run_exit_code=ExitCode.MISSING)
+    return model, value

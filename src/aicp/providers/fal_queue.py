@@ -35,9 +35,7 @@ produced files.
 
 from __future__ import annotations
 
-import base64
 import math
-import mimetypes
 import os
 import time
 from dataclasses import dataclass, replace
@@ -47,6 +45,7 @@ from typing import Any, Callable, ContextManager, Iterator
 import httpx
 
 from aicp._context import StepFailed
+from aicp.providers._files import content_type, data_uri
 from aicp.providers._http import Http, RetryPolicy, file_chunks
 
 DEFAULT_QUEUE_URL = "https://queue.fal.run"
@@ -79,6 +78,9 @@ def _from_the_model(response: httpx.Response) -> bool:
 
 class FalClient:
     """One step's conversation with fal. ``notify(message)`` hears about retries."""
+
+    name = "fal"
+    provider = "fal"
 
     def __init__(self, key: str, *, queue_url: str | None = None, rest_url: str | None = None,
                  notify: Callable[[str], None] | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
@@ -148,21 +150,21 @@ class FalClient:
 
     def upload(self, path: Path) -> str:
         """A URL fal can read ``path`` from: a data URI when small, a storage upload, or a multipart one."""
-        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        mime = content_type(path)
         size = path.stat().st_size
         if size <= DATA_URI_MAX_BYTES:
-            return f"data:{content_type};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+            return data_uri(path)
         if size > MULTIPART_THRESHOLD:
-            return self.multipart_upload(path, content_type, size)
+            return self.multipart_upload(path, mime, size)
         body = self.http.json("POST", f"{self.rest_url}/storage/upload/initiate?storage_type=fal-cdn-v3",
-                              what="upload", json={"file_name": path.name, "content_type": content_type})
+                              what="upload", json={"file_name": path.name, "content_type": mime})
         if not body.get("upload_url") or not body.get("file_url"):
             raise StepFailed(f"fal storage returned no upload_url/file_url: {str(body)[:200]}")
         self.http.send("PUT", body["upload_url"], what=f"upload of {path.name}", content=lambda: file_chunks(path),
-                       headers={"Content-Type": content_type, "Content-Length": str(size)}, timeout=600.0)
+                       headers={"Content-Type": mime, "Content-Length": str(size)}, timeout=600.0)
         return str(body["file_url"])
 
-    def multipart_upload(self, path: Path, content_type: str, size: int) -> str:
+    def multipart_upload(self, path: Path, mime: str, size: int) -> str:
         """fal-client's multipart protocol: a CDN token, create, the parts in order (their ETags), complete."""
         token = self.http.json("POST", f"{self.rest_url}/storage/auth/token?storage_type=fal-cdn-v3",
                                what="upload token", json={})
@@ -170,7 +172,7 @@ class FalClient:
             raise StepFailed(f"fal storage returned no upload token: {str(token)[:200]}")
         auth = {"Authorization": f"{token['token_type']} {token['token']}"}
         created = self.http.json("POST", f"{str(token['base_url']).rstrip('/')}/files/upload/multipart",
-                                 what="multipart upload", headers={**auth, "Content-Type": content_type,
+                                 what="multipart upload", headers={**auth, "Content-Type": mime,
                                                                    "X-Fal-File-Name": path.name})
         access_url, upload_id = created.get("access_url"), created.get("uploadId")
         if not access_url or not upload_id:
@@ -185,7 +187,7 @@ class FalClient:
             answer = self.http.send(
                 "PUT", f"{access_url}/multipart/{upload_id}/{number}", what=f"upload of {path.name}, part {number}",
                 content=part, timeout=600.0,
-                headers={**auth, "Content-Type": content_type, "Accept-Encoding": "identity",
+                headers={**auth, "Content-Type": mime, "Accept-Encoding": "identity",
                          "Content-Length": str(min(MULTIPART_CHUNK, size - start))})
             etag = answer.headers.get("etag")
             if not etag:

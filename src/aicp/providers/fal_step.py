@@ -1,13 +1,17 @@
-"""The one executor of every fal model: ``run(ctx)``, and ``check(params, model)`` for validation.
+"""The executor of every queued model (fal, and Replicate's predictions): ``run(ctx)``, and ``check``.
 
 A step runs as: build the request from the step's input and params (the
 model's row in :mod:`aicp.providers.models` says how), upload local
-files, submit to fal's queue, poll its status while relaying the queue
-position and the model's log lines as ``step_progress`` / ``step_log``
-events, fetch the result, and download the produced files into the output
-folder atomically. If the step stops before fal finished (timeout, Ctrl-C,
-a failed poll), the queue's cancel request is sent on the way out: the
-worker turns SIGTERM into an exception, so the ``finally`` runs.
+files, submit to the provider's queue, tell the run record the request's id
+(so a resumed run polls that request instead of paying for another), poll
+its status while relaying the queue position and the model's log lines as
+``step_progress`` / ``step_log`` events, fetch the result, and download the
+produced files into the output folder atomically. If the step stops before
+the provider finished (timeout, Ctrl-C, a failed poll), the queue's cancel
+request is sent on the way out: the worker turns SIGTERM into an exception,
+so the ``finally`` runs. A client (:class:`aicp.providers.fal_queue.FalClient`,
+:class:`aicp.providers.replicate.ReplicateClient`) speaks one provider's
+protocol in fal's vocabulary of statuses.
 
 ``check`` runs in the CLI during validation and imports nothing but the
 model table; httpx is imported only when ``run`` starts.
@@ -24,17 +28,27 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
+    from typing import Callable, Protocol
+
     from aicp.providers.models import Model
-    from aicp.providers.fal_queue import FalClient, Submission
+    from aicp.providers.fal_queue import Submission
+
+    class QueueClient(Protocol):
+        name: str      # as people read it: "fal", "Replicate"
+        provider: str  # as the catalogue says it: "fal", "replicate"
+
+        def submit(self, endpoint: str, arguments: dict[str, Any]) -> Submission: ...
+        def submission(self, endpoint: str, request_id: str) -> Submission: ...
+        def status(self, sub: Submission) -> dict[str, Any]: ...
+        def result(self, sub: Submission) -> dict[str, Any]: ...
+        def cancel(self, sub: Submission) -> bool: ...
+        def upload(self, path: Path) -> str: ...
+        def download(self, url: str, target: Any, progress: Any) -> None: ...
+        def close(self) -> None: ...
 
 POLL_MIN = 0.5  # seconds between status polls while something changes...
 POLL_MAX = 3.0  # ...growing to this while nothing does
 LOG_LINE_MAX = 4000
-EXTENSIONS = {
-    "image": ("png", {"png", "jpg", "jpeg", "webp", "gif"}),
-    "video": ("mp4", {"mp4", "mov", "webm", "mkv", "m4v"}),
-    "audio": ("mp3", {"mp3", "wav", "m4a", "aac", "ogg", "flac", "opus"}),
-}
 _FAL_LEVELS = {"DEBUG": "debug", "INFO": "info", "WARN": "warning", "WARNING": "warning",
                "ERROR": "error", "STDERR": "warning"}
 
@@ -83,23 +97,20 @@ def check(params: dict[str, Any], model: str | None = None) -> list[tuple[str, s
 
 
 def run(ctx: Any) -> dict[str, Any]:
-    from aicp.providers.models import model_for
+    from aicp.providers.fal_queue import FalClient
 
-    model = model_for(ctx.type, ctx.model, ctx.params)
-    if model is None or model.provider != "fal":
-        raise StepFailed(f"'{ctx.model}' is not a fal model for {ctx.type}")
+    return run_queued(ctx, "fal", lambda key: FalClient(key, notify=lambda message: ctx.log.warning(message)))
+
+
+def run_queued(ctx: Any, provider: str, connect: Callable[[str], QueueClient]) -> dict[str, Any]:
+    """Run a step on a queued provider: ``connect(key)`` gives the client."""
+    from aicp.providers.credentials import step_model_and_key
+
+    model, key = step_model_and_key(ctx, provider)
     problems = check(ctx.params, model.key)
     if problems:
         raise StepFailed("; ".join(f"{where}: {message}" for where, message in problems))
-    from aicp.providers.credentials import missing_key, provider_key
-
-    key = provider_key("fal")
-    if key is None:
-        raise missing_key("fal", model.key)
-
-    from aicp.providers.fal_queue import FalClient
-
-    client = FalClient(key, notify=lambda message: ctx.log.warning(message))
+    client = connect(key)
     try:
         inputs = ctx.input if isinstance(ctx.input, list) and model.io.input_field.endswith("_url") else [ctx.input]
         if not inputs:
@@ -116,16 +127,16 @@ def run(ctx: Any) -> dict[str, Any]:
         "outputs": outputs,
         "url": first["url"],
         "cost": round(model.price * len(results), 6),
-        "provider": "fal",
+        "provider": provider,
         "endpoint": model.endpoint,
         "request_id": first["request_id"] if len(results) == 1 else [r["request_id"] for r in results],
     }
 
 
 class _Request:
-    """One request to fal for one input value (a list input, as from split_image, makes several)."""
+    """One request for one input value (a list input, as from split_image, makes several)."""
 
-    def __init__(self, ctx: Any, model: Model, client: FalClient, value: Any, index: int | None,
+    def __init__(self, ctx: Any, model: Model, client: QueueClient, value: Any, index: int | None,
                  count: int) -> None:
         self.ctx = ctx
         self.model = model
@@ -134,7 +145,7 @@ class _Request:
         self.index = index
         self.span = ((index or 0) / count, ((index or 0) + 1) / count)
         self.seen_logs: set[tuple[str, str]] = set()
-        self.finished = False  # fal is done with the request (completed or failed): nothing to cancel
+        self.finished = False  # the provider is done with the request (completed or failed): nothing to cancel
 
     def progress(self, fraction: float, message: str) -> None:
         low, high = self.span
@@ -144,17 +155,15 @@ class _Request:
     # -- the request -----------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        arguments = self.arguments()
-        self.progress(0.03, f"submitting to fal ({self.model.endpoint})")
-        sub = self.client.submit(self.model.endpoint, arguments)
-        self.ctx.log.info("submitted to fal", request_id=sub.request_id, endpoint=self.model.endpoint)
+        name = self.client.name
+        sub = self.resumed() or self.submit()
         try:
             self.wait(sub)
         finally:
             if not self.finished:
                 cancelled = self.client.cancel(sub)
-                self.ctx.log.warning("cancel requested on fal" if cancelled else "fal did not take the cancel request",
-                                     request_id=sub.request_id)
+                self.ctx.log.warning(f"cancel requested on {name}" if cancelled
+                                     else f"{name} did not take the cancel request", request_id=sub.request_id)
         self.progress(0.9, "fetching the result")
         result = self.client.result(sub)
         if self.model.io.kind == "text":
@@ -164,13 +173,40 @@ class _Request:
         return {"output": paths[0], "outputs": paths, "request_id": sub.request_id,
                 "url": next((u for u in urls if not u.startswith("data:")), None)}
 
+    def submit(self) -> Submission:
+        """Send the request (paid from here on) and tell the run record its id at once."""
+        arguments = self.arguments()
+        self.progress(0.03, f"submitting to {self.client.name} ({self.model.endpoint})")
+        sub = self.client.submit(self.model.endpoint, arguments)
+        self.ctx.remote_submitted(self.client.provider, self.model.endpoint, sub.request_id, self.index or 0)
+        self.ctx.log.info(f"submitted to {self.client.name}", request_id=sub.request_id, endpoint=self.model.endpoint)
+        return sub
+
+    def resumed(self) -> Submission | None:
+        """The request an interrupted run of this step submitted, if it is still alive: polled, not paid again."""
+        request_id = self.ctx.remote_pending(self.client.provider, self.model.endpoint, self.index or 0)
+        if request_id is None:
+            return None
+        sub = self.client.submission(self.model.endpoint, request_id)
+        try:
+            state = _state(self.client.status(sub))
+        except StepFailed as exc:
+            state = f"gone ({exc})"
+        if state in ("queued", "running", "completed"):
+            self.ctx.log.info(f"polling the {self.client.name} request an interrupted run submitted "
+                              "(not submitting it again)", request_id=request_id, endpoint=self.model.endpoint)
+            return sub
+        self.ctx.log.warning(f"the {self.client.name} request an interrupted run submitted is {state}; "
+                             "submitting it again", request_id=request_id)
+        return None
+
     def text(self, result: dict[str, Any], request_id: str) -> dict[str, Any]:
         """A text result (a transcript): the text flows on; it and the whole answer are saved."""
-        from aicp.providers._text import save_text
+        from aicp.providers._files import save_text
 
         found = [t for t in _lookup(result, self.model.output_path.split(".")) if isinstance(t, str)]
         if not found:
-            raise StepFailed(f"fal returned no text at {self.model.output_path}; the result has "
+            raise StepFailed(f"{self.client.name} returned no text at {self.model.output_path}; the result has "
                              f"{', '.join(map(str, result)) or 'nothing'}")
         suffix = f"_{self.index + 1}" if self.index is not None else ""
         return {"output": found[0], "outputs": save_text(self.ctx, found[0], result, suffix),
@@ -227,42 +263,38 @@ class _Request:
         return value if kind == "text" else value[0] if isinstance(value, list) else value
 
     def file_url(self, value: Any, where: str) -> str:
-        """A URL fal can fetch: URLs pass through; local files are uploaded."""
-        from pathlib import Path
+        """A URL the provider can fetch: URLs pass through; local files are uploaded."""
+        from aicp.providers._files import is_url, local_file
 
-        text = str(value)
-        if text.startswith(("http://", "https://", "data:")):
-            return text
-        path = Path(text).expanduser()
-        if not path.is_absolute():
-            path = self.ctx.chain_dir / path
-        if not path.is_file():
-            raise StepFailed(f"{where}: file not found: {text}")
+        if is_url(value):
+            return str(value)
+        path = local_file(self.ctx, value, where)
         self.progress(0.01, f"uploading {path.name}")
         return self.client.upload(path)
 
     def wait(self, sub: Submission) -> None:
-        """Poll until fal is done; raise if the request failed."""
+        """Poll until the provider is done; raise if the request failed."""
         from aicp.providers._http import describe_error
 
         interval, last, running_since = POLL_MIN, None, None
+        name = self.client.name
         while True:
             status = self.client.status(sub)
-            state = str(status.get("status", "")).upper()
+            state = _state(status)
             self.relay_logs(status.get("logs"))
-            self.finished = state in ("COMPLETED", "FAILED", "ERROR", "CANCELLED", "CANCELED")
-            if state == "COMPLETED":
-                if status.get("error"):
-                    kind = f" [{status['error_type']}]" if status.get("error_type") else ""
-                    raise StepFailed(f"fal request {sub.request_id} failed{kind}: {describe_error(status['error'])}")
+            self.finished = state not in ("queued", "running")
+            if state == "completed":
                 return
+            if state == "failed" and status.get("error"):
+                kind = f" [{status['error_type']}]" if status.get("error_type") else ""
+                raise StepFailed(f"{name} request {sub.request_id} failed{kind}: {describe_error(status['error'])}")
             if self.finished:
-                raise StepFailed(f"fal request {sub.request_id} {state.lower()}: "
-                                 f"{describe_error(status) or 'fal gave no reason'}")
+                raise StepFailed(f"{name} request {sub.request_id} {str(status.get('status', '')).lower()}: "
+                                 f"{describe_error(status) or f'{name} gave no reason'}")
             now = time.monotonic()
-            if state == "IN_QUEUE":
+            if state == "queued":
                 position = status.get("queue_position")
-                seen = (state, position)
+                seen: tuple[Any, ...] = (state, position)
                 if seen != last:
                     self.progress(0.05, "in queue" if position is None else f"in queue, position {position}")
             else:
@@ -270,7 +302,7 @@ class _Request:
                 elapsed = now - running_since
                 seen = (state, len(self.seen_logs))
                 self.progress(0.1 + 0.75 * min(1.0, elapsed / self.model.seconds),
-                              f"generating on fal, {elapsed:.0f} s (usually ~{self.model.seconds} s)")
+                              f"generating on {name}, {elapsed:.0f} s (usually ~{self.model.seconds} s)")
             interval = POLL_MIN if seen != last else min(POLL_MAX, interval * 1.5)
             last = seen
             time.sleep(interval)
@@ -287,7 +319,8 @@ class _Request:
                 continue
             self.seen_logs.add(ident)
             level = _FAL_LEVELS.get(str(entry.get("level", "INFO")).upper(), "info")
-            getattr(self.ctx.log, level)(ident[1][:LOG_LINE_MAX], source="fal", fal_timestamp=ident[0] or None)
+            getattr(self.ctx.log, level)(ident[1][:LOG_LINE_MAX], source=self.client.provider,
+                                         **{f"{self.client.provider}_timestamp": ident[0] or None})
 
     # -- the produced files ------------------------------------------------------
 
@@ -297,52 +330,26 @@ class _Request:
             urls = [u for u in _lookup(result, path.split(".")) if isinstance(u, str) and u]
             if urls:
                 return urls
-        raise StepFailed(f"fal returned no file at {self.model.output_path}; the result has "
+        raise StepFailed(f"{self.client.name} returned no file at {self.model.output_path}; the result has "
                          f"{', '.join(map(str, result)) or 'nothing'}")
 
     def save(self, url: str, number: int, count: int) -> str:
-        """Write one produced file under ``step_{n}_{type}[_i].{ext}``, atomically."""
-        ctx = self.ctx
+        """Keep one produced file under ``step_{n}_{type}[_i].{ext}``, atomically."""
+        from aicp.providers._files import save_url
+
         suffix = (f"_{self.index + 1}" if self.index is not None else "") + (f"_{number + 1}" if count > 1 else "")
-        if url.startswith("data:"):  # sync_mode results come inline
-            import base64
+        return save_url(self.ctx, self.client.download, url, self.model.io.kind, suffix,
+                        lambda share, message: self.progress(0.9 + 0.1 * (number + share) / count, message))
 
-            header, _, data = url.partition(",")
-            ext = self.extension(url, header[5:].split(";")[0])
-            with ctx.atomic_output(ext, suffix) as tmp:
-                tmp.write_bytes(base64.b64decode(data) if header.endswith(";base64") else data.encode())
-            return str(ctx.output_path(ext, suffix))
-        final: list[Path] = []
-        shown = [-1]
 
-        def target(content_type: str | None) -> Any:
-            ext = self.extension(url, content_type)
-            final.append(ctx.output_path(ext, suffix))
-            return ctx.atomic_output(ext, suffix)
-
-        def progress(got: int, total: int | None) -> None:
-            tenth = 10 * got // total if total else 0
-            if tenth != shown[0]:
-                shown[0] = tenth
-                share = (number + (got / total if total else 0)) / count
-                self.progress(0.9 + 0.1 * share, f"downloading {final[0].name}"
-                              + (f", {10 * tenth}%" if total else ""))
-
-        self.client.download(url, target, progress)
-        return str(final[0])
-
-    def extension(self, url: str, content_type: str | None) -> str:
-        """From the URL's file name, else the content type, else the kind's usual one; always of the right kind."""
-        import mimetypes
-        from urllib.parse import urlsplit
-
-        default, allowed = EXTENSIONS[self.model.io.kind]
-        name = "" if url.startswith("data:") else urlsplit(url).path.rsplit("/", 1)[-1]
-        for candidate in (name.rpartition(".")[2].lower() if "." in name else "",
-                          (mimetypes.guess_extension(content_type or "") or "").lstrip(".")):
-            if candidate in allowed:
-                return candidate
-        return default
+def _state(status: dict[str, Any]) -> str:
+    """A status in fal's words as one of queued, running, completed, failed (a COMPLETED with an error failed)."""
+    state = str(status.get("status", "")).upper()
+    if state == "COMPLETED":
+        return "failed" if status.get("error") else "completed"
+    if state in ("FAILED", "ERROR", "CANCELLED", "CANCELED"):
+        return "failed"
+    return "queued" if state == "IN_QUEUE" else "running"
 
 
 def _is_list_field(name: str) -> bool:

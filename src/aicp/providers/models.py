@@ -250,6 +250,11 @@ def _rows(step_type: str, *rows: tuple[Any, ...], provider: str = "fal", **commo
     return models
 
 
+# The language models the old tool used were Gemini 2.0 Flash (directly, and through OpenRouter);
+# 2.5 Flash is its successor on both services.
+GEMINI_MODEL = "gemini-2.5-flash"
+OPENROUTER_MODEL = "google/gemini-2.5-flash"
+
 _ASPECT_AS_SIZE = {"sizes": FAL_IMAGE_SIZES}
 _START_FRAME = {"input_field": "start_image_url"}
 _REFERENCES = {"input_field": "image_urls"}
@@ -270,6 +275,12 @@ _MODELS: list[Model] = [
          _ASPECT_AS_SIZE),
         ("nano_banana_pro", "fal-ai/nano-banana-pro", 0.002, "Nano Banana Pro", 5),
         ("gpt_image_1_5", "fal-ai/gpt-image-1.5", 0.003, "GPT Image 1.5", 10, {"sizes": GPT_IMAGE_SIZES}),
+    ),
+    *_rows(
+        "text_to_image",
+        ("gen4", "runwayml/gen4-image", 0.08, "Runway Gen-4 Image", 20,
+         {"defaults": {"resolution": "1080p"}, "output": "output[]"}),
+        provider="replicate",
     ),
     *_rows(
         "text_to_video",
@@ -404,6 +415,22 @@ _MODELS: list[Model] = [
         renames={"text_override": "text"},  # the old tool's per-step text replaces the input
     ),
     *_rows(
+        "image_understanding",
+        *((f"gemini_{task}", GEMINI_MODEL, price, f"Gemini image analysis: {task}", seconds, {"task": task})
+          for task, price, seconds in (("describe", 0.001, 3), ("detailed", 0.002, 5), ("classify", 0.001, 3),
+                                       ("objects", 0.002, 4), ("ocr", 0.001, 3), ("composition", 0.002, 5),
+                                       ("qa", 0.001, 4))),
+        provider="gemini",
+    ),
+    *_rows(
+        "prompt_generation",
+        *((f"openrouter_{task}" if task == "video_prompt" else f"openrouter_video_{task}", OPENROUTER_MODEL, 0.002,
+           f"Video prompt writer: {'general' if task == 'video_prompt' else task}", seconds, {"task": task})
+          for task, seconds in (("video_prompt", 4), ("cinematic", 5), ("realistic", 4), ("artistic", 5),
+                                ("dramatic", 5))),
+        provider="openrouter",
+    ),
+    *_rows(
         "speech_to_text",
         ("scribe_v2", "fal-ai/elevenlabs/speech-to-text/scribe-v2", 0.08, "ElevenLabs Scribe v2", 15,
          {"defaults": {"diarize": True, "tag_audio_events": True}}),
@@ -433,7 +460,8 @@ AUTO = "auto"
 SELECTION_PARAMS = ("criteria", "budget")  # read by auto, never sent to a provider
 RECOMMENDATIONS: dict[str, dict[str, str]] = {
     "text_to_image": {"quality": "flux_dev", "speed": "flux_schnell", "cost_effective": "seedream_v3",
-                      "photorealistic": "imagen4", "high_resolution": "seedream3", "": "flux_dev"},
+                      "photorealistic": "imagen4", "high_resolution": "seedream3", "cinematic": "gen4",
+                      "reference_guided": "gen4", "": "flux_dev"},
     "image_to_video": {"quality": "veo3_i2v", "speed": "hailuo", "cost_effective": "hailuo",
                        "balanced": "veo3_fast_i2v", "cinematic": "veo3_i2v", "": "hailuo"},
 }
