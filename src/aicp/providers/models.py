@@ -119,7 +119,7 @@ TYPE_IO: dict[str, TypeIO] = {
         Param("keep_original_sound", ("boolean",)))),
     "add_audio": TypeIO("video_url", "video.url", kind="video", params=(
         *_COMMON, _NEGATIVE, _STEPS, Param("cfg_scale", ("number",), minimum=0, maximum=20),
-        *ignored(_OLD_STYLE, "audio_style"))),
+        *ignored(_OLD_STYLE, "audio_style", "style", "quality"))),
     "text_to_speech": TypeIO("text", "audio.url", kind="audio", params=(
         Param("voice", ("string",), "a voice name or id: rachel, drew, bella, ..."),
         Param("stability", ("number",), minimum=0, maximum=1), Param("similarity_boost", ("number",), minimum=0, maximum=1),
