@@ -60,6 +60,20 @@ class Run:
     def of(self, event: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["event"] == event]
 
+    @property
+    def stream_failure(self) -> str:
+        """With ``--stream``, how a failure is told: stderr holds JSON lines only, among them
+        exactly one ``error`` event, and stdout the one result line with the same message
+        and exit code. Returns the message (what the ``error:`` line says without --stream)."""
+        assert "Traceback" not in self.stderr, self.stderr
+        errors = self.of("error")
+        assert len(errors) == 1, f"expected one error event, got {self.events!r}"
+        result = self.result
+        assert result["event"] == "pipeline_complete" and result["success"] is False
+        assert result["error"] == errors[0]["message"]
+        assert result["exit_code"] == errors[0]["exit_code"] == self.returncode
+        return errors[0]["message"]
+
 
 class LiveRun:
     """``aicp run-chain --stream`` started with Popen; its events can be awaited as they come."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import textwrap
 from pathlib import Path
@@ -10,6 +11,18 @@ from typing import Any
 
 import pytest
 from _aicp import Run, aicp_argv, child_env
+
+try:  # the fuzz tests' profiles: derandomised by default (CI runs the README command as it is)
+    from hypothesis import HealthCheck, settings
+
+    _FUZZ = dict(deadline=None, print_blob=True,
+                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                        HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
+    settings.register_profile("aicp", derandomize=True, database=None, **_FUZZ)
+    settings.register_profile("explore", derandomize=False, **_FUZZ)  # HYPOTHESIS_PROFILE=explore
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "aicp"))
+except ImportError:  # without the test extra: the fuzz module skips itself
+    pass
 
 
 @pytest.fixture

@@ -563,22 +563,23 @@ def test_stream_mode_invalid_chain_gives_one_result_line(aicp, write_chain, case
     write_chain(text)
     run = aicp("run-chain", "--config", "chain.yaml", "--stream")
     assert run.returncode == 2
-    line = one_error_line(run)
-    result = run.result  # exactly one stdout line
+    message = run.stream_failure  # an error event on stderr (JSON lines only), one stdout line
+    result = run.result
     assert result["event"] == "pipeline_complete"
     assert result["success"] is False
     assert result["steps_completed"] == 0
-    assert result["error"] == line[len("error: "):]
     assert result["exit_code"] == 2
+    plain = aicp("run-chain", "--config", "chain.yaml")  # the same message as the error line
+    assert one_error_line(plain) == f"error: {message}"
+    assert ERROR_LINE.match(one_error_line(plain))
 
 
 def test_syntax_error_in_stream_mode(aicp, write_chain):
     write_chain("name: [unclosed\nsteps: []\n")
     run = aicp("run-chain", "--config", "chain.yaml", "--stream")
     assert run.returncode == 2
-    line = one_error_line(run)
-    assert run.result["error"] == line[len("error: "):]
-    assert "invalid YAML" in run.result["error"]
+    assert "invalid YAML" in run.stream_failure
+    assert re.match(r"chain\.yaml:2:\d+: ", run.result["error"])
 
 
 # ----------------------------------------------------------------------------- warnings, not errors

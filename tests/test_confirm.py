@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _aicp import aicp_argv, child_env
+from _aicp import Run, aicp_argv, child_env
 
 PAID_CHAIN = """\
 name: paid
@@ -59,8 +59,9 @@ def test_declining_runs_nothing_and_exits_130(tmp_path, answer):
     finally:
         os.close(master)
     assert proc.returncode == 130
-    assert b"error: not confirmed; nothing was run" in err
-    assert b'"success":false' in out and out.count(b"\n") == 1  # --stream: still the one result line
+    run = Run(proc.returncode, out.decode(), (asked + err).decode())
+    assert run.of("confirm")[0]["estimated_cost"] == 0.001  # --stream: the question is an event
+    assert run.stream_failure.startswith("not confirmed; nothing was run")  # so is the error
     assert not (tmp_path / "output" / "runs").exists()  # no run was started
 
 

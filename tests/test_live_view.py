@@ -292,3 +292,20 @@ def test_view_of_a_stream_that_stops_early_says_so(recorded):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0  # the run's exit code is not known
     assert proc.stdout.splitlines()[-1].startswith("showcase_with_a_rather_long_name did not finish: ")
+
+
+def test_view_of_a_log_file_with_two_runs_shows_both(tmp_path):
+    where = folder(tmp_path, WAITING.replace("quiet_wait", "noisy"))
+    (where / "bad.yaml").write_text(textwrap.dedent(SHOWCASE).lstrip())
+    for config, code in (("chain.yaml", 0), ("bad.yaml", 5)):
+        run = subprocess.run(aicp_argv("run-chain", "--config", config, "--log-file", "both.jsonl", "--quiet"),
+                             cwd=where, env=child_env(), capture_output=True, text=True, timeout=120)
+        assert run.returncode == code, run.stderr
+    proc = subprocess.run(aicp_argv("view", "both.jsonl"), cwd=where, env=child_env(), capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 5  # the last run's
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "running 'waiting': 1 steps"
+    assert any(line.startswith("waiting succeeded: 1/1 steps") for line in lines)
+    assert "running 'showcase_with_a_rather_long_name': 4 steps" in lines
+    assert lines[-1].startswith("resume with: aicp run-chain --config bad.yaml --resume ")

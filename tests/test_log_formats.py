@@ -248,7 +248,8 @@ def test_aicp_log_format_from_the_environment_and_bad_values(aicp, folder):
     assert all("@timestamp" in line for line in _lines(run.stderr))
     bad = aicp("run-chain", "--config", "chain.yaml", "--stream", env=child_env(AICP_LOG_FORMAT="xml"))
     assert bad.returncode == 2
-    assert bad.stderr.splitlines()[-1] == "error: AICP_LOG_FORMAT must be one of json, ecs, otel, got 'xml'"
+    # --stream: stderr is JSON lines only, the refusal an error event (issue 11)
+    assert json.loads(bad.stderr.splitlines()[-1])["message"] == "AICP_LOG_FORMAT must be one of json, ecs, otel, got 'xml'"
     assert json.loads(bad.stdout)["exit_code"] == 2
     flag = aicp("run-chain", "--config", "chain.yaml", "--log-format", "xml")
     assert flag.returncode == 2 and flag.stderr.startswith("error: ") and "Traceback" not in flag.stderr

@@ -599,7 +599,9 @@ def test_refusals_leave_the_record_alone_and_print_one_line(here: Here) -> None:
         assert result["success"] is False and words in result["error"]
         here.validate([result])
         lines = [line for line in run.stderr.splitlines() if line.strip()]
-        assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], run.stderr
+        # --stream: stderr is JSON lines only, the refusal one error event (issue 11)
+        assert len(lines) == 1 and words in json.loads(lines[0])["message"], run.stderr
+        assert json.loads(lines[0])["event"] == "error"
         assert here.counts() == {"a": 1, "b": 1}, "a refused resume ran a step"
         assert [p.name for p in here.runs()] == [run_id], "a refused resume started a new run"
         assert (record / "events.jsonl").read_bytes() == events_before

@@ -12,8 +12,6 @@ Every error the package raises for the user's input is an :class:`AicpError`
 subclass exported here, with the exit code the CLI would use (``.exit_code``).
 """
 
-from __future__ import annotations
-
 from aicp._version import __version__
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs every worker ~10 ms

@@ -46,6 +46,9 @@ class AicpError(Exception):
     """An error meant for the user: one line, a stable exit code, no traceback."""
 
     exit_code: ExitCode = ExitCode.INTERNAL
+    # set once the failure ended the event stream (the error event and the result line), so that
+    # the CLI does not tell it a second time
+    reported: bool = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -145,3 +148,20 @@ class ProviderError(AicpError):
     """A remote provider refused or could not be reached."""
 
     exit_code = ExitCode.PROVIDER
+
+
+def printable(text: str) -> str:
+    """``text`` as a terminal and a JSON encoder take it: bytes that were not UTF-8 (surrogate
+    escapes of a file name) and lone surrogates become backslash escapes (``\\xff``, ``\\ud800``)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogateescape") if _only_escapes(text) else \
+            text.encode("utf-8", "backslashreplace")
+        return raw.decode("utf-8", "backslashreplace")
+
+
+def _only_escapes(text: str) -> bool:
+    """Whether every surrogate in ``text`` is a surrogate escape (U+DC80..U+DCFF) of a byte."""
+    return all(not 0xD800 <= ord(c) <= 0xDFFF or 0xDC80 <= ord(c) <= 0xDCFF for c in text)

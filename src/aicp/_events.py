@@ -249,7 +249,7 @@ def _drop(_logger: Any, _method: str, _event_dict: dict[str, Any]) -> Any:
     raise structlog.DropEvent
 
 
-_LEVELS = {"step_error": "error", "step_retry": "warning", "warning": "warning"}
+_LEVELS = {"step_error": "error", "error": "error", "step_retry": "warning", "warning": "warning"}
 # A step's own ctx.log level (structlog's method names) as one of ours; stdout/stderr lines carry
 # no level of their own and are "info" (a program's stderr is as often progress as trouble).
 _RELAYED_LEVELS = {"debug": "debug", "info": "info", "msg": "info", "warning": "warning", "warn": "warning",

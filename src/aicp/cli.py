@@ -1,11 +1,10 @@
 """The ``aicp`` command line: parse arguments, dispatch, and map every error to its exit code.
 
 Start-up time matters (people run ``aicp --version`` and ``validate`` in
-loops and hooks), so this module imports only argparse at the top; each
-command imports what it needs when it runs.
+loops and hooks), so this module imports nothing at the top but the signal
+routing and the version (not even ``__future__``: annotations are strings);
+argparse, the errors and each command are imported when needed.
 """
-
-from __future__ import annotations
 
 import sys
 
@@ -13,8 +12,11 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing cost 'aicp -
 if TYPE_CHECKING:
     from typing import Any, Callable, NoReturn, Sequence
 
-from aicp._errors import EXIT_CODE_HELP, AicpError, ExitCode, UsageError
+from aicp import _interrupt
 from aicp._version import __version__
+
+if TYPE_CHECKING:
+    from aicp._commands.report import Invocation
 
 DESCRIPTION = """\
 Run multi-step content pipelines ("chains", YAML or JSON) with every step in its
@@ -31,7 +33,7 @@ examples:
   aicp runs list --config chain.yaml"""
 
 
-def _global_flags(parser: Any, suppress: bool) -> None:
+def _global_flags(parser: "Any", suppress: bool) -> None:
     """--json/--quiet/--debug and the directories, accepted before or after the subcommand."""
     import argparse
 
@@ -68,12 +70,14 @@ def _usd(text: str) -> float:
     return value
 
 
-def build_parser() -> Any:
+def build_parser() -> "Any":
     import argparse
+
+    from aicp._errors import EXIT_CODE_HELP, UsageError
     import os
 
     class Parser(argparse.ArgumentParser):  # subparsers inherit the class
-        def error(self, message: str) -> NoReturn:
+        def error(self, message: str) -> "NoReturn":
             raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
 
     formatter = argparse.RawDescriptionHelpFormatter
@@ -83,7 +87,7 @@ def build_parser() -> Any:
     _global_flags(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def command(name: str, help_text: str, description: str = "") -> Any:
+    def command(name: str, help_text: str, description: str = "") -> "Any":
         p = sub.add_parser(name, help=help_text, description=description or help_text,
                            epilog=EXIT_CODE_HELP, formatter_class=formatter)
         _global_flags(p, suppress=True)
@@ -239,8 +243,8 @@ def build_parser() -> Any:
     return parser
 
 
-def _dispatch(command: str, args: Any) -> int:
-    handlers: dict[str, Callable[[Any], int]] = {}
+def _dispatch(command: str, args: "Any") -> int:
+    handlers: "dict[str, Callable[[Any], int]]" = {}
     if command == "run-chain":
         from aicp._commands.run_chain import run_chain_command
 
@@ -273,7 +277,10 @@ def _dispatch(command: str, args: Any) -> int:
     return handlers[command](args)
 
 
-def main(argv: Sequence[str] | None = None) -> NoReturn:
+def main(argv: "Sequence[str] | None" = None) -> "NoReturn":
+    """The ``aicp`` command. ``argv`` None: the process's own arguments, and the process ends
+    with this call; else (a test, a host program) nothing process-wide outlives it."""
+    _interrupt.install()  # first: a signal while the chain loads still gets its result line
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list == ["--version"]:  # the hot path: no argparse, no imports
         try:
@@ -281,62 +288,75 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
                 sys.stdout.write(f"aicp {__version__}\n")
         except (OSError, ValueError):
             pass
+        _interrupt.release(process_ends=argv is None)
         _flush_stdout()
         raise SystemExit(0)
-    parser = build_parser()
+    invocation, signalled = _invocation(args_list)
     try:
-        args = parser.parse_args(args_list)
-    except UsageError as exc:  # argparse's complaint, as the one-line error every user error is
-        _print_error(exc.message)
-        if "run-chain" in args_list and "--stream" in args_list:  # the one stdout line, even now
-            from aicp._commands.run_chain import report_usage_error
+        from aicp._errors import AicpError, ExitCode  # loaded with the invocation: a lookup
 
-            report_usage_error(exc)
-        _flush_stdout()
-        raise SystemExit(int(ExitCode.INVALID)) from None
-    if not args.command:
-        parser.print_help(sys.stderr)
-        raise SystemExit(ExitCode.INVALID)
-    try:
-        if args.command != "run-chain":  # run-chain does it itself: its failures have a result line
-            from aicp._commands.dirs import apply_directories
-
-            apply_directories(args)
-        code = _dispatch(args.command, args)
-    except AicpError as exc:
-        if args.debug:
-            import traceback
-
-            traceback.print_exc()
-        _print_error(exc.message)
-        code = exc.exit_code
-        if args.json and not getattr(args, "stream", False):  # --json still means one envelope
-            from aicp._commands.output import print_envelope
-
-            problems = getattr(exc, "problems", None)  # a chain's mistakes: the data validate --json promises
-            data = {"valid": False, "problems": [p.as_dict() for p in problems]} if problems else None
-            print_envelope(args.command, data, error={"message": exc.message, "exit_code": int(code)})
-    except KeyboardInterrupt:
-        _print_error("interrupted")
-        code = ExitCode.INTERRUPTED
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: a bug, reported as such
-        if args.debug:
-            import traceback
-
-            traceback.print_exc()
-        _print_error(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)")
-        code = ExitCode.INTERNAL
+        if signalled is not None:
+            raise signalled
+        try:
+            code = _parse_and_run(args_list, invocation)
+            _interrupt.hold()
+        except AicpError as exc:
+            code = _failed(invocation, exc.message, exc.exit_code, reported=exc.reported,
+                               problems=getattr(exc, "problems", None))
+        except KeyboardInterrupt:
+            code = _failed(invocation, "interrupted", ExitCode.INTERRUPTED)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: a bug, reported as such
+            code = _failed(invocation, f"internal error: {type(exc).__name__}: {exc} "
+                           "(run with --debug for the traceback)", ExitCode.INTERNAL)
+    except _interrupt.Signalled as exc:  # also one that came while another failure was being told
+        code = _failed(invocation, exc.message, exc.exit_code)
+    _interrupt.release(process_ends=argv is None)
     _flush_stdout()
     raise SystemExit(int(code))
 
 
-def _print_error(message: str) -> None:
-    """``error: ...``, one line per error (a chain with several mistakes has one line for each)."""
-    from aicp._commands.output import write_to
-    from aicp._redact import Redactor
+def _invocation(args_list: "list[str]") -> "tuple[Invocation, _interrupt.Signalled | None]":
+    """What telling a failure needs, imported after the ``--version`` path (it loads ``enum``);
+    a signal that comes meanwhile is returned, to be told once the means are there."""
+    signalled = None
+    while True:  # at most twice: after one Signalled the handler only notes signals
+        try:
+            from aicp._commands.report import Invocation
 
-    text = Redactor.from_environment().text(message)
-    write_to("stderr", "".join(f"error: {line}\n" for line in text.splitlines() or [""]))
+            return Invocation.guess(args_list), signalled
+        except _interrupt.Signalled as exc:
+            signalled = exc
+
+
+def _parse_and_run(args_list: "list[str]", invocation: "Invocation") -> int:
+    from aicp._errors import ExitCode
+
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    invocation.update(args)
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return ExitCode.INVALID
+    args.invocation = invocation  # run-chain marks when its result line is out
+    if args.command != "run-chain":  # run-chain does it itself: its failures have a result line
+        from aicp._commands.dirs import apply_directories
+
+        apply_directories(args)
+    return _dispatch(args.command, args)
+
+
+def _failed(invocation: "Invocation", message: str, exit_code: int, reported: bool = False,
+            problems: "list[Any] | None" = None) -> int:
+    """Tell a failure once, in the form the invocation asked for; a signal now changes nothing.
+    ``reported``: the command already ended its stream with this failure."""
+    _interrupt.hold()
+    trace = None
+    if invocation.debug:
+        import traceback
+
+        trace = traceback.format_exc()
+    invocation.fail(message, int(exit_code), trace, reported=reported, problems=problems)
+    return int(exit_code)
 
 
 def _flush_stdout() -> None:

@@ -8,46 +8,48 @@ takes when it is ``auto``). Several may be given; the first of them wins.
 
 from __future__ import annotations
 
-import sys
+import stat
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from aicp._chain.model import Chain
+from aicp._chain.source import check_input_text, check_name, read_text
 from aicp._errors import MissingInputError, UsageError
 from aicp._chain.steptypes import kind_of, takes_from
 
 
 def _read_text(path: str, what: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise MissingInputError(f"{what} not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MissingInputError(f"cannot read {what} {path}: {exc}") from None
+    text, label = read_text(path, what)
+    return check_input_text(text, label)
 
 
 def _existing_file(path: Path, what: str) -> str:
-    if not path.is_file():
-        raise MissingInputError(f"{what} not found: {path}")
+    """A media file the first step takes: it must exist and be a regular, readable file."""
+    label = check_name(str(path), what)
     try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            raise MissingInputError(f"{what} is not a regular file: {label}")
         with path.open("rb"):
             pass
-    except OSError as exc:
-        raise MissingInputError(f"cannot read {what} {path}: {exc}") from None
+    except FileNotFoundError:
+        raise MissingInputError(f"{what} not found: {label}") from None
+    except (OSError, ValueError) as exc:
+        raise MissingInputError(f"cannot read {what} {label}: {exc}") from None
     return str(path.resolve())
 
 
 def resolve_input(chain: Chain, *, input_text: str | None = None, prompt_file: str | None = None,
-                  input_file: str | None = None, stdin: TextIO | None = None) -> Any:
+                  input_file: str | None = None) -> Any:
     """Return the chain's input value (text, or an absolute file path) and check the first step takes it."""
     if input_file == "-":
-        value: Any = (stdin or sys.stdin).read().strip()
+        value: Any = _read_text("-", "input").strip()
     elif input_file is not None:
         path = Path(input_file)
         value = _read_text(input_file, "input file").strip() if kind_of(input_file) == "text" \
             else _existing_file(path, "input file")
     elif input_text is not None:
-        value = input_text
+        value = check_input_text(input_text, "--input-text")
     elif prompt_file is not None:
         value = _read_text(prompt_file, "prompt file").strip()
     else:

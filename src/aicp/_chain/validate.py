@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Protocol
 
+from aicp._chain.limits import FIELDS, field_problem
 from aicp._chain.params import Param, by_name, count, non_negative, positive, text
 from aicp._chain.model import DEFAULT_NAME, Chain, Step, path_text
 from aicp._chain.steptypes import (STEP_TYPES, Executor, StepType, accepts, executor_for, made_available,
@@ -84,9 +85,7 @@ _TYPO_CUTOFF = 0.8
 
 
 class Positions(Protocol):
-    """Where each value of the document is (see :mod:`aicp._chain.load`)."""
-
-    duplicates: list[tuple[tuple[Any, ...], int, tuple[int, int]]]
+    """Where each value of the document is (see :mod:`aicp._chain.parse`; it refused duplicate keys)."""
 
     def of(self, path: tuple[Any, ...]) -> tuple[int, int] | None: ...
 
@@ -139,7 +138,9 @@ class Validator:
         for name, param in keys.items():
             if name not in data or name in skip:
                 continue
-            message = param.problem(data[name])
+            # the numeric fields' documented ranges are one table (aicp._chain.limits)
+            message = field_problem(name, data[name]) if name in FIELDS and data[name] is not None \
+                else param.problem(data[name])
             if message:
                 self.report(path + (name,), message + did_you_mean(data[name], param.choices))
             else:
@@ -155,10 +156,6 @@ class Validator:
     # -- the chain ----------------------------------------------------------
 
     def chain(self, data: Any) -> Chain:
-        for path, first_line, (line, column) in self.positions.duplicates:
-            self.problems.append(Problem(self.label, line, column, path_text(path),
-                                         f"duplicate key '{path[-1]}' (first given on line {first_line}); "
-                                         "only one may stay"))
         if not isinstance(data, dict):
             self.report((), f"a chain must be a mapping with 'steps', got {type(data).__name__}")
             raise ChainError.of(self.problems)

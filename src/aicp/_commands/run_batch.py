@@ -25,7 +25,7 @@ from aicp._chain.inputs import resolve_input
 from aicp._chain.load import load_chain
 from aicp._chain.model import Chain
 from aicp._commands.output import print_envelope, write_stdout, write_to
-from aicp._errors import AicpError, ExitCode, UsageError
+from aicp._errors import AicpError, ExitCode, UsageError, printable
 from aicp._events import EventLog
 from aicp._run.record import valid_run_id
 from aicp.providers.credentials import check_credentials
@@ -83,23 +83,31 @@ def run_batch_command(args: Any) -> int:
     try:
         return _run_batch(args)
     except AicpError as exc:
-        _failed_before_start(exc, args)
+        report_failed_batch(exc, args)
         raise
 
 
-def _failed_before_start(error: AicpError, args: Any) -> None:
-    """With --stream (or a log file), a batch that never started still ends with its one result line."""
+def report_failed_batch(error: AicpError, args: Any, traceback: str | None = None) -> None:
+    """With --stream (or a log file), a batch that never started still ends with its one result line;
+    with --stream the failure is first an ``error`` event (stderr carries JSON lines only)."""
+    error.reported = True
     if not (args.stream or args.log_file):
         return
     batch_id = args.batch_id if args.batch_id and valid_run_id(args.batch_id) \
         else default_batch_id(args.config, args.inputs)
+    if args.stream:
+        failed = EventLog(stream=True, run_id=batch_id, context={"batch_id": batch_id})
+        failed.emit("error", message=printable(error.message), exit_code=int(error.exit_code),
+                    **({"traceback": traceback} if traceback else {}))
+        failed.close()
     events = EventLog(stream=args.stream, log_file=args.log_file, run_id=batch_id, context={"batch_id": batch_id})
     events.result(event="batch_complete", success=False, exit_code=int(error.exit_code), total_jobs=0,
-                  succeeded=0, failed=0, total_cost=0.0, total_time=0.0, failures=[], error=error.message)
+                  succeeded=0, failed=0, total_cost=0.0, total_time=0.0, failures=[], error=printable(error.message))
     events.close()
 
 
-def _run_batch(args: Any) -> int:
+def _check_arguments(args: Any) -> None:
+    """What argparse cannot check about run-batch's arguments."""
     if args.config == "-":
         raise UsageError("run-batch needs the chain as a file (its jobs read it), not '-'")
     if args.jobs is not None and args.jobs < 1:
@@ -108,6 +116,10 @@ def _run_batch(args: Any) -> int:
         raise UsageError(f"--max-cost must be a finite number >= 0, got {args.max_cost}")
     if args.batch_id is not None and not valid_run_id(args.batch_id):
         raise UsageError(f"--batch-id {args.batch_id!r}: use letters, digits, '.', '_' and '-' (at most 128)")
+
+
+def _run_batch(args: Any) -> int:
+    _check_arguments(args)
     chain_path = str(Path(args.config).resolve())
     chain, jobs = prepare_jobs(args.config, args.inputs, args.column)
     output_dir = Path(args.output_dir).resolve() if args.output_dir else chain.output_dir.resolve()

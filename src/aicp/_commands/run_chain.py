@@ -17,10 +17,12 @@ from typing import Any
 
 from aicp._batch.job import PARENT_PID_VAR, follow_parent, job_context
 from aicp._chain.model import Chain
+from aicp._chain.source import check_name
 from aicp._commands.human import HumanView, summary
 from aicp._commands.output import print_envelope, write_stdout, write_to
 from aicp._commands.dirs import apply_directories
 from aicp._errors import AicpError, ExitCode, NotConfirmed, UsageError
+from aicp._events import EventLog
 from aicp._logformats import FORMATS
 from aicp._process.monitor import Cancel
 from aicp._process.tree import enable_subreaper
@@ -41,13 +43,20 @@ def _ensure_std_fds() -> None:
                 os.set_inheritable(fd, True)
 
 
-def _confirm(chain: Chain) -> None:
-    """Ask before spending money, but only a person at a terminal, and never in CI."""
+def _confirm(chain: Chain, stream: bool) -> None:
+    """Ask before spending money, but only a person at a terminal, and never in CI.
+
+    With ``--stream`` stderr carries JSON lines only, so the question is a ``confirm`` event."""
     cost = chain.estimated_cost
     if cost <= 0 or os.environ.get("CI") or sys.stdin is None or not sys.stdin.isatty():
         return
-    sys.stderr.write(f"'{chain.name}' is estimated to cost ${cost:.3f}. Run it? [y/N] ")
-    sys.stderr.flush()
+    question = f"'{chain.name}' is estimated to cost ${cost:.3f}. Run it? [y/N] "
+    if stream:
+        asking = EventLog(stream=True)
+        asking.emit("confirm", message=question, estimated_cost=cost)
+        asking.close()
+    else:
+        write_to("stderr", question)
     if sys.stdin.readline().strip().lower() not in ("y", "yes"):
         raise NotConfirmed("not confirmed; nothing was run (use --yes to skip this question)")
 
@@ -133,18 +142,18 @@ def _save_json(args: Any, result: dict[str, Any]) -> None:
         write_to("stderr", f"error: cannot save the result to {path}: {exc}\n")
 
 
-def report_usage_error(error: UsageError) -> None:
-    """Arguments argparse refused: ``--stream`` still gets its one result line on stdout."""
-    report_failed_start(error, stream=True, log_file=None, context=job_context())
-
-
 def run_chain_command(args: Any) -> int:
+    """Run the chain. A failure before the run starts ends the stream with its result line and
+    propagates to the CLI, which tells it (marked ``reported``: not a second time)."""
     _ensure_std_fds()
     if os.environ.get(PARENT_PID_VAR):
         follow_parent()
     quiet = args.stream or args.json or args.quiet
     cancel = Cancel()
     try:
+        for flag, value in (("--output-dir", args.output_dir), ("--log-file", args.log_file)):
+            if value is not None:
+                check_name(value, flag)
         apply_directories(args)
         overrides = parse_overrides(args.set)
         shape = log_format(args)
@@ -155,7 +164,7 @@ def run_chain_command(args: Any) -> int:
     run = open_run(args.config, InputSource(text=args.input_text, prompt_file=args.prompt_file, file=args.input),
                    output_dir=args.output_dir, overrides=overrides, run_id=args.run_id, stream=args.stream,
                    log_file=args.log_file, context=job_context(), observer=view, cancel=cancel,
-                   resume=args.resume, confirm=None if args.no_confirm else _confirm,
+                   resume=args.resume, confirm=None if args.no_confirm else lambda chain: _confirm(chain, args.stream),
                    reap_strays=enable_subreaper(), log_format=shape, work_dir=args.base_dir, max_cost=args.max_cost)
     if args.save_json:  # a warning must not break the stream: there, an event
         run.events.emit("warning", message=DEPRECATED_SAVE_JSON) if args.stream else \
@@ -163,6 +172,7 @@ def run_chain_command(args: Any) -> int:
     try:
         with _Signals(cancel):
             result = run.execute(resume_command=resume_command(args, run.run_id))
+            args.invocation.result_written = True
     finally:
         if view is not None:  # the view ends itself at run_end; this is for a run that broke off
             view.close()

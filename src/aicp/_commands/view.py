@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 from aicp._commands.human import HumanView
 from aicp._errors import MissingInputError
@@ -58,11 +58,15 @@ def _open(path: str) -> IO[str]:
         raise MissingInputError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _feed(view: HumanView, source: IO[str], follow: bool) -> None:
-    """Every line to the view; a followed file is read until its run has ended."""
+def _feed(make_view: Callable[[], HumanView], source: IO[str], follow: bool) -> None:
+    """Every line to a view; a file that holds several runs (an appended --log-file) gets one view
+    per run. A followed file is read until its run has ended."""
+    view = make_view()
     for line in _lines(source, follow=follow, ended=lambda: view.finished):
         event = _event(line)
         if event is not None:
+            if view.finished and event["event"] == "pipeline_start":
+                view = make_view()
             view(event)
         elif line.strip():
             view.text(line)
@@ -74,13 +78,23 @@ def view_command(args: Any) -> int:
     stdin = args.file == "-"
     source = _open(args.file)
     live_input = stdin or args.follow  # events arrive as they happen: running steps tick
-    view = HumanView(stream="stdout", tick=live_input,
-                     clock=time.time if live_input else (lambda: view.model.last_time))
+
+    views: list[HumanView] = []
+
+    def make_view() -> HumanView:
+        if views:
+            views[-1].close()
+        view = HumanView(stream="stdout", tick=live_input,
+                         clock=time.time if live_input else (lambda: view.model.last_time))
+        views.append(view)
+        return view
+
     try:
-        _feed(view, source, follow=bool(args.follow) and not stdin)
+        _feed(make_view, source, follow=bool(args.follow) and not stdin)
     finally:
-        view.close()
+        if views:
+            views[-1].close()  # the last run's end (or 'did not finish'), even after Ctrl-C
         if not stdin:
             source.close()
-    code = (view.model.end or {}).get("exit_code")
+    code = (views[-1].model.end or {}).get("exit_code")
     return code if isinstance(code, int) else 0

@@ -24,7 +24,7 @@ from aicp._chain.inputs import resolve_input
 from aicp._chain.load import load_chain
 from aicp._chain.model import Chain
 from aicp._chain.steptypes import path_like
-from aicp._errors import AicpError, UsageError
+from aicp._errors import AicpError, UsageError, printable
 from aicp._events import EventLog, Observer
 from aicp._process.monitor import Cancel
 from aicp._redact import Redactor
@@ -140,15 +140,27 @@ def open_run(chain: Chain | str | Path, source: InputSource = InputSource(), *, 
 
 
 def report_failed_start(error: AicpError, *, stream: bool, log_file: str | None,
-                        context: dict[str, Any] | None = None, log_format: str = "json") -> None:
-    """End the stream (and the log file, which records every invocation) with a result that says why."""
+                        context: dict[str, Any] | None = None, log_format: str = "json",
+                        traceback: str | None = None) -> None:
+    """End the stream (and the log file, which records every invocation) with a result that says why.
+
+    With ``stream``, stderr carries JSON lines only: the failure is first an ``error`` event there
+    (with ``traceback`` under ``--debug``), then the result line on stdout."""
+    error.reported = True
     if not (stream or log_file):
         return
-    try:
-        events = EventLog(stream=stream, log_file=log_file, context=context, log_format=log_format)
-    except OSError:  # the log file is what failed (the error says so): the stream still ends
-        events = EventLog(stream=stream, context=context, log_format=log_format)
-    events.result(**ChainResult.not_started(error.message, int(error.exit_code)).event_fields())
+    message = printable(error.message)  # a file name from argv may not be UTF-8
+    failed = EventLog(stream=stream, context=context, log_format=log_format)
+    if stream:
+        failed.emit("error", message=message, exit_code=int(error.exit_code),
+                    **({"traceback": traceback} if traceback else {}))
+    failed.close()
+    try:  # the log file gets the result line, as ever
+        events = EventLog(stream=stream, log_file=log_file, context=context, run_id=failed.run_id,
+                          log_format=log_format)
+    except OSError:  # it cannot be opened: the stream still tells
+        events = EventLog(stream=stream, context=context, run_id=failed.run_id, log_format=log_format)
+    events.result(**ChainResult.not_started(message, int(error.exit_code)).event_fields())
     events.close()
 
 

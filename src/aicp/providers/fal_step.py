@@ -84,6 +84,12 @@ def check(params: dict[str, Any], model: str | None = None) -> list[tuple[str, s
     if sizes and isinstance(params.get("aspect_ratio"), str) and params["aspect_ratio"] not in sizes \
             and params["aspect_ratio"] not in sizes.values():
         problems.append(("params.aspect_ratio", f"{model} takes {', '.join(sizes)}; got {params['aspect_ratio']!r}"))
+    return problems + _url_problems(params)
+
+
+def _url_problems(params: dict[str, Any]) -> list[tuple[str, str]]:
+    """``*_url`` params must be one URL or path, ``*_urls`` params a list of them."""
+    problems: list[tuple[str, str]] = []
     for key, value in params.items():
         if key.endswith("_url") and value is not None and not isinstance(value, str):
             problems.append((f"params.{key}", f"must be a URL or a file path, got {value!r}"))

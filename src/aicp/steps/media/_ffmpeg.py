@@ -218,9 +218,46 @@ def video_copy_args(info: MediaInfo) -> list[str]:
     return list(H264_ARGS)
 
 
-@functools.lru_cache(maxsize=None)
 def has_filter(name: str) -> bool:
     """Whether the ffmpeg binary was built with filter ``name`` (e.g. libass' ``subtitles``)."""
-    out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-filters"],
-                         stdin=subprocess.DEVNULL, capture_output=True, text=True).stdout
-    return any(line.split()[1:2] == [name] for line in out.splitlines())
+    return name in _filters()
+
+
+def _filters_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base, "aicp", "ffmpeg-filters.json")
+
+
+def _binary_state(path: str) -> list[int]:
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns]
+
+
+@functools.lru_cache(maxsize=None)
+def _filters() -> frozenset[str]:
+    """The filters of the ffmpeg binary, remembered across runs per binary (its path, size and
+    mtime) in ``$XDG_CACHE_HOME/aicp``: listing them starts ffmpeg, tens of milliseconds that
+    ``aicp validate`` would pay on every call. A cache that cannot be read or written is skipped."""
+    import json
+
+    cache = _filters_cache()
+    where = [os.environ.get("AICP_FFMPEG"), os.environ.get("IMAGEIO_FFMPEG_EXE"), sys.prefix]
+    try:
+        saved = json.loads(cache.read_text())
+        if saved["where"] == where and _binary_state(saved["exe"]) == saved["state"]:
+            return frozenset(saved["filters"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    exe = ffmpeg_exe()
+    out = subprocess.run([exe, "-hide_banner", "-filters"], stdin=subprocess.DEVNULL, capture_output=True,
+                         text=True).stdout
+    filters = frozenset(parts[1] for parts in map(str.split, out.splitlines()) if len(parts) > 1)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps({"where": where, "exe": exe, "state": _binary_state(exe),
+                                         "filters": sorted(filters)}))
+        os.replace(temporary, cache)
+    except OSError:
+        pass
+    return filters

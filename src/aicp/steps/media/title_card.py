@@ -26,7 +26,13 @@ def check(params: dict[str, Any], model: str | None = None) -> list[Problem]:
     return problems
 
 
+_HEX_COLOUR = frozenset("0123456789abcdefABCDEF")
+
+
 def _is_colour(value: Any) -> bool:
+    text = str(value)
+    if text.startswith("#") and len(text) in (4, 5, 7, 9) and set(text[1:]) <= _HEX_COLOUR:
+        return True  # #rgb, #rgba, #rrggbb, #rrggbbaa: Pillow takes them all; no need to import it
     from PIL import ImageColor
 
     try:
