@@ -77,7 +77,8 @@ def test_a_chain_with_ten_mistakes_gives_every_error_in_one_run(aicp, tmp_path):
     # run-chain refuses with the same errors, before anything runs
     refused = aicp("run-chain", "--config", "ten.yaml", "--stream")
     assert refused.returncode == 2
-    assert [e for e in refused.stderr.splitlines() if e.startswith("error: ")] == lines
+    told = [e for e in refused.events if e["event"] == "error"]  # with --stream, stderr is JSON lines only
+    assert len(told) == 1 and told[0]["message"].splitlines() == [line[len("error: "):] for line in lines]
     assert refused.result["error"].splitlines() == [line[len("error: "):] for line in lines]
 
 
@@ -236,7 +237,7 @@ def test_a_missing_file_named_by_a_param_is_reported_before_anything_runs(aicp, 
     env = child_env(FAL_KEY="test-key", AICP_FAL_QUEUE_URL="http://127.0.0.1:9")
     refused = aicp("run-chain", "--config", "chain.yaml", "--stream", env=env)
     assert refused.returncode == 3  # a file you named is missing: nothing ran
-    assert "step_start" not in refused.stderr and refused.stderr.startswith("error: chain.yaml:")
+    assert [e["event"] for e in refused.events] == ["error"]
     assert path in refused.result["error"]
     (tmp_path / "sounds").mkdir()
     shutil.copy(sys.executable, tmp_path / "sounds" / "missing.wav")  # any readable file will do for validate
