@@ -135,7 +135,7 @@ def test_invalid_arguments_give_one_error_line_and_exit_2(aicp, args):
 def test_invalid_arguments_in_stream_mode_still_give_the_result_line(aicp):
     run = aicp("run-chain", "--stream", "--config", "c.yaml", "--input-text", "a", "--bogus", "b")
     assert run.returncode == 2
-    assert "not allowed with argument" in run.stream_failure  # an event: stderr is JSON lines only
+    assert "unrecognized arguments: --bogus" in run.stream_failure  # an event: stderr is JSON lines only
     result = run.result
     assert result["event"] == "pipeline_complete"
     assert (result["success"], result["steps_completed"], result["exit_code"]) == (False, 0, 2)
