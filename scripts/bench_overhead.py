@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 NOOP = "def noop(ctx):\n    return None\n"
+TARGET = 0.5  # a full step cycle, as a fraction of a bare interpreter start (issue 12)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -139,6 +140,7 @@ def main() -> None:
         "python": sys.version.split()[0], "cpus": os.cpu_count(), "n": args.steps,
         "aicp_step_default": fork, "aicp_step_spawn": spawn, "bare_python_start": bare,
         "in_process_call": call, "in_process_step": in_process_step,
+        "target_default_step_vs_bare_python": TARGET,
         "ratios": {
             "default_step_vs_bare_python": fork["cycle"]["median_ms"] / bare["median_ms"],
             "spawn_step_vs_bare_python": spawn["cycle"]["median_ms"] / bare["median_ms"],
@@ -168,7 +170,9 @@ def main() -> None:
     print(row("in-process function call", call))
     ratios = figures["ratios"]
     print("ratios (medians):")
-    print(f"  default step / bare python start   {ratios['default_step_vs_bare_python']:8.2f}x")
+    verdict = "ok" if ratios["default_step_vs_bare_python"] <= TARGET else "OVER"
+    print(f"  default step / bare python start   {ratios['default_step_vs_bare_python']:8.2f}x"
+          f"   (target <= {TARGET:g}x: {verdict})")
     print(f"  spawn step / bare python start     {ratios['spawn_step_vs_bare_python']:8.2f}x")
     print(f"  default step / in-process step     {ratios['default_step_vs_in_process_step']:8.0f}x")
     print(f"  default step / in-process call     {ratios['default_step_vs_in_process_call']:8.0f}x")

@@ -368,3 +368,22 @@ def dump(ctx):
     """Write the step's input as JSON to params.path (for assertions), return it."""
     Path(ctx.params["path"]).write_text(json.dumps(ctx.input))
     return ctx.input
+
+
+# --------------------------------------------------------------------------- containment
+
+
+def gil_stuck(ctx):
+    """Hang in one C call that holds the GIL (catastrophic backtracking): no Python thread runs again."""
+    import re
+
+    record(ctx, os.getpid())
+    ready()
+    return bool(re.match(r"(a+)+$", "a" * 36 + "b"))
+
+
+def cgroup_of_daemon(ctx):
+    """Start a setsid double-forked daemon with env={} and closed stdio; return its cgroups and ours."""
+    pid = _daemon(ctx, clear_env=True, detach=True)
+    with open(f"/proc/{pid}/cgroup") as theirs, open("/proc/self/cgroup") as ours:
+        return {"output": {"daemon": theirs.read(), "worker": ours.read(), "pid": pid}}

@@ -129,16 +129,17 @@ def test_second_sigint_kills_at_once(env):
     assert wait_gone(env.processes(), within=0.5) == []
 
 
-def test_sigint_during_a_retry_delay_starts_no_new_attempt(env):
+FLAKY = '{{function: "ssteps:flaky", counter: "{tmp}/count", succeed_on: 99}}'
+
+
+def _sigint_in_backoff(env, steps: str):
+    """Run a chain whose flaky step waits out a 15-30 s retry delay; SIGINT it then. Return (run, took)."""
     chain = env.chain("""
         name: backoff
         retry_delay: 30
         retry_max_delay: 60
         steps:
-          - type: python
-            retry_count: 5
-            params: {{function: "ssteps:flaky", counter: "{tmp}/count", succeed_on: 99}}
-    """)
+    """ + steps)
     live = env.start(chain)
     try:
         retry = live.wait_for(lambda e: e["event"] == "step_retry")
@@ -150,10 +151,34 @@ def test_sigint_during_a_retry_delay_starts_no_new_attempt(env):
     finally:
         live.kill()
     env.check(run)
+    assert (env.dir / "count").read_text() == "1", "a new attempt started after SIGINT"
+    return run, took
+
+
+def test_sigint_during_a_retry_delay_starts_no_new_attempt(env):
+    run, took = _sigint_in_backoff(env, """
+          - type: python
+            retry_count: 5
+            params: """ + FLAKY)
     assert_cancelled_run(run, 130, "SIGINT")
     assert took < 1.5
     assert len(run.of("step_start")) == 1, "a new attempt started after SIGINT"
-    assert (env.dir / "count").read_text() == "1"
+
+
+def test_sigint_during_a_group_members_retry_delay_is_seen_at_once(env):
+    """The group's own stop request is linked to the run's: its backoff wakes at once too."""
+    run, took = _sigint_in_backoff(env, """
+          - type: parallel_group
+            params:
+              parallel_steps:
+                - type: python
+                  retry_count: 5
+                  params: """ + FLAKY + """
+                - type: python
+                  params: {{function: "ssteps:echo", value: "fine"}}
+    """)
+    assert run.returncode == 130 and run.result["exit_code"] == 130
+    assert took < 3, f"the member's backoff hid SIGINT for {took:.1f} s"
 
 
 def test_sigterm_during_a_parallel_group_stops_every_member(env):

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from aicp._context import StepContext, StepFailed
     from aicp._errors import (AicpError, ChainError, CredentialsError, ExitCode, MissingInputError,
                               NotConfirmed, OutputError, ProviderError, UsageError)
-    from aicp._process.monitor import Cancel
+    from aicp._process.cancel import Cancel
     from aicp._run.run import run_chain
     from aicp._run.record import RunRecordError
     from aicp._run.results import ChainResult
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "load_chain": "aicp._chain.load", "Chain": "aicp._chain.model", "Step": "aicp._chain.model",
     "run_chain": "aicp._run.run", "ChainResult": "aicp._run.results",
-    "Cancel": "aicp._process.monitor", "StepContext": "aicp._context", "StepFailed": "aicp._context",
+    "Cancel": "aicp._process.cancel", "StepContext": "aicp._context", "StepFailed": "aicp._context",
     "AicpError": "aicp._errors", "ChainError": "aicp._errors", "CredentialsError": "aicp._errors",
     "ExitCode": "aicp._errors", "MissingInputError": "aicp._errors", "NotConfirmed": "aicp._errors",
     "ProviderError": "aicp._errors", "UsageError": "aicp._errors", "RunRecordError": "aicp._run.record",

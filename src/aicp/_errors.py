@@ -25,7 +25,9 @@ class ExitCode(IntEnum):
     MISSING = 3
     PROVIDER = 4
     STEP_FAILED = 5
+    HANGUP = 129
     INTERRUPTED = 130
+    QUIT = 131
     TERMINATED = 143
 
 
@@ -38,7 +40,9 @@ exit codes:
        --log-file) is not writable or its disk is full, or required credentials are missing
   4    a provider failed (authentication, quota, network)
   5    a step failed (the event stream says which and why)
+  129  hung up (SIGHUP: the terminal closed)
   130  interrupted by SIGINT (Ctrl-C), or declined at the cost confirmation prompt
+  131  quit (SIGQUIT, Ctrl-\\)
   143  terminated by SIGTERM"""
 
 

@@ -182,6 +182,15 @@ def test_bad_arguments_have_named_outcomes_and_one_result_line(aicp, batch_dir, 
     assert run.result["exit_code"] == code
 
 
+@pytest.mark.parametrize("argv", [["--nope"], ["--config", "chain.yaml"], ["--config", "chain.yaml", "--inputs", "x",
+                                                                            "--jobs", "many"]])
+def test_a_command_line_argparse_refuses_still_ends_with_one_result_line(aicp, batch_dir, argv):
+    run = aicp("run-batch", "--stream", *argv, env=env(batch_dir))
+    assert run.returncode == 2
+    assert run.result["event"] == "batch_complete" and run.result["exit_code"] == 2
+    assert [e["event"] for e in run.events] == ["error"]
+
+
 def test_a_failing_row_fails_the_batch_with_exit_5_and_is_listed_not_retried(aicp, batch_dir, validate_events):
     (batch_dir / "rows.csv").write_text("id,prompt\ngood,fine\nbad,fail here\nalso,fine too\n")
     run = aicp("run-batch", "--config", "chain.yaml", "--inputs", "rows.csv", "--stream", env=env(batch_dir))

@@ -96,13 +96,7 @@ class Invocation:
 
             report_failed_start(error, stream=self.stream, log_file=self.log_file, context=job_context(),
                                 traceback=traceback)
-        elif self.args is not None:  # run-batch, its arguments known
+        elif self.args is not None or self.stream:  # run-batch; refused by argparse (args None) too
             from aicp._commands.run_batch import report_failed_batch
 
             report_failed_batch(error, self.args, traceback=traceback)
-        elif self.stream:  # run-batch refused by argparse: no batch to name in a result line
-            from aicp._events import EventLog
-
-            events = EventLog(stream=True)
-            events.emit("error", message=message, exit_code=exit_code)
-            events.close()

@@ -87,10 +87,16 @@ def run_batch_command(args: Any) -> int:
         raise
 
 
-def report_failed_batch(error: AicpError, args: Any, traceback: str | None = None) -> None:
+def report_failed_batch(error: AicpError, args: Any | None, traceback: str | None = None) -> None:
     """With --stream (or a log file), a batch that never started still ends with its one result line;
-    with --stream the failure is first an ``error`` event (stderr carries JSON lines only)."""
+    with --stream the failure is first an ``error`` event (stderr carries JSON lines only).
+    ``args`` None: argparse refused the command line (with --stream): no batch is named."""
     error.reported = True
+    if args is None:
+        import argparse
+        import uuid
+
+        args = argparse.Namespace(stream=True, log_file=None, batch_id=f"unstarted-{uuid.uuid4().hex[:8]}")
     if not (args.stream or args.log_file):
         return
     batch_id = args.batch_id if args.batch_id and valid_run_id(args.batch_id) \

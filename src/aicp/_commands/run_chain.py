@@ -24,8 +24,8 @@ from aicp._commands.dirs import apply_directories
 from aicp._errors import AicpError, ExitCode, NotConfirmed, UsageError
 from aicp._events import EventLog
 from aicp._logformats import FORMATS
-from aicp._process.monitor import Cancel
-from aicp._process.tree import enable_subreaper
+from aicp._process.cancel import Cancel
+from aicp._worker.reaper import enable_subreaper
 from aicp._run.run import InputSource, open_run, report_failed_start
 
 
@@ -62,26 +62,33 @@ def _confirm(chain: Chain, stream: bool) -> None:
 
 
 class _Signals:
-    """SIGINT/SIGTERM stop the run cleanly; a second SIGINT kills the steps at once."""
+    """SIGINT, SIGTERM, SIGHUP and SIGQUIT stop the run cleanly; a second SIGINT kills the steps at once.
+
+    Each ends the run with its own exit code (128 + the signal's number) and
+    the one result line; the handlers stay until that line is written.
+    """
+
+    EXITS = {signal.SIGINT: ExitCode.INTERRUPTED, signal.SIGTERM: ExitCode.TERMINATED,
+             signal.SIGHUP: ExitCode.HANGUP, signal.SIGQUIT: ExitCode.QUIT}
 
     def __init__(self, cancel: Cancel) -> None:
         self.cancel = cancel
         self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> "_Signals":
-        self.previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_int)
-        self.previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._on_term)
+        for sig in self.EXITS:
+            self.previous[sig] = signal.signal(sig, self._on_signal)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
-    def _on_int(self, signum: int, frame: Any) -> None:
-        self.cancel.set("interrupted by SIGINT", hard=self.cancel.is_set(), exit_code=ExitCode.INTERRUPTED)
-
-    def _on_term(self, signum: int, frame: Any) -> None:
-        self.cancel.set("terminated by SIGTERM", exit_code=ExitCode.TERMINATED)
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        sig = signal.Signals(signum)
+        hard = sig == signal.SIGINT and self.cancel.is_set()
+        verb = {signal.SIGINT: "interrupted", signal.SIGHUP: "hung up", signal.SIGQUIT: "quit"}.get(sig, "terminated")
+        self.cancel.set(f"{verb} by {sig.name}", hard=hard, exit_code=self.EXITS[sig])
 
 
 def resume_command(args: Any, run_id: str) -> str:

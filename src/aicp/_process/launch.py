@@ -13,6 +13,10 @@ group is the worker's own, the read ends of its stdout and stderr, and a way
 to learn its exit status and resource usage. ``AICP_WORKER_START=spawn``
 forces fresh interpreters (for debugging); the template falls back to spawning
 if it cannot be started or dies.
+
+The template is also the run's last-resort reaper (:mod:`aicp._worker.reaper`):
+it is started even when workers are spawned, is told the run's cgroup folders,
+and kills them, and everything else under it, when aicp dies.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from aicp._process.cgroup import RunCgroups, WorkerCgroup, probe
+from aicp._worker.reaper import is_subreaper, kill_descendants
 from aicp._worker.protocol import read_template_reply, template_request
 
 _BOOT = "import sys; sys.path[:0] = {path!r}; from aicp.{module} import main; main()"
@@ -67,6 +73,7 @@ class Launched(ABC):
     stdout: int
     stderr: int
     exit_fd: int | None = None
+    reaper: int | None = None  # the subreaper its orphans are re-parented to (None: init)
 
     def _watch_exit(self) -> None:
         try:
@@ -103,6 +110,7 @@ class _Spawned(Launched):
         self.stderr = os.dup(proc.stderr.fileno())
         proc.stdout.close()
         proc.stderr.close()
+        self.reaper = os.getpid() if is_subreaper() else None
         self._watch_exit()
 
     def _exited(self) -> bool:
@@ -131,6 +139,7 @@ class _Forked(Launched):
     def __init__(self, template: "Template", pid: int, stdout: int, stderr: int) -> None:
         self._template = template
         self.pid, self.stdout, self.stderr = pid, stdout, stderr
+        self.reaper = template.pid  # the template is a child subreaper
         self._watch_exit()
 
     def _exited(self) -> bool:
@@ -150,13 +159,14 @@ class Template:
     each child's exit status, which it alone can collect, being the parent.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, cgroup_folders: list[str]) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             # Our whole import path, not only the package's folder: the template pre-imports
             # structlog, which lives in site-packages, not next to aicp under an editable install.
             path = [_package_root(), *filter(None, sys.path)]
-            self._proc = subprocess.Popen(interpreter_argv("_worker.template", str(theirs.fileno()), path=path),
+            self._proc = subprocess.Popen(interpreter_argv("_worker.template", str(theirs.fileno()), *cgroup_folders,
+                                                           path=path),
                                           stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),),
                                           start_new_session=True)
         finally:
@@ -259,18 +269,43 @@ def _pid_alive(pid: int) -> bool:
 
 
 class Launcher:
-    """Starts workers: by forking the template when possible, else fresh interpreters."""
+    """Starts workers: by forking the template when possible, else fresh interpreters.
+
+    It also owns the run's cgroups (made on first use; see :attr:`containment`)
+    and the template, which stays the last-resort reaper in both modes.
+    """
 
     def __init__(self, method: str | None = None) -> None:
         self.method = method or os.environ.get("AICP_WORKER_START", "fork")
         self._template: Template | None = None
         self._lock = threading.Lock()
+        self._cgroups: RunCgroups | None = None
+        self._probed = False
+
+    @property
+    def containment(self) -> str:
+        """How workers are contained and killed: ``cgroup2``, ``cgroup1`` or ``process_tree``."""
+        cgroups = self._run_cgroups()
+        return cgroups.mechanism if cgroups is not None else "process_tree"
+
+    def _run_cgroups(self) -> RunCgroups | None:
+        with self._lock:
+            if not self._probed:
+                self._probed = True
+                self._cgroups = probe() if sys.platform.startswith("linux") else None
+            return self._cgroups
+
+    def new_cgroup(self) -> WorkerCgroup | None:
+        """A cgroup for the next worker, or None (the process-tree mechanism then)."""
+        cgroups = self._run_cgroups()
+        with self._lock:
+            return cgroups.worker() if cgroups is not None else None
 
     def launch(self, ctrl_r: int, res_w: int, env: dict[str, str]) -> Launched:
         """Start a worker on the pipe ends ``ctrl_r`` and ``res_w`` (closed here, in any case)."""
         try:
             template = self._warm_template()
-            if template is not None:
+            if template is not None and self.method == "fork":
                 try:
                     return template.launch(ctrl_r, res_w, env)
                 except OSError:
@@ -281,23 +316,35 @@ class Launcher:
             os.close(res_w)
 
     def _warm_template(self) -> Template | None:
-        if self.method != "fork" or not sys.platform.startswith("linux"):
+        if self.method not in ("fork", "spawn") or not sys.platform.startswith("linux"):
             return None
+        cgroups = self._run_cgroups()
         with self._lock:
             if self._template is None or not self._template.alive:
                 try:
-                    self._template = Template()
+                    self._template = Template(cgroups.folders if cgroups is not None else [])
                 except OSError:
                     self.method = "spawn"
                     return None
             return self._template
 
-    @property
-    def helper_pids(self) -> set[int]:
-        """Processes of ours that are not workers (the template), to spare when sweeping strays."""
-        return {self._template.pid} if self._template is not None else set()
+    def sweep(self, own_children: bool) -> None:
+        """Between steps (no worker running): kill what steps left behind.
+
+        That is everything under the template (orphans it adopted as subreaper;
+        it reaps them) and, with ``own_children`` (the CLI, a subreaper too),
+        our own children other than the template.
+        """
+        template = self._template.pid if self._template is not None else None
+        if template is not None:
+            kill_descendants(template)
+        if own_children:
+            kill_descendants(os.getpid(), keep=frozenset({template} if template else ()))
 
     def close(self) -> None:
         if self._template is not None:
-            self._template.close()
+            self._template.close()  # (the template kills and removes the run's cgroups as it exits)
             self._template = None
+        if self._cgroups is not None:
+            self._cgroups.close()  # in case there was no template to do it
+            self._cgroups = None

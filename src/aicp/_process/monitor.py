@@ -17,59 +17,28 @@ from __future__ import annotations
 import os
 import selectors
 import signal
-import threading
 import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from aicp._errors import ExitCode
+from aicp._process.cancel import Cancel
 from aicp._process.launch import ExitStatus, Launched, Launcher
 from aicp._process.lines import LineSplitter
-from aicp._process.tree import TOKEN_VAR, ProcessTree
+from aicp._process.cgroup import WorkerCgroup
+from aicp._process.tree import TOKEN_VAR, CgroupMembers, Members, ProcessTree
 from aicp._worker.protocol import ERROR, LOG, PROGRESS, REMOTE, RESULT, encode_spec, read_message
 
 if TYPE_CHECKING:
     from aicp._worker.protocol import ErrorMessage, FailureReason, WorkerSpec
 
-SAMPLE_INTERVAL = 0.1
+SAMPLE_INTERVAL = 0.1  # with a memory limit: a spike of a quarter second is seen
+IDLE_SAMPLE_INTERVAL = 2.0  # without one: only for the reported peak, and (process tree) to know descendants
+_STOP_POLL = 0.05  # while stopping: how soon a second Ctrl-C is seen
+_NEVER = float("inf")  # kill_at when SIGKILL is not due: not stopping, or already sent
 MAX_LINE = 8 * 1024
 MAX_RESULT = 64 * 1024 * 1024
 _DRAIN_SECONDS = 2.0
-
-# _watch's kill_at, when SIGKILL is due: None while the worker is not being stopped, the
-# monotonic time the grace period ends, or _KILL_SENT once it was sent (never due again).
-_KILL_SENT = float("inf")
-
-
-class Cancel:
-    """A run-wide stop request, shared by every worker monitor.
-
-    ``set(message)`` asks running steps to stop (TERM, grace, KILL);
-    ``set(message, hard=True)`` skips the grace period (a second Ctrl-C).
-    ``exit_code`` is what the run exits with when it ends cancelled (130
-    for SIGINT, 143 for SIGTERM). Only flags are set here, so it is safe to
-    call from a signal handler.
-    """
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self.message = ""
-        self.hard = False
-        self.exit_code: int = ExitCode.INTERRUPTED
-
-    def set(self, message: str, hard: bool = False, exit_code: int | None = None) -> None:
-        if not self._event.is_set():
-            self.message = message
-            self.exit_code = exit_code or self.exit_code
-        self.hard = self.hard or hard
-        self._event.set()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    def wait(self, timeout: float) -> bool:
-        return self._event.wait(timeout)
 
 
 @dataclass(frozen=True)
@@ -118,6 +87,30 @@ class WorkerEvents:
     remote: Callable[[dict[str, Any]], None] = lambda request: None  # a paid request went out (to the run record)
 
 
+class _Clock:
+    """When the monitor must next wake up: timeout, SIGKILL, memory sample (else it sleeps in select)."""
+
+    def __init__(self, started: float, limits: Limits, polling: bool) -> None:
+        self.deadline = started + limits.timeout if limits.timeout else None
+        self.limit_bytes = int(limits.max_memory_mb * 1024 * 1024) if limits.max_memory_mb else None
+        self.interval = SAMPLE_INTERVAL if self.limit_bytes else IDLE_SAMPLE_INTERVAL
+        self.polling = polling  # no pidfd: the worker's end is only seen by asking
+        self.next_sample = 0.0
+        self.kill_at = _NEVER
+
+    def sampled(self, now: float) -> None:
+        self.next_sample = now + self.interval
+
+    def wait(self, now: float, stopping: bool) -> float:
+        wake = min(self.next_sample, self.kill_at)
+        if not stopping and self.deadline is not None:
+            wake = min(wake, self.deadline)
+        wait = wake - now
+        if stopping or self.polling:
+            wait = min(wait, _STOP_POLL)
+        return max(0.0, wait)
+
+
 class _Monitor:
     """Runs one worker from spawn to report. Not reusable."""
 
@@ -142,27 +135,40 @@ class _Monitor:
         token = uuid.uuid4().hex
         env = dict(os.environ if self.env is None else self.env)
         env[TOKEN_VAR] = token
+        cgroup = self.launcher.new_cgroup()
         try:
             worker = self.launcher.launch(ctrl_r, res_w, env)
         except OSError as exc:
             os.close(ctrl_w)
             os.close(res_r)
+            if cgroup is not None:
+                cgroup.remove()
             return Outcome(ok=False, reason="spawn_failed", error=f"cannot start a worker: {exc}",
                            duration_seconds=time.monotonic() - started)
+        members = self._members(worker, cgroup, token)
         self.events.started(worker.pid)
-        tree = ProcessTree.of(worker.pid, token)
         try:
-            self._send_spec(ctrl_w)
-            status = self._watch(worker, tree, res_r, started)
+            self._send_spec(ctrl_w)  # (only now does the worker go on to run step code)
+            status = self._watch(worker, members, res_r, time.monotonic())  # (the timeout starts now)
         finally:
             os.close(ctrl_w)  # cuts the lifeline: a worker still alive would end itself
             os.close(res_r)
             worker.close()
+            members.release()
         outcome = self._outcome(status.code, worker.pid)
         outcome.duration_seconds = time.monotonic() - started
-        outcome.peak_rss_bytes = max(tree.peak_rss, status.max_rss_bytes)
-        outcome.cpu_seconds = max(status.cpu_seconds, sum(tree.cpu.values()))
+        outcome.peak_rss_bytes = max(members.peak_rss, status.max_rss_bytes)
+        outcome.cpu_seconds = max(status.cpu_seconds, members.cpu_seconds())
         return outcome
+
+    @staticmethod
+    def _members(worker: Launched, cgroup: WorkerCgroup | None, token: str) -> Members:
+        """The worker's cgroup, joined before it reads its spec; else its process tree."""
+        if cgroup is not None:
+            if cgroup.join(worker.pid):
+                return CgroupMembers(cgroup)
+            cgroup.remove()
+        return ProcessTree.of(worker.pid, token, worker.reaper)
 
     def _send_spec(self, fd: int) -> None:
         try:
@@ -172,7 +178,7 @@ class _Monitor:
         except BrokenPipeError:
             pass  # the worker died before reading it; its exit status tells why
 
-    def _watch(self, worker: Launched, tree: ProcessTree, res_r: int, started: float) -> ExitStatus:
+    def _watch(self, worker: Launched, members: Members, res_r: int, running: float) -> ExitStatus:
         sel = selectors.DefaultSelector()
         splitters = {
             worker.stdout: LineSplitter(MAX_LINE, lambda line, cut: self.events.output("stdout", line, cut)),
@@ -184,65 +190,62 @@ class _Monitor:
             sel.register(fd, selectors.EVENT_READ)
         if worker.exit_fd is not None:
             sel.register(worker.exit_fd, selectors.EVENT_READ)  # wakes us the moment it ends
-        deadline = started + self.limits.timeout if self.limits.timeout else None
-        limit_bytes = int(self.limits.max_memory_mb * 1024 * 1024) if self.limits.max_memory_mb else None
-        kill_at: float | None = None
-        next_sample = 0.0
+        sel.register(self.cancel.fileno(), selectors.EVENT_READ)  # ... and the moment a stop is asked for
+        clock = _Clock(running, self.limits, polling=worker.exit_fd is None)
         try:
             while True:
                 now = time.monotonic()
-                if now >= next_sample:
-                    rss = tree.sample()
-                    next_sample = now + SAMPLE_INTERVAL
-                    if limit_bytes and rss > limit_bytes and self.stop_reason is None:
-                        self._stop("memory_limit", tree, now, hard=True, rss=rss)
-                        kill_at = now
+                if now >= clock.next_sample:
+                    self._check_memory(members, clock, now)
                 if self.stop_reason is None:
                     if self.cancel.is_set():
-                        kill_at = self._stop("cancelled", tree, now, hard=self.cancel.hard)
-                    elif deadline is not None and now >= deadline:
-                        kill_at = self._stop("timeout", tree, now)
-                elif self.cancel.hard and kill_at is not None and kill_at > now:
-                    kill_at = now
-                if kill_at is not None and now >= kill_at:
-                    tree.signal_all(signal.SIGKILL)
-                    kill_at = _KILL_SENT
-                if worker.exited() and (kill_at is None or kill_at == _KILL_SENT or not tree.survivors()):
+                        clock.kill_at = self._stop("cancelled", members, now, hard=self.cancel.hard)
+                    elif clock.deadline is not None and now >= clock.deadline:
+                        clock.kill_at = self._stop("timeout", members, now)
+                elif self.cancel.hard and now < clock.kill_at < _NEVER:
+                    clock.kill_at = now
+                if self.stop_reason is not None and self.cancel.fileno() in sel.get_map():
+                    sel.unregister(self.cancel.fileno())  # it stays readable; a hard stop is polled for
+                if now >= clock.kill_at:
+                    members.signal_all(signal.SIGKILL)
+                    clock.kill_at = _NEVER
+                if worker.exited() and (self.stop_reason is None or clock.kill_at == _NEVER
+                                        or not members.any_left()):
                     break  # (while stopping, what the worker started keeps its grace period too)
-                wait = next_sample - now
-                if self.stop_reason is None and deadline is not None:
-                    wait = min(wait, deadline - now)
-                if kill_at is not None:
-                    wait = min(wait, kill_at - now)
-                self._pump(sel, splitters, max(0.0, min(wait, 0.05 if worker.exit_fd is None else 1.0)))
+                self._pump(sel, splitters, clock.wait(now, stopping=self.stop_reason is not None))
             # The worker is gone; nothing it started may outlive it.
-            tree.adopt_orphans()
-            tree.signal_all(signal.SIGKILL)
+            members.claim_escaped()
+            members.signal_all(signal.SIGKILL)
             status = worker.wait()
-            self._drain(sel, splitters, tree)
-            tree.reap_adopted()
+            self._drain(sel, splitters, members)
         finally:
             sel.close()
         return status
 
-    def _stop(self, reason: FailureReason, tree: ProcessTree, now: float, hard: bool = False, rss: int = 0) -> float:
+    def _check_memory(self, members: Members, clock: "_Clock", now: float) -> None:
+        rss = members.sample()
+        clock.sampled(now)
+        if clock.limit_bytes and rss > clock.limit_bytes and self.stop_reason is None:
+            self._stop("memory_limit", members, now, hard=True, rss=rss)
+            clock.kill_at = now
+
+    def _stop(self, reason: FailureReason, members: Members, now: float, hard: bool = False, rss: int = 0) -> float:
         """Begin the cancellation contract; return when SIGKILL is due."""
         self.stop_reason = reason
         self.rss_at_stop = rss
-        tree.sample()  # know every current descendant: each keeps its grace even if the worker ends first
-        tree.adopt_orphans()  # escaped descendants get the same signals as the group
+        members.claim_escaped()  # every current member keeps its grace, even if the worker ends first
         if hard:
-            tree.signal_all(signal.SIGKILL)
-            return _KILL_SENT
-        tree.signal_all(signal.SIGTERM)
+            members.signal_all(signal.SIGKILL)
+            return _NEVER
+        members.signal_all(signal.SIGTERM)
         return now + self.limits.kill_grace
 
-    @staticmethod
-    def _pump(sel: selectors.BaseSelector, splitters: dict[int, LineSplitter], timeout: float) -> None:
+    def _pump(self, sel: selectors.BaseSelector, splitters: dict[int, LineSplitter], timeout: float) -> None:
         for key, _ in sel.select(timeout):
             fd = key.fd
-            if fd not in splitters:  # the exit fd: nothing to read, the loop checks exited()
-                sel.unregister(fd)
+            if fd not in splitters:  # the exit fd or the stop request: the loop looks at them
+                if fd != self.cancel.fileno():
+                    sel.unregister(fd)
                 continue
             try:
                 chunk = os.read(fd, 65536)
@@ -254,15 +257,17 @@ class _Monitor:
                 sel.unregister(fd)
                 splitters[fd].close()
 
-    def _drain(self, sel: selectors.BaseSelector, splitters: dict[int, LineSplitter], tree: ProcessTree) -> None:
+    def _drain(self, sel: selectors.BaseSelector, splitters: dict[int, LineSplitter], members: Members) -> None:
         """Relay what is left in the pipes; give up if a stray writer keeps them open."""
         give_up = time.monotonic() + _DRAIN_SECONDS
+        for fd in [fd for fd in sel.get_map() if fd not in splitters]:
+            sel.unregister(fd)  # the exit fd and the stop request: only the pipes are left to read
         while sel.get_map() and time.monotonic() < give_up:
             self._pump(sel, splitters, 0.05)
-            if sel.get_map():
-                tree.adopt_orphans()
-                tree.adopt_pipe_holders([fd for fd in sel.get_map() if fd in splitters])
-                tree.signal_all(signal.SIGKILL)
+            open_pipes = [fd for fd in sel.get_map() if fd in splitters]
+            if open_pipes:
+                members.claim_escaped(open_pipes)
+                members.signal_all(signal.SIGKILL)
         for key in list(sel.get_map().values()):
             if key.fd in splitters:
                 splitters[key.fd].close()

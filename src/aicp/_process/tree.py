@@ -1,71 +1,148 @@
 """The processes of one worker: who they are, how much they use, and how to stop them all.
 
-A step may start programs that leave the worker's process group (``setsid``,
-a double fork), drop its environment, or outlive it. docs/supervisor.md ("The
-cancellation contract") lists the ways they are found; each is done here:
-:meth:`ProcessTree.sample` (the tree, with memory and CPU), the environment
-token (:data:`TOKEN_VAR`, looked for by :meth:`ProcessTree.adopt_orphans` among
-the re-parented children in the CLI, and in every process through the Python
-API), :meth:`ProcessTree.adopt_pipe_holders`, and :func:`enable_subreaper`.
+Two mechanisms answer the same questions (:class:`Members`); docs/supervisor.md
+("What a step started: containment") states what each finds and what it cannot:
+
+* :class:`CgroupMembers`, where the run has cgroups (:mod:`aicp._process.cgroup`):
+  membership is the kernel's and exact; stopping is ``cgroup.kill``; memory and
+  CPU are the cgroup's counters. Nothing is scanned.
+* :class:`ProcessTree`, the fallback: the worker's tree walked through
+  ``/proc/<pid>/task/<tid>/children`` (no scan of every process), the
+  environment token (:data:`TOKEN_VAR`) among the subreaper's children (or
+  every process where orphans go to init), and the processes that still hold
+  the worker's pipes.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import psutil
+
+from aicp._process.cgroup import WorkerCgroup
+from aicp._worker.reaper import descendants
 
 TOKEN_VAR = "AICP_WORKER_TOKEN"
 
 
-def enable_subreaper() -> bool:
-    """Make this process adopt orphaned descendants (Linux), so none escape to init."""
-    if not sys.platform.startswith("linux"):
-        return False
-    import ctypes
+class Members(Protocol):
+    """Everything one worker started, as the monitor sees it."""
 
-    global _subreaper
-    PR_SET_CHILD_SUBREAPER = 36
-    libc = ctypes.CDLL(None, use_errno=True)
-    _subreaper = _subreaper or libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    return _subreaper
+    peak_rss: int
+
+    def sample(self) -> int:
+        """Refresh what is known; return the current resident memory of all members, in bytes."""
+
+    def cpu_seconds(self) -> float:
+        """CPU (user + system) used by the members so far, as far as is known."""
+
+    def signal_all(self, sig: int) -> None:
+        """Send ``sig`` to every member."""
+
+    def any_left(self) -> bool:
+        """Whether a member other than the (ended) worker is still running."""
+
+    def claim_escaped(self, pipe_fds: list[int] | None = None) -> None:
+        """Find members that left the worker's tree (and, given ``pipe_fds``, those holding its pipes)."""
+
+    def release(self) -> None:
+        """Kill what is left, reap what is ours, and let go of the members' bookkeeping."""
 
 
-_subreaper = False  # whether enable_subreaper() succeeded in this process
+@dataclass
+class CgroupMembers:
+    """A worker's members are its cgroup's: exact, with the kernel's counters."""
+
+    cgroup: WorkerCgroup
+    peak_rss: int = 0
+    _cpu: float = 0.0
+
+    def sample(self) -> int:
+        rss = self.cgroup.resident_bytes()
+        if rss is None:  # no memory controller: ask each (exactly known) member
+            rss = _resident(self.cgroup.pids())
+        self.peak_rss = max(self.peak_rss, rss)
+        return rss
+
+    def cpu_seconds(self) -> float:
+        cpu = self.cgroup.cpu_seconds()
+        self._cpu = max(self._cpu, cpu or 0.0)
+        return self._cpu
+
+    def signal_all(self, sig: int) -> None:
+        self.cgroup.signal(sig)
+
+    def any_left(self) -> bool:
+        return not self.cgroup.is_empty()
+
+    def claim_escaped(self, pipe_fds: list[int] | None = None) -> None:
+        pass  # nothing escapes a cgroup
+
+    def release(self) -> None:
+        self.cpu_seconds()  # the final figure, before the folder goes
+        self.cgroup.remove()
+
+
+def _resident(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            total += psutil.Process(pid).memory_info().rss
+        except psutil.Error:
+            continue
+    return total
 
 
 @dataclass
 class ProcessTree:
-    """The processes of one worker, as far as sampling and the token can tell."""
+    """The processes of one worker, as far as walking its tree and the token can tell.
+
+    ``reaper`` is the subreaper that orphans of this worker are re-parented to
+    (None: they go to init, so the token is looked for in every process).
+    """
 
     pgid: int
     root: psutil.Process | None  # None: the worker was already gone when we looked
     token: str
+    reaper: int | None = None
     seen: dict[int, psutil.Process] = field(default_factory=dict)
     cpu: dict[int, float] = field(default_factory=dict)
     peak_rss: int = 0
 
     @classmethod
-    def of(cls, pid: int, token: str) -> "ProcessTree":
+    def of(cls, pid: int, token: str, reaper: int | None = None) -> "ProcessTree":
         """The tree of worker ``pid`` (its process group has the same id)."""
         try:
             root: psutil.Process | None = psutil.Process(pid)
         except psutil.Error:
             root = None  # the worker was already gone when we looked
-        return cls(pid, root, token)
+        return cls(pid, root, token, reaper)
+
+    def _find_descendants(self) -> None:
+        if self.root is None:
+            return
+        pids = descendants(self.root.pid)
+        try:
+            if pids is None:  # no children files in /proc: psutil's scan of every process
+                procs = self.root.children(recursive=True)
+                pids = [p.pid for p in procs]
+                known = {p.pid: p for p in procs}
+            else:
+                known = {}
+            for pid in pids:
+                if pid not in self.seen:
+                    self.seen[pid] = known.get(pid) or psutil.Process(pid)
+        except psutil.Error:
+            pass
 
     def sample(self) -> int:
         """Refresh the member list; return the tree's total RSS in bytes."""
+        self._find_descendants()
         members = list(self.seen.items())
         if self.root is not None:
-            try:
-                for child in self.root.children(recursive=True):
-                    self.seen.setdefault(child.pid, child)
-            except psutil.Error:
-                pass
-            members = list(self.seen.items()) + [(self.root.pid, self.root)]
+            members.append((self.root.pid, self.root))
         total = 0
         for pid, proc in members:
             try:
@@ -78,17 +155,27 @@ class ProcessTree:
         self.peak_rss = max(self.peak_rss, total)
         return total
 
-    def adopt_orphans(self) -> None:
-        """Claim processes re-parented to us (as subreaper) that carry this worker's token.
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu.values())
 
-        Without the subreaper (the Python API in someone's process), escaped
-        descendants went to init: look for the token in every process instead.
+    def claim_escaped(self, pipe_fds: list[int] | None = None) -> None:
+        self._find_descendants()
+        self._adopt_orphans()
+        if pipe_fds:
+            self._adopt_pipe_holders(pipe_fds)
+
+    def _adopt_orphans(self) -> None:
+        """Claim processes re-parented to the subreaper that carry this worker's token.
+
+        Without a subreaper (the Python API in someone's process, spawned
+        workers), escaped descendants went to init: look for the token in every
+        process instead.
         """
-        if not _subreaper:
+        if self.reaper is None:
             self._adopt_by_token()
             return
         try:
-            children = psutil.Process().children()
+            children = psutil.Process(self.reaper).children()
         except psutil.Error:
             return
         for child in children:
@@ -116,7 +203,7 @@ class ProcessTree:
             except (OSError, psutil.Error):
                 continue
 
-    def adopt_pipe_holders(self, fds: list[int]) -> None:
+    def _adopt_pipe_holders(self, fds: list[int]) -> None:
         """Claim every process that holds one of these pipes (the worker's stdout, stderr, result).
 
         Only the step's own processes can hold them, token or not: this finds an
@@ -150,18 +237,16 @@ class ProcessTree:
             except psutil.Error:
                 pass
 
-    def survivors(self) -> list[psutil.Process]:
-        """The processes of the tree that are still running."""
-        alive = []
+    def any_left(self) -> bool:
         for proc in self.seen.values():
             try:
                 if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(proc)
+                    return True
             except psutil.Error:
                 continue
-        return alive
+        return False
 
-    def reap_adopted(self) -> None:
+    def release(self) -> None:
         """Collect the exit status of orphans that were re-parented to us, so no zombie stays."""
         me = os.getpid()
         for proc in self.seen.values():

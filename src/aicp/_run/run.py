@@ -26,7 +26,7 @@ from aicp._chain.model import Chain
 from aicp._chain.steptypes import path_like
 from aicp._errors import AicpError, UsageError, printable
 from aicp._events import EventLog, Observer
-from aicp._process.monitor import Cancel
+from aicp._process.cancel import Cancel
 from aicp._redact import Redactor
 from aicp._run.record import Journal, RunRecord, open_record
 from aicp._run.results import ChainResult

@@ -15,13 +15,12 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, cast
 
-import psutil
-
 from aicp._chain.model import Chain, Step
 from aicp._errors import ExitCode
 from aicp._events import EventLog
 from aicp._process.launch import Launcher
-from aicp._process.monitor import Cancel, Limits, Outcome, WorkerEvents, run_worker
+from aicp._process.cancel import Cancel
+from aicp._process.monitor import Limits, Outcome, WorkerEvents, run_worker
 from aicp._run.record import Journal, save_intermediate
 from aicp._run.results import ChainResult, OutputEntry, StepResult, output_entry
 from aicp._chain.steptypes import PREVIOUS, kind_of, made_available, takes_from
@@ -44,22 +43,6 @@ class _RunStepFailed(Exception):
         self.reason = reason
 
 
-class _LinkedCancel(Cancel):
-    """A group's own stop request, which the run-wide one also triggers."""
-
-    def __init__(self, parent: Cancel) -> None:
-        super().__init__()
-        self.parent = parent
-
-    def is_set(self) -> bool:
-        if self.parent.is_set() and not super().is_set():
-            self.set(self.parent.message, self.parent.hard)
-        return super().is_set()
-
-    def set(self, message: str, hard: bool = False, exit_code: int | None = None) -> None:
-        super().set(message, hard or self.parent.hard, exit_code)
-
-
 class Supervisor:
     """Runs one chain. ``cancel`` is shared with whoever handles signals."""
 
@@ -80,16 +63,23 @@ class Supervisor:
 
     def run(self, chain_input: Any) -> ChainResult:
         try:
-            return self._run(chain_input)
+            result = self._run(chain_input)
         finally:
             self.launcher.close()
+        if self.cancel.is_set() and result.exit_code != self.cancel.exit_code:
+            # stopped after the last step ended (while tearing down): the run still ends as the signal says
+            result.success = False
+            result.error = result.error or self.cancel.message
+            result.exit_code = self.cancel.exit_code
+        return result
 
     def _run(self, chain_input: Any) -> ChainResult:
         chain = self.chain
         started = self.events.started
         self.events.emit("pipeline_start", name=chain.name, total_steps=len(chain.steps),
                          config=chain.source, description=chain.description or None,
-                         estimated_cost=round(chain.estimated_cost, 6))
+                         estimated_cost=round(chain.estimated_cost, 6),
+                         containment=self.launcher.containment)
         for warning in chain.warnings:
             self.events.emit("warning", message=warning)
         for step in chain.disabled_steps:
@@ -116,8 +106,7 @@ class Supervisor:
                 self.journal.failed(str(index), step, step_input, str(exc))
                 break
             finally:
-                if self.reap_strays:
-                    _reap_strays(spare=self.launcher.helper_pids)
+                self.launcher.sweep(own_children=self.reap_strays)
             completed += 1
             total_cost += result["cost"]
             results.append(result)
@@ -285,8 +274,15 @@ class Supervisor:
         self.events.emit("step_start", step=index, type=group.type, model=None, name=group.name,
                          members=len(members), max_workers=group.max_workers,
                          merge_strategy=group.merge_strategy)
+        cancel = self.cancel.linked()  # the group's own stop request; the run's also sets it
+        try:
+            return self._run_members(index, group, members, step_input, latest, cancel)
+        finally:
+            cancel.close()
+
+    def _run_members(self, index: int, group: Step, members: list[tuple[int, Step]], step_input: Any,
+                     latest: dict[str, Any], cancel: Cancel) -> StepResult:
         started = time.monotonic()
-        cancel = _LinkedCancel(self.cancel)
         # Fan-out: a list with one item per member (the tiles of split_image) gives member i item i.
         fan_out = isinstance(step_input, list) and len(step_input) == len(members)
         member_inputs = {j: self._input_for(m, step_input[k] if fan_out else step_input, latest)
@@ -329,7 +325,7 @@ class Supervisor:
             }
             pending = set(futures)
             while pending:
-                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)  # (signals still run their handlers)
                 for future in done:
                     j = futures[future]
                     try:
@@ -384,23 +380,3 @@ def _key(index: int, member: int | None) -> str:
 
 def _elapsed(started: float) -> float:
     return time.monotonic() - started
-
-
-def _reap_strays(spare: set[int]) -> None:
-    """Kill and reap any child left between steps (orphans re-parented to us as subreaper)."""
-    try:
-        strays = [p for p in psutil.Process().children() if p.pid not in spare]
-    except psutil.Error:
-        return
-    for proc in strays:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return

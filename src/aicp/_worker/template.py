@@ -7,6 +7,12 @@ pipes as fds 0-2 and the private channels, and enters :func:`aicp._worker.main.m
 exactly as a freshly started interpreter would. The template collects its
 children's exit status and resource usage and reports them, and exits when
 the supervisor's end of the socket closes.
+
+It is also the run's last-resort reaper: a child subreaper (orphans a step
+leaves come to it, not to init), told the run's cgroup folders in its argv.
+When the socket closes, which happens however aicp ends (kill -9 included),
+it kills those cgroups and every process left under it, removes the folders,
+and only then exits (see :mod:`aicp._worker.reaper`).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import socket
 import sys
 
 import aicp._worker.main  # the point of the template: these imports are paid once per run
+from aicp._worker.reaper import enable_subreaper, kill_and_remove, kill_descendants, reap_children
 from aicp._worker.protocol import EXIT_NOT_STARTED, TEMPLATE_FDS, exit_reply, pid_reply, read_template_request
 import aicp.steps.command_step  # noqa: F401
 import aicp.steps.python_step  # noqa: F401
@@ -56,20 +63,26 @@ def _fork_worker(sock: socket.socket, wake: tuple[int, int], fds: array.array[in
         os._exit(EXIT_NOT_STARTED)
 
 
-def _report_exits(sock: socket.socket) -> None:
-    while True:
-        try:
-            pid, status, usage = os.wait4(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        sock.send(exit_reply(pid, os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime,
-                             usage.ru_maxrss * 1024))
+def _report_exits(sock: socket.socket, workers: set[int]) -> None:
+    """Reap every ended child; report the workers' (adopted orphans are only reaped)."""
+    for record in reap_children():
+        if record[0] in workers:
+            workers.discard(record[0])
+            sock.send(exit_reply(*record))
+
+
+def _last_rites(cgroup_folders: list[str]) -> None:
+    """The supervisor is gone: end everything the run started, then remove its cgroups."""
+    for folder in cgroup_folders:
+        kill_and_remove(folder)
+    kill_descendants(os.getpid())
 
 
 def main() -> None:
     sock = socket.socket(fileno=int(sys.argv[1]))
+    cgroup_folders = sys.argv[2:]
+    enable_subreaper()
+    workers: set[int] = set()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
@@ -99,8 +112,11 @@ def main() -> None:
                     if len(fds) == TEMPLATE_FDS else -errno.EINVAL
                 for fd in fds:
                     os.close(fd)
+                if pid > 0:
+                    workers.add(pid)
                 sock.send(pid_reply(pid))
-            _report_exits(sock)
+            _report_exits(sock, workers)
     except OSError:
         pass  # the supervisor is gone
+    _last_rites(cgroup_folders)
     os._exit(0)

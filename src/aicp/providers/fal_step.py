@@ -139,6 +139,21 @@ def run_queued(ctx: Any, provider: str, connect: Callable[[str], QueueClient]) -
     }
 
 
+def _shape(body: dict[str, Any], model: Model) -> None:
+    """The model's own forms of the common params: its duration type, its size names, its mode switch."""
+    if body.get("duration") is not None and model.duration:
+        seconds = seconds_of(body["duration"])
+        body["duration"] = {"int": seconds, "str": str(seconds), "s": f"{seconds}s"}[model.duration]
+    if model.sizes and "aspect_ratio" in body:
+        ratio = body.pop("aspect_ratio")
+        body[model.size_field] = model.sizes.get(ratio, ratio)
+    if model.switch and model.switch[0] not in body:
+        mode_field, modes = model.switch
+        body[mode_field] = next((mode for name, mode in modes.items() if name in body), None)
+        if body[mode_field] is None:
+            del body[mode_field]
+
+
 class _Request:
     """One request for one input value (a list input, as from split_image, makes several)."""
 
@@ -223,16 +238,7 @@ class _Request:
         model = self.model
         params = {k: v for k, v in self.ctx.params.items() if k not in model.unsent}
         body: dict[str, Any] = {**model.io.defaults, **model.defaults}
-        if self.value is None or self.value == "":
-            raise StepFailed(f"{self.ctx.type} got no input")
-        field = model.request_input_field
-        if model.io.input_field in ("prompt", "text"):
-            body[field] = str(self.value)
-        elif _is_list_field(field):
-            values = self.value if isinstance(self.value, list) else [self.value]
-            body[field] = [self.file_url(v, "input") for v in values]
-        else:
-            body[field] = self.file_url(self.value, "input")
+        self.put_input(body)
         if model.default_prompt is not None:
             body["prompt"] = params.pop("prompt", None) or self.ctx.latest.get("text") or model.default_prompt
         for name, kind in model.takes.items():
@@ -240,17 +246,26 @@ class _Request:
                 body[name] = self.from_flow(name, kind)
         for name, value in params.items():
             body[model.renames.get(name, name)] = value
-        if body.get("duration") is not None and model.duration:
-            seconds = seconds_of(body["duration"])
-            body["duration"] = {"int": seconds, "str": str(seconds), "s": f"{seconds}s"}[model.duration]
-        if model.sizes and "aspect_ratio" in body:
-            ratio = body.pop("aspect_ratio")
-            body[model.size_field] = model.sizes.get(ratio, ratio)
-        if model.switch and model.switch[0] not in body:
-            mode_field, modes = model.switch
-            body[mode_field] = next((mode for name, mode in modes.items() if name in body), None)
-            if body[mode_field] is None:
-                del body[mode_field]
+        _shape(body, model)
+        self.upload_files(body)
+        return body
+
+    def put_input(self, body: dict[str, Any]) -> None:
+        """The step's input into the model's input field: text as it is, files as URLs."""
+        if self.value is None or self.value == "":
+            raise StepFailed(f"{self.ctx.type} got no input")
+        field = self.model.request_input_field
+        if self.model.io.input_field in ("prompt", "text"):
+            body[field] = str(self.value)
+        elif _is_list_field(field):
+            values = self.value if isinstance(self.value, list) else [self.value]
+            body[field] = [self.file_url(v, "input") for v in values]
+        else:
+            body[field] = self.file_url(self.value, "input")
+
+    def upload_files(self, body: dict[str, Any]) -> None:
+        """Every ``*_url`` (or list-of-URLs) param that names a local file becomes an uploaded URL."""
+        field = self.model.request_input_field
         for name, value in list(body.items()):
             if name == field:
                 continue
@@ -258,7 +273,6 @@ class _Request:
                 body[name] = self.file_url(value, f"params.{name}")
             elif _is_list_field(name) and isinstance(value, list):
                 body[name] = [self.file_url(v, f"params.{name}") for v in value]
-        return body
 
     def from_flow(self, name: str, kind: str) -> Any:
         """A request field the model fills from the chain: the latest output of ``kind`` (text as it is)."""
