@@ -91,11 +91,6 @@ CMD = "params: {run: echo hi}"
 
 CASES = [
     # id, chain text, field path, position marker, message fragments
-    ("name-missing", f"""
-        steps:
-          - type: command
-            {CMD}
-     """, None, "steps:", ["'name' is required"]),
     ("name-empty", f"""
         name: ""
         steps:
@@ -593,7 +588,6 @@ def test_syntax_error_in_stream_mode(aicp, write_chain):
 def test_unknown_top_level_key_is_kept_with_a_warning(aicp, write_chain):
     write_chain(f"""
         name: x
-        promt: a typo'd prompt key
         author: someone
         steps:
           - type: command
@@ -601,12 +595,44 @@ def test_unknown_top_level_key_is_kept_with_a_warning(aicp, write_chain):
     """)
     run = aicp("validate", "--config", "chain.yaml", "--json")
     assert run.returncode == 0, run.stderr
-    warnings = run.result["data"]["warnings"]
-    assert any("'promt'" in w and "did you mean 'prompt'" in w for w in warnings), warnings
-    assert any("'author'" in w for w in warnings), warnings
+    data = run.result["data"]
+    assert data["valid"] is True
+    assert any("'author'" in w for w in data["warnings"]), data["warnings"]
+    assert [(p["path"], p["line"], p["column"], p["severity"]) for p in data["problems"]] == \
+        [("author", 2, 1, "warning")]
     human = aicp("validate", "--config", "chain.yaml")
     assert human.returncode == 0
     assert "warning:" in human.stdout and "'author'" in human.stdout
+
+
+@pytest.mark.parametrize("typo, meant", [("promt", "prompt"), ("descripton", "description"),
+                                         ("output_dr", "output_dir"), ("max_cots", "max_cost"),
+                                         ("input_tpye", "input_type"), ("save_intermediate", "save_intermediates")])
+def test_a_top_level_typo_is_an_error_with_did_you_mean(aicp, write_chain, typo, meant):
+    text = f"""
+        name: x
+        {typo}: something
+        steps:
+          - type: command
+            {CMD}
+    """
+    line = check_error(aicp, write_chain, text, typo, f"{typo}:", f"unknown top-level key '{typo}'",
+                       f"did you mean '{meant}'")
+    assert line.startswith("error: chain.yaml:2:1: ")
+
+
+def test_misspelt_steps_gives_both_errors(aicp, write_chain):
+    write_chain(f"""
+        name: x
+        stpes:
+          - type: command
+            {CMD}
+    """)
+    run = aicp("validate", "--config", "chain.yaml")
+    assert run.returncode == 2
+    assert run.stderr.splitlines() == [
+        "error: chain.yaml:1:1: 'steps' is required",
+        "error: chain.yaml:2:1: stpes: unknown top-level key 'stpes' (did you mean 'steps'?)"]
 
 
 def test_chain_defaults_are_accepted_and_used(aicp, write_chain):

@@ -118,7 +118,10 @@ def assert_refused_before_the_run(cwd: Path, chain: Path, option: str, place: Pa
         done = aicp(cwd, "run-chain", "-c", str(chain), option, str(place), *mode, prefix=prefix)
         assert done.returncode == 3, done.stderr
         lines = done.stderr.decode().splitlines()
-        errors = [line for line in lines if line.startswith("error: ")]
+        if mode == ["--stream"]:  # stderr is JSON lines only: the error is an event
+            errors = [str(e.get("message")) for e in map(json.loads, lines) if e["event"] == "error"]
+        else:
+            errors = [line for line in lines if line.startswith("error: ")]
         assert len(errors) == 1 and str(place) in errors[0] and words in errors[0], lines
         if mode == ["--stream"]:
             [result] = done.stdout.decode().splitlines()

@@ -263,7 +263,9 @@ def test_pipeline_complete_fields(rich):
     assert isinstance(result["total_time"], float) and result["total_time"] > 0
     assert result["error"] is None
     assert result["exit_code"] == 0
-    assert list(result["outputs"]) == ["step_1_python", "step_2_python", "step_3_parallel_group"]
+    # one entry per step, then "final": the last step's entry again (the seed's .outputs.final.path)
+    assert list(result["outputs"]) == ["step_1_python", "step_2_python", "step_3_parallel_group", "final"]
+    assert result["outputs"]["final"] == result["outputs"]["step_3_parallel_group"]
     assert result["outputs"]["step_1_python"]["text"] == "HELLO"
 
 

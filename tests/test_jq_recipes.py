@@ -16,12 +16,12 @@ needs_jq = pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not inst
 
 BIN = Path(sys.executable).parent
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "events.md"
-# Exactly as documented (docs/events.md, "jq recipes"); p.yaml is the test's chain.
+# Exactly as documented (docs/events.md, "jq recipes"), the seed's four; pipeline.yaml is the test's chain.
 RECIPES = [
-    """aicp run-chain --config p.yaml --stream 2>/dev/null | jq '.outputs'""",
-    """aicp run-chain --config p.yaml --stream 2>progress.jsonl | jq -r '.outputs'""",
-    """aicp run-chain --config p.yaml --stream 2>&1 >/dev/null | jq -r '"[\\(.elapsed_seconds)s] \\(.event): step \\(.step // "N/A")"'""",
-    """aicp run-chain --config p.yaml --stream 2>&1 >/dev/null | jq -r 'select(.event == "step_complete") | "Step \\(.step): $\\(.cost)"'""",
+    """aicp run-chain --config pipeline.yaml --stream 2>/dev/null | jq '.outputs'""",
+    """aicp run-chain --config pipeline.yaml --stream 2>progress.jsonl | jq -r '.outputs.final.path'""",
+    """aicp run-chain --config pipeline.yaml --stream 2>&1 >/dev/null | jq -r '"[\\(.elapsed_seconds)s] \\(.event): step \\(.step // "N/A")"'""",
+    """aicp run-chain --config pipeline.yaml --stream 2>&1 >/dev/null | jq -r 'select(.event == "step_complete") | "Step \\(.step): $\\(.cost)"'""",
 ]
 CHAIN = """
     name: jq demo
@@ -31,17 +31,26 @@ CHAIN = """
         params: {argv: [echo, "first {input}"]}
       - type: python
         params: {function: "jqmod:shout"}
+      - type: python
+        params: {function: "jqmod:picture"}
 """
 MODULE = """
     def shout(ctx):
         ctx.progress(0.5, "halfway")
         return {"output": ctx.input.upper(), "cost": 0.25}
+
+    def picture(ctx):
+        from PIL import Image
+
+        with ctx.atomic_output("png") as tmp:
+            Image.new("RGB", (4, 4), "red").save(tmp, format="PNG")
+        return str(ctx.output_path("png"))
 """
 
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
-    (tmp_path / "p.yaml").write_text(textwrap.dedent(CHAIN).lstrip())
+    (tmp_path / "pipeline.yaml").write_text(textwrap.dedent(CHAIN).lstrip())
     (tmp_path / "jqmod.py").write_text(textwrap.dedent(MODULE).lstrip())
     return tmp_path
 
@@ -61,13 +70,16 @@ def test_outputs_of_the_result(folder):
     outputs = json.loads(proc.stdout)
     assert outputs["step_1_command"]["text"] == "first hello"
     assert outputs["step_2_python"]["text"] == "FIRST HELLO"
+    assert outputs["final"] == outputs["step_3_python"]
 
 
 @needs_jq
-def test_progress_to_a_file_outputs_to_jq(folder):
+def test_progress_to_a_file_final_path_to_jq(folder):
     proc = shell(RECIPES[1], folder)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["step_2_python"]["text"] == "FIRST HELLO"
+    final = Path(proc.stdout.strip())
+    assert final == folder / "output" / "step_3_python.png"  # the last step's file, numbered as its key
+    assert final.read_bytes().startswith(b"\x89PNG")
     events = [json.loads(line) for line in (folder / "progress.jsonl").read_text().splitlines()]
     assert events[0]["event"] == "pipeline_start"
     assert "pipeline_complete" not in {e["event"] for e in events}
@@ -93,7 +105,7 @@ def test_progress_lines_from_stderr(folder):
 def test_cost_per_completed_step(folder):
     proc = shell(RECIPES[3], folder)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == ["Step 0: $0", "Step 1: $0.25"]
+    assert proc.stdout.splitlines() == ["Step 0: $0", "Step 1: $0.25", "Step 2: $0"]
 
 
 def test_the_recipes_are_the_documented_ones():

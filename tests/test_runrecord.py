@@ -310,8 +310,8 @@ def test_sigkill_of_aicp_mid_step_then_resume(here: Here, mode: str) -> None:
     shown = here.cli("runs", "show", run_id, "--config", str(here.chain), "--json")
     assert shown.result["data"]["status"] == "interrupted"  # its process is gone: the lock says so
     assert "2" not in manifest["steps"]
-    final = here.out / "step_2_python.dat"
-    part = [p.name for p in here.out.glob(".step_2_python.part*")]
+    final = here.out / "step_3_python.dat"
+    part = [p.name for p in here.out.glob(".step_3_python.part*")]
     if mode == "atomic":
         assert not final.exists() and part, "an atomic output appeared under its final name"
     else:
@@ -497,9 +497,9 @@ def test_changed_step_runs_again_with_everything_after_it(here: Here) -> None:
     assert started(changed) == [(1, None), (2, None)]
     assert here.counts() == {"a": 1, "b": 2, "c": 2}
     after = outputs_of(here.out)
-    assert after["step_0_python.dat"] == before["step_0_python.dat"]
-    assert after["step_1_python.dat"] != before["step_1_python.dat"]
+    assert after["step_1_python.dat"] == before["step_1_python.dat"]
     assert after["step_2_python.dat"] != before["step_2_python.dat"]
+    assert after["step_3_python.dat"] != before["step_3_python.dat"]
 
     # a different chain input changes the first step's input: everything runs
     other = here.run("--resume", "--input-text", "something else")
@@ -542,7 +542,7 @@ def test_output_deleted_or_modified_runs_that_step_again(here: Here, damage: str
     here.write("damage", [step("a"), step("b"), step("c")])
     assert here.run().returncode == 0
     before = outputs_of(here.out)
-    path = here.out / f"step_{victim}_python.dat"
+    path = here.out / f"step_{victim + 1}_python.dat"
     if damage == "delete":
         path.unlink()
     elif damage == "modify":
@@ -564,7 +564,7 @@ def test_a_text_output_naming_a_file_is_checked_too(here: Here) -> None:
     still counts as the step's output, so deleting it must not let the step be reused."""
     here.write("undeclared", [step("a"), step("b", declare=False, ext="json")])
     assert here.run().returncode == 0
-    output = here.out / "step_1_python.json"
+    output = here.out / "step_2_python.json"  # the second step's file: numbered from 1, as its output key
     output.unlink()
     resumed = here.run("--resume")
     assert resumed.returncode == 0
@@ -1008,9 +1008,11 @@ def test_first_success_group_with_a_reusable_member_starts_no_member(tmp_path: P
 
 
 def test_the_recorded_chain_has_its_secrets_masked(tmp_path: Path, aicp) -> None:
+    # a python step's params are the function's own (open), so any param name may carry a secret
+    (tmp_path / "secretmod.py").write_text("def run(ctx):\n    return 'ok'\n")
     (tmp_path / "chain.yaml").write_text(
         "name: secretive\nprompt: hi\nsteps:\n"
-        "  - {type: command, params: {argv: [echo, ok], api_key: sk-live-abcdef123456}}\n")
+        "  - {type: python, params: {function: 'secretmod:run', api_key: sk-live-abcdef123456}}\n")
     run = aicp("run-chain", "--config", "chain.yaml", "--stream")
     assert run.returncode == 0, run.stderr
     record = next((tmp_path / "output" / "runs").iterdir())

@@ -864,7 +864,7 @@ def test_disabled_steps_are_skipped_and_not_counted(env):
     assert result["total_steps"] == 2 and result["steps_completed"] == 2
     assert run.of("pipeline_start")[0]["total_steps"] == 2
     assert not (env.dir / "disabled_ran").exists() and not (env.dir / "disabled_member_ran").exists()
-    assert sorted(result["outputs"]) == ["step_1_python", "step_2_parallel_group"]
+    assert sorted(result["outputs"]) == ["final", "step_1_python", "step_2_parallel_group"]
     group_start = [s for s in starts(run) if s["type"] == "parallel_group"][0]
     assert group_start["step"] == 1 and group_start["members"] == 1
     assert [e["output"] for e in run.of("step_complete")] == ["one", "ONE", ["ONE"]]

@@ -123,9 +123,11 @@ class StepContext:
 
         """The predictable name of this step's output: ``step_{n}_{type}{suffix}.{ext}``.
 
-        Members of a parallel group get ``step_{n}_{member}_{type}...`` so they never collide.
+        ``n`` counts from 1, as the result's output keys (``step_{n}_{type}``) and the
+        human view do (``self.step`` is the 0-based index events carry). Members of a
+        parallel group get ``step_{n}_{m}_{type}...`` (``m`` from 1 too) so they never collide.
         """
-        stem = f"step_{self.step}" if self.member is None else f"step_{self.step}_{self.member}"
+        stem = f"step_{self.step + 1}" if self.member is None else f"step_{self.step + 1}_{self.member + 1}"
         return Path(self._output_dir) / f"{stem}_{self.type}{suffix}.{ext.lstrip('.')}"
 
     def atomic_output(self, ext: str, suffix: str = "") -> AtomicOutput:

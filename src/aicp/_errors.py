@@ -65,14 +65,62 @@ class UsageError(AicpError):
     exit_code = ExitCode.INVALID
 
 
+class Problem:
+    """One finding about a chain, positioned: ``chain.yaml:7:5: steps[2].timeout: message``.
+
+    ``severity`` is ``error`` (the chain will not run) or ``warning``. A plain
+    class, not a dataclass: this module is imported by ``aicp --version``.
+    """
+
+    __slots__ = ("file", "line", "column", "path", "message", "severity")
+
+    def __init__(self, file: str, line: int | None, column: int | None, path: str, message: str,
+                 severity: str = "error") -> None:
+        self.file, self.line, self.column, self.path = file, line, column, path
+        self.message, self.severity = message, severity
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}" if self.line is not None else self.file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+    def __repr__(self) -> str:
+        return f"Problem({str(self)!r}, {self.severity!r})"
+
+    def sort_key(self) -> tuple[int, int, str]:
+        return (self.line or 0, self.column or 0, self.path)
+
+    def as_dict(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+MAX_SHOWN = 50  # errors printed; the rest are counted
+
+
 class ChainError(AicpError):
     """The chain file is not valid: syntax, schema or type flow.
 
     The message already names the file, the position and the field, in the
     form editors and CI annotations understand: ``chain.yaml:7:5: steps[2].timeout: ...``.
+    A chain with several mistakes carries them all in ``problems`` (sorted by
+    position); the message then has one line per error, at most
+    :data:`MAX_SHOWN`, and a count of the rest.
     """
 
     exit_code = ExitCode.INVALID
+
+    def __init__(self, message: str, problems: list[Problem] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems if problems is not None else []
+
+    @classmethod
+    def of(cls, problems: list[Problem]) -> "ChainError":
+        """The error for every ``error`` among ``problems`` (there must be at least one)."""
+        errors = sorted((p for p in problems if p.severity == "error"), key=Problem.sort_key)
+        lines = [str(p) for p in errors[:MAX_SHOWN]]
+        if len(errors) > MAX_SHOWN:
+            rest = len(errors) - MAX_SHOWN
+            lines.append(f"... and {rest} more error{'s' if rest > 1 else ''} ({len(errors)} in all)")
+        return cls("\n".join(lines), sorted(problems, key=Problem.sort_key))
 
 
 class MissingInputError(AicpError):

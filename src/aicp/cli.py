@@ -34,7 +34,7 @@ examples:
 
 
 def _global_flags(parser: "Any", suppress: bool) -> None:
-    """--json/--quiet/--debug, accepted before or after the subcommand."""
+    """--json/--quiet/--debug and the directories, accepted before or after the subcommand."""
     import argparse
 
     default = argparse.SUPPRESS if suppress else False
@@ -45,6 +45,29 @@ def _global_flags(parser: "Any", suppress: bool) -> None:
                        help="print nothing but errors and the result")
     group.add_argument("--debug", action="store_true", default=default,
                        help="print tracebacks for errors on stderr")
+    from aicp._commands.dirs import XDG_FLAGS
+
+    none = argparse.SUPPRESS if suppress else None
+    group.add_argument("--base-dir", metavar="DIR", default=none,
+                       help="relative output folders (the chain's output_dir, --output-dir) "
+                            "resolve against DIR instead of the current directory")
+    for name, variable in XDG_FLAGS.items():
+        group.add_argument(f"--{name}-dir", metavar="DIR", default=none,
+                           help=f"set {variable} for the run and its steps (the AI Content Pipeline "
+                                "tool's flag; aicp itself keeps nothing there)")
+
+
+def _usd(text: str) -> float:
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an amount in USD, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be an amount >= 0, got {text!r}")
+    return value
 
 
 def build_parser() -> "Any":
@@ -76,10 +99,11 @@ def build_parser() -> "Any":
                   "result is one JSON line on stdout (also when the chain is invalid).")
     run.add_argument("--config", "-c", required=True, metavar="FILE",
                      help="the chain file (YAML or JSON); '-' reads it from stdin")
-    source = run.add_mutually_exclusive_group()
-    source.add_argument("--input-text", metavar="TEXT", help="the chain's input text (instead of its prompt)")
-    source.add_argument("--prompt-file", metavar="FILE", help="read the input text from FILE")
-    source.add_argument("--input", metavar="FILE", help="an input file (image, video, audio or text); '-' reads text from stdin")
+    run.add_argument("--input-text", metavar="TEXT", help="the chain's input text (instead of its prompt)")
+    run.add_argument("--prompt-file", metavar="FILE", help="read the input text from FILE (--input-text wins)")
+    run.add_argument("--input", metavar="FILE",
+                     help="an input file (image, video, audio or text); '-' reads text from stdin "
+                          "(wins over --input-text and --prompt-file, as in the old tool)")
     run.add_argument("--stream", action="store_true",
                      help="JSON events on stderr, the final result as one JSON line on stdout")
     run.add_argument("--log-file", metavar="PATH", help="also append every JSON event to PATH (any mode)")
@@ -90,6 +114,10 @@ def build_parser() -> "Any":
     run.add_argument("--output-dir", metavar="DIR", help="write outputs here instead of the chain's output_dir")
     run.add_argument("--no-confirm", "--yes", "-y", dest="no_confirm", action="store_true",
                      help="never ask before a run with a cost estimate above zero")
+    run.add_argument("--max-cost", metavar="USD", type=_usd,
+                     help="budget: a step whose estimate would take the run past it does not start "
+                          "(exit 5, reason budget); overrides the chain's max_cost")
+    run.add_argument("--save-json", metavar="FILE", help=argparse.SUPPRESS)  # deprecated in the old tool
     run.add_argument("--resume", nargs="?", const="latest", metavar="RUN_ID",
                      help="continue an earlier run of this chain (default: the latest): steps whose "
                           "definition, input and recorded outputs are unchanged are reused")
@@ -155,18 +183,26 @@ def build_parser() -> "Any":
             p.add_argument("--follow", "-f", action="store_true", help="keep printing until every job has ended")
 
     validate = command("validate", "validate a chain and print its plan",
-                       "Validate a chain without running it and print the normalised plan:\n"
-                       "steps, types, models, timeouts and estimated cost.")
+                       "Validate a chain without running it: every mistake at once, each as\n"
+                       "FILE:LINE:COL: PATH: MESSAGE (sorted, at most 50 shown), then whether it\n"
+                       "will run here (files it names, executors, credentials). Valid: print the\n"
+                       "normalised plan (steps, types, models, timeouts, estimated cost).")
     validate.add_argument("--config", "-c", required=True, metavar="FILE",
                           help="the chain file (YAML or JSON); '-' reads it from stdin")
+    validate.add_argument("--offline", action="store_true",
+                          help="do not check credentials (for CI of chain repositories)")
 
-    command("list-steps", "list the step types, what each takes and produces, and its executors")
+    steps = command("list-steps", "list the step types, what each takes and produces, and its executors")
+    steps.add_argument("--params", action="store_true",
+                       help="also every executor's params: type, range or choices, default, required; "
+                            "the old tool's params accepted and not used are marked")
 
     models = command("list-models", "list every model: its step type, provider, endpoint and price",
                      "List every model: its step type, provider, endpoint and price (USD per request).\n"
                      "fal models need FAL_KEY; AICP_FAL_QUEUE_URL replaces https://queue.fal.run\n"
                      "(a proxy, a test server) and AICP_FAL_REST_URL fal's storage host.")
     models.add_argument("--type", metavar="TYPE", help="only the models of this step type")
+    models.add_argument("--params", action="store_true", help="also each model's params (as list-steps --params)")
 
     estimate = command("estimate-cost", "estimate what a chain will cost, step by step (no network)")
     estimate.add_argument("--config", "-c", required=True, metavar="FILE",
@@ -196,8 +232,14 @@ def build_parser() -> "Any":
     view.add_argument("--follow", "-f", action="store_true",
                       help="keep reading FILE as a run writes it, until the run ends")
 
-    schema = command("schema", "print the JSON Schema of the event stream")
-    schema.add_argument("what", choices=["events"], help="which schema")
+    schema = command("schema", "print a JSON Schema (draft 2020-12): of the event stream, or of chain files",
+                     "Print a JSON Schema (draft 2020-12).\n"
+                     "  events: every event of the stream (--stream, --log-file)\n"
+                     "  chain:  chain files, generated from the step types, models and params;\n"
+                     "          save it and point your editor's YAML language server at it:\n"
+                     "          aicp schema chain > chain.schema.json, then start a chain file with\n"
+                     "          # yaml-language-server: $schema=chain.schema.json")
+    schema.add_argument("what", choices=["events", "chain"], help="which schema")
     return parser
 
 
@@ -259,7 +301,8 @@ def main(argv: "Sequence[str] | None" = None) -> "NoReturn":
             code = _parse_and_run(args_list, invocation)
             _interrupt.hold()
         except AicpError as exc:
-            code = _failed(invocation, exc.message, exc.exit_code, reported=exc.reported)
+            code = _failed(invocation, exc.message, exc.exit_code, reported=exc.reported,
+                               problems=getattr(exc, "problems", None))
         except KeyboardInterrupt:
             code = _failed(invocation, "interrupted", ExitCode.INTERRUPTED)
         except Exception as exc:  # noqa: BLE001 - the last line of defence: a bug, reported as such
@@ -295,10 +338,15 @@ def _parse_and_run(args_list: "list[str]", invocation: "Invocation") -> int:
         parser.print_help(sys.stderr)
         return ExitCode.INVALID
     args.invocation = invocation  # run-chain marks when its result line is out
+    if args.command != "run-chain":  # run-chain does it itself: its failures have a result line
+        from aicp._commands.dirs import apply_directories
+
+        apply_directories(args)
     return _dispatch(args.command, args)
 
 
-def _failed(invocation: "Invocation", message: str, exit_code: int, reported: bool = False) -> int:
+def _failed(invocation: "Invocation", message: str, exit_code: int, reported: bool = False,
+            problems: "list[Any] | None" = None) -> int:
     """Tell a failure once, in the form the invocation asked for; a signal now changes nothing.
     ``reported``: the command already ended its stream with this failure."""
     _interrupt.hold()
@@ -307,7 +355,7 @@ def _failed(invocation: "Invocation", message: str, exit_code: int, reported: bo
         import traceback
 
         trace = traceback.format_exc()
-    invocation.fail(message, int(exit_code), trace, reported=reported)
+    invocation.fail(message, int(exit_code), trace, reported=reported, problems=problems)
     return int(exit_code)
 
 

@@ -166,7 +166,7 @@ def test_validation_and_listing_never_import_the_http_library(tmp_path):
     code = textwrap.dedent(f"""
         import sys
         from aicp import cli
-        for argv in (["validate", "-c", {str(chain)!r}], ["estimate-cost", "-c", {str(chain)!r}], ["list-models"]):
+        for argv in (["validate", "--offline", "-c", {str(chain)!r}], ["estimate-cost", "-c", {str(chain)!r}], ["list-models"]):
             try:
                 cli.main(argv)
             except SystemExit as exit:

@@ -247,8 +247,8 @@ def test_estimate_cost_is_offline_and_step_by_step(aicp, write_chain, fake_fal):
     text = aicp("estimate-cost", "--config", chain, env=env_for(fake_fal))
     assert text.stdout.splitlines() == [
         f"'fox clip' ({chain}): estimated cost $0.503",
-        "  0. text_to_image (flux_dev) [fal]: $0.003",
-        "  1. image_to_video (kling_2_1) [fal]: $0.500",
-        "  2. add_audio [local]: $0.000",
+        "  1. text_to_image (flux_dev) [fal]: $0.003",  # numbered for people, as output keys and files
+        "  2. image_to_video (kling_2_1) [fal]: $0.500",
+        "  3. add_audio [local]: $0.000",
         "needs FAL_KEY (set)",
     ]

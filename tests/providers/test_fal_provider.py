@@ -33,7 +33,7 @@ def test_text_to_image_submits_polls_relays_and_downloads(fal_env, make_ctx, med
                for p in fal_env.paths("GET"))
 
     out = Path(result["output"])
-    assert out.name == "step_0_text_to_image.png"
+    assert out.name == "step_1_text_to_image.png"
     assert out.read_bytes() == media["png"].read_bytes()
     assert result["outputs"] == [str(out)]
     assert result["cost"] == pytest.approx(0.003)
@@ -58,7 +58,7 @@ def test_image_to_video_sends_a_small_local_image_inline_with_the_chain_prompt(f
     assert body["image_url"] == "data:image/png;base64," + base64.b64encode(media["png"].read_bytes()).decode()
     assert body["prompt"] == "the fox runs"
     assert body["duration"] == "10"
-    assert Path(result["output"]).name == "step_0_image_to_video.mp4"
+    assert Path(result["output"]).name == "step_1_image_to_video.mp4"
     assert result["cost"] == pytest.approx(0.5)
     assert not any("/storage/" in p for p in fal_env.paths())
 
@@ -242,7 +242,7 @@ def test_inline_and_multiple_outputs(fal_env, make_ctx, media):
         {"url": inline}, {"url": f"{fal_env.url}/files/image.png"}]})
     ctx, _ = make_ctx("text_to_image", "nano_banana_pro", "x", step=2)
     result = run(ctx)
-    assert [Path(p).name for p in result["outputs"]] == ["step_2_text_to_image_1.png", "step_2_text_to_image_2.png"]
+    assert [Path(p).name for p in result["outputs"]] == ["step_3_text_to_image_1.png", "step_3_text_to_image_2.png"]
     assert all(Path(p).read_bytes() == media["png"].read_bytes() for p in result["outputs"])
     assert result["url"].endswith("/files/image.png")  # never a data URI
     assert fal_env.submits()[0]["aspect_ratio"] == "16:9"  # endpoints that take aspect_ratio get it as is
@@ -260,7 +260,7 @@ def test_a_list_of_images_makes_one_request_each(fal_env, make_ctx, media):
                       params={"prompt": "pan"})
     result = run(ctx)
     assert len(fal_env.submits()) == 2
-    assert [Path(p).name for p in result["output"]] == ["step_0_image_to_video_1.mp4", "step_0_image_to_video_2.mp4"]
+    assert [Path(p).name for p in result["output"]] == ["step_1_image_to_video_1.mp4", "step_1_image_to_video_2.mp4"]
     assert result["cost"] == pytest.approx(0.16)
 
 

@@ -10,7 +10,7 @@ from aicp.steps.media import add_audio
 def test_shortest_cuts_to_the_audio(step, media, probes):
     run = step("add_audio", str(media["clip_a.mp4"]), {"audio": str(media["beep.wav"])})
     res = add_audio.run(run.ctx)
-    assert res["policy"] == "shortest" and res["output"].endswith("step_0_add_audio.mp4")
+    assert res["policy"] == "shortest" and res["output"].endswith("step_1_add_audio.mp4")
     meta = probes.video_meta(res["output"])
     assert (meta["codec"], meta["audio_codec"], meta["size"]) == ("h264", "aac", (160, 120))
     assert probes.audio_seconds(res["output"]) == pytest.approx(0.7, abs=0.06)

@@ -115,5 +115,5 @@ def test_atomic_outputs_all_or_nothing(step, tmp_path):
     with _io.atomic_outputs(ctx, [("png", "_1"), ("png", "_2")]) as (a, b):
         a.write_bytes(b"1")
         b.write_bytes(b"2")
-    assert sorted(os.listdir(ctx.output_dir)) == ["step_0_split_image_1.png", "step_0_split_image_2.png"]
+    assert sorted(os.listdir(ctx.output_dir)) == ["step_1_split_image_1.png", "step_1_split_image_2.png"]
     assert Path(ctx.output_path("png", "_2")).read_bytes() == b"2"

@@ -25,7 +25,7 @@ def test_clip_has_the_asked_frames_size_codec(step, media, probes):
                {"duration": 1.2, "fps": 10, "resolution": "160x90"}, model="ken_burns")
     res = ken_burns.run(run.ctx)
     out = run.ctx.output_path("mp4")
-    assert res["output"] == str(out) and out.name == "step_0_image_to_video.mp4"
+    assert res["output"] == str(out) and out.name == "step_1_image_to_video.mp4"
     meta = probes.video_meta(out)
     assert (meta["codec"], meta["pix_fmt"], meta["size"], meta["fps"]) == ("h264", "yuv420p", (160, 90), 10)
     assert probes.frame_count(out) == 12 == res["frames"]

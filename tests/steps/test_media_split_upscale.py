@@ -16,7 +16,7 @@ def _centre_colour(path) -> tuple[int, int, int]:
 def test_split_2x2_gives_row_major_tiles(step, media):
     run = step("split_image", str(media["grid.png"]))
     res = split_image.run(run.ctx)
-    names = [f"step_0_split_image_{i}.png" for i in range(1, 5)]
+    names = [f"step_1_split_image_{i}.png" for i in range(1, 5)]
     assert res["output"] == [str(run.ctx.output_dir / n) for n in names] == res["outputs"]
     assert [Image.open(p).size for p in res["output"]] == [(160, 90)] * 4
     assert [_centre_colour(p) for p in res["output"]] == [

@@ -44,8 +44,8 @@ def test_fitted_to_the_input_video_and_passed_through(step, media):
     res = subtitles.run(run.ctx)
     out = run.ctx.output_dir
     assert res["output"] == str(media["clip_a.mp4"].resolve())
-    assert res["subtitles"] == [str(out / "step_0_generate_subtitles.srt"),
-                                str(out / "step_0_generate_subtitles.vtt")] == res["outputs"]
+    assert res["subtitles"] == [str(out / "step_1_generate_subtitles.srt"),
+                                str(out / "step_1_generate_subtitles.vtt")] == res["outputs"]
     srt, vtt = (Path(p).read_text() for p in res["subtitles"])
     assert srt.startswith("1\n00:00:00,000 --> ") and vtt.startswith("WEBVTT\n\n00:00:00.000 --> ")
     times = _cue_times(srt)
@@ -68,7 +68,7 @@ def test_burn_in_draws_the_text_into_a_new_video(step, media, probes):
     run = step("generate_subtitles", str(media["clip_a.mp4"]),
                {"text": "BURNED IN TEXT", "burn_in": True, "font_size": 28})
     res = subtitles.run(run.ctx)
-    assert res["burned_in"] and res["output"] == str(run.ctx.output_dir / "step_0_generate_subtitles.mp4")
+    assert res["burned_in"] and res["output"] == str(run.ctx.output_dir / "step_1_generate_subtitles.mp4")
     assert res["output"] in res["outputs"] and len(res["subtitles"]) == 2
     meta = probes.video_meta(res["output"])
     assert (meta["codec"], meta["pix_fmt"], meta["audio_codec"]) == ("h264", "yuv420p", "aac")
@@ -93,3 +93,22 @@ def test_failures(step, media, probes):
     with pytest.raises(ValueError, match="burn_in needs an input video"):
         subtitles.run(step("generate_subtitles", None, {"text": "hi", "burn_in": True}).ctx)
     assert probes.outputs_in(run.ctx.output_dir) == []
+
+
+def test_the_old_tools_params_subtitle_text_format_words_per_second_output_dir(step, media, tmp_path):
+    """The AI Content Pipeline tool's generate_subtitles params mean what they meant there."""
+    text = " ".join(["word"] * 10)
+    folder = tmp_path / "subs"
+    run = step("generate_subtitles", str(media["clip_a.mp4"]),
+               {"subtitle_text": text, "format": "vtt", "words_per_second": 2.5, "output_dir": str(folder)})
+    res = subtitles.run(run.ctx)
+    assert res["output"] == str(media["clip_a.mp4"].resolve())  # the video passes through
+    assert res["subtitles"] == res["outputs"] == [str(folder / "step_1_generate_subtitles.vtt")]
+    assert res["subtitle_path"] == res["subtitles"][0] and res["format"] == "vtt"
+    assert res["duration"] == pytest.approx(4.0)  # 10 words at 2.5 a second, not fitted to the 2 s clip
+    assert Path(res["subtitle_path"]).read_text().startswith("WEBVTT")
+    srt = subtitles.run(step("generate_subtitles", None, {"subtitle_text": text, "format": "srt"}, n=1).ctx)
+    assert [Path(p).suffix for p in srt["outputs"]] == [".srt"]
+    assert subtitles.check({"format": "ass"}, None)[0][0] == "params.format"
+    assert subtitles.check({"words_per_second": 2, "words_per_minute": 100}, None)[0][0] == "params.words_per_second"
+    assert subtitles.check({"words_per_second": 0}, None)[0][0] == "params.words_per_second"

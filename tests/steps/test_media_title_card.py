@@ -16,7 +16,7 @@ def _bright_pixels(path) -> int:
 def test_default_card_is_720p_png_with_text(step):
     run = step("text_to_image", "Hello, aicp", model="title_card")
     res = title_card.run(run.ctx)
-    out = run.ctx.output_dir / "step_0_text_to_image.png"
+    out = run.ctx.output_dir / "step_1_text_to_image.png"
     assert res["output"] == str(out) and res["outputs"] == [str(out)]
     with Image.open(out) as img:
         assert img.format == "PNG" and img.size == (1280, 720)

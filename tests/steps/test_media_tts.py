@@ -30,7 +30,7 @@ def test_speaks_text_to_wav(step, probes):
     run = step("text_to_speech", "Hello from the offline narrator. This is a test.", model="espeak")
     assert tts_espeak.available() is None
     res = tts_espeak.run(run.ctx)
-    assert res["output"] == str(run.ctx.output_dir / "step_0_text_to_speech.wav")
+    assert res["output"] == str(run.ctx.output_dir / "step_1_text_to_speech.wav")
     with wave.open(res["output"]) as w:
         seconds = w.getnframes() / w.getframerate()
     assert 1.5 < seconds < 10 and seconds == pytest.approx(res["duration"])
@@ -48,7 +48,7 @@ def test_speed_changes_length_and_mp3_output(step, probes, media):
     assert probes.audio_seconds(fast["output"]) < slow["duration"] * 0.6
     # the intermediate WAV of the mp3 conversion is gone
     assert sorted(p.name for p in Path(fast["output"]).parent.iterdir()) == [
-        "step_0_text_to_speech.wav", "step_1_text_to_speech.mp3"]
+        "step_1_text_to_speech.wav", "step_2_text_to_speech.mp3"]
 
 
 @needs_espeak

@@ -1,8 +1,9 @@
 """Where a run's input comes from: the command line, a file, stdin, or the chain itself.
 
-Precedence: ``--input-text``, ``--prompt-file``, ``--input FILE|-``, then the
-chain's ``prompt`` / ``input_image`` / ``input_video`` (by ``input_type``, or
-by what the first step takes when it is ``auto``).
+Precedence, as in the AI Content Pipeline tool: ``--input FILE|-``, then
+``--input-text``, then ``--prompt-file``, then the chain's ``prompt`` /
+``input_image`` / ``input_video`` (by ``input_type``, or by what the first step
+takes when it is ``auto``). Several may be given; the first of them wins.
 """
 
 from __future__ import annotations
@@ -41,16 +42,16 @@ def _existing_file(path: Path, what: str) -> str:
 def resolve_input(chain: Chain, *, input_text: str | None = None, prompt_file: str | None = None,
                   input_file: str | None = None) -> Any:
     """Return the chain's input value (text, or an absolute file path) and check the first step takes it."""
-    if input_text is not None:
-        value: Any = check_input_text(input_text, "--input-text")
-    elif prompt_file is not None:
-        value = _read_text(prompt_file, "prompt file").strip()
-    elif input_file == "-":
-        value = _read_text("-", "input").strip()
+    if input_file == "-":
+        value: Any = _read_text("-", "input").strip()
     elif input_file is not None:
         path = Path(input_file)
         value = _read_text(input_file, "input file").strip() if kind_of(input_file) == "text" \
             else _existing_file(path, "input file")
+    elif input_text is not None:
+        value = check_input_text(input_text, "--input-text")
+    elif prompt_file is not None:
+        value = _read_text(prompt_file, "prompt file").strip()
     else:
         value = _from_chain(chain)
     first = chain.steps[0]

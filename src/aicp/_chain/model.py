@@ -1,8 +1,8 @@
 """The plan a chain file becomes: immutable, validated :class:`Chain` and :class:`Step` records.
 
-:mod:`aicp._chain.load` builds them (and is the only place that does); the
-supervisor, the run record and the commands read them. Nothing here parses or
-validates, so everything that only needs the plan's shape imports this module.
+:mod:`aicp._chain.load` builds them (with the validator, :mod:`aicp._chain.validate`, the only
+place that does); the supervisor, the run record and the commands read them. Nothing here parses
+or validates, so everything that only needs the plan's shape imports this module.
 """
 
 from __future__ import annotations
@@ -12,7 +12,20 @@ from pathlib import Path
 from typing import Any
 
 from aicp._chain.steptypes import Executor
+from aicp._errors import Problem
 from aicp._redact import secret_param_values
+
+DEFAULT_NAME = "unnamed_chain"  # the AI Content Pipeline tool's name for a chain without one
+
+
+def path_text(path: tuple[Any, ...]) -> str:
+    """``("steps", 2, "timeout")`` as people write it: ``steps[2].timeout``."""
+    out = ""
+    for part in path:
+        if part == "<key>":
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,7 @@ class Step:
     consumes: str = "any"
     produces: str = "any"
     path: tuple[Any, ...] = ()
+    input_from: str | None = None  # the name of an earlier step whose output this step takes
 
     @property
     def location(self) -> str:
@@ -77,9 +91,12 @@ class Chain:
     kill_grace: float = 5.0
     retry_delay: float = 1.0
     retry_max_delay: float = 30.0
+    max_cost: float | None = None  # the run stops before a step that would take it past this (USD)
+    save_intermediates: bool = False  # write a report after every step, as the old tool did
     disabled_steps: tuple[Step, ...] = ()  # skipped, not counted in `steps`; kept to be reported
     extra: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    notes: tuple[Problem, ...] = ()  # the warnings, positioned (validate --json)
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -90,13 +107,3 @@ class Chain:
     def secrets(self) -> list[str]:
         """Secret-looking param values, to be masked in every event."""
         return secret_param_values(self.raw.get("steps"))
-
-
-def path_text(path: tuple[Any, ...]) -> str:
-    """A position in the chain file as text: ``steps[1].params.parallel_steps[0]``."""
-    out = ""
-    for part in path:
-        if part == "<key>":
-            continue
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any, Collection, Mapping
 
+from aicp._chain.params import Param
+
 KINDS = ("text", "image", "images", "video", "videos", "audio", "any")
 
 
@@ -23,8 +25,9 @@ class Executor:
     """One implementation of a step type.
 
     ``target`` is the ``module:function`` called in the worker as ``fn(ctx)``.
-    ``check`` (optional) validates params before anything runs:
-    ``check(params, model) -> list[(param_path, message)]``.
+    ``params`` declares what it takes; the validator checks every value against
+    it. ``check`` (optional) adds the rules one param cannot say alone (``argv``
+    or ``run``, not both): ``check(params, model) -> list[(param_path, message)]``.
     ``available`` (optional) returns ``None`` when the executor can run on this
     machine, or a message saying what is missing and how to install it.
     """
@@ -37,6 +40,14 @@ class Executor:
     provider: str = "local"
     consumes: str | None = None  # what the step takes when it differs from its type's (a model that edits video)
     needs: tuple[tuple[str, str], ...] = ()  # (param, kind): further inputs taken from the flow unless given
+    # the params it takes (name, type, range or choices, default; the old tool's it ignores);
+    # any other name is an error, unless open_params (a python step's params are the user's)
+    params: tuple[Param, ...] = ()
+    open_params: bool = False
+
+    @property
+    def declared(self) -> dict[str, Param]:
+        return {p.name: p for p in self.params}
 
 
 @dataclass(frozen=True)
@@ -56,10 +67,48 @@ def _local(target: str, summary: str, **kw: Any) -> Executor:
     return Executor(target=f"aicp.steps.{target}", summary=summary, **kw)
 
 
+# --------------------------------------------------------------------------- the local executors' params
+
+_ASPECT = Param("aspect_ratio", ("string",), choices=("16:9", "9:16", "1:1", "4:3", "3:4"), default="16:9",
+                help="the frame's shape")
+_RESOLUTION = Param("resolution", ("string", "integer"), pattern=r"\s*\d+\s*[xX×]\s*\d+\s*|\s*\d+\s*[pP]?\s*",
+                    help="'WIDTHxHEIGHT', or the short side like 720")
+_TEXT = Param("text", ("string",), help="the text to use instead of the input or the latest text")
+_FPS = Param("fps", ("number",), minimum=0, exclusive_minimum=True, maximum=120, help="frames a second")
+
+
+def _colour(name: str, default: str) -> Param:
+    return Param(name, ("string",), "a colour Pillow knows ('#0f172a', 'white')", default=default)
+
+
 _PYTHON = _local("python_step:run", "calls params.function ('module:attr') as fn(ctx)",
-                 check="aicp.steps.python_step:check")
+                 check="aicp.steps.python_step:check", open_params=True, params=(
+                     Param("function", ("string",), required=True, pattern=r"[\w.]+:[\w.]+",
+                           help="'module:function', the module next to the chain file or importable"),))
 _COMMAND = _local("command_step:run", "runs params.argv (no shell) or params.run (shell)",
-                  check="aicp.steps.command_step:check")
+                  check="aicp.steps.command_step:check", params=(
+                      Param("argv", ("list",), nonempty=True, help="the program and its arguments, no shell; {input} is replaced"),
+                      Param("run", ("string",), nonempty=True, help="a shell command; {input} is replaced, quoted"),
+                      Param("env", ("mapping",), help="extra environment variables"),
+                      Param("cwd", ("string",), help="the working folder, relative to the chain file"),
+                      Param("output", ("string",), help="the file the program writes: the step's output"),
+                  ))
+_UPSCALE = (
+    Param("factor", ("number",), minimum=0, exclusive_minimum=True, maximum=16, default=2),
+    Param("target_width", ("integer",), minimum=2, maximum=16384, help="instead of factor"),
+)
+_SUBTITLES = (
+    _TEXT, Param("subtitle_text", ("string",), help="the old tool's name for text"),
+    Param("format", ("string",), choices=("srt", "vtt"), help="write only this format (default: both)"),
+    Param("words_per_minute", ("number",), minimum=0, exclusive_minimum=True, maximum=1000,
+          help="read at this rate instead of fitting the cues to the video (default 160)"),
+    Param("words_per_second", ("number",), minimum=0, exclusive_minimum=True, maximum=1000 / 60,
+          help="the old tool's reading rate (words_per_minute / 60)"),
+    Param("fit_to", ("path",), help="fit the cues over this media file's duration"),
+    Param("burn_in", ("boolean",), default=False, help="output a new video with the cues drawn in (libass)"),
+    Param("font_size", ("number",), minimum=0, exclusive_minimum=True, maximum=200, help="burned-in text size"),
+    Param("output_dir", ("string",), help="write the subtitle files here (relative: to the current directory)"),
+)
 
 STEP_TYPES: dict[str, StepType] = {
     t.name: t
@@ -67,7 +116,15 @@ STEP_TYPES: dict[str, StepType] = {
         StepType("text_to_image", "text", "image", "an image from a prompt",
                  executors={"title_card": _local(
                      "media.title_card:run", "renders the prompt as a title card (PNG), offline",
-                     check="aicp.steps.media.title_card:check")}),
+                     check="aicp.steps.media.title_card:check", params=(
+                         _TEXT, _ASPECT, _RESOLUTION,
+                         Param("subtitle", ("string",), help="a smaller second line"),
+                         Param("font", ("path",), help="a TrueType font file (default: Pillow's)"),
+                         Param("font_size", ("number",), minimum=1, help="default: fitted to the card"),
+                         _colour("background", "#0f172a"),
+                         _colour("color", "#f8fafc"),
+                         _colour("accent", "#38bdf8"),
+                     ))}),
         StepType("text_to_video", "text", "video", "a video clip from a prompt"),
         StepType("image_understanding", "image", "text", "a description of an image"),
         StepType("prompt_generation", "image", "text", "a video prompt written from an image"),
@@ -78,42 +135,65 @@ STEP_TYPES: dict[str, StepType] = {
         StepType("image_to_video", "image", "video", "a video clip from a still image",
                  executors={"ken_burns": _local(
                      "media.ken_burns:run", "a pan/zoom H.264 clip from the still, offline",
-                     check="aicp.steps.media.ken_burns:check")}),
+                     check="aicp.steps.media.ken_burns:check", params=(
+                         Param("duration", ("number",), minimum=0, exclusive_minimum=True, maximum=3600,
+                               default=5, help="seconds"),
+                         _FPS, _ASPECT, _RESOLUTION,
+                         Param("zoom", ("number",), minimum=1, maximum=10, default=1.2, help="how far to zoom"),
+                         Param("direction", ("string",), choices=("in", "out"), default="in"),
+                         Param("pan", ("string",), choices=("center", "left", "right", "up", "down"),
+                               default="center"),
+                     ))}),
         StepType("text_to_speech", "text", "audio", "narration from text",
                  executors={"espeak": _local(
                      "media.tts_espeak:run", "speech from the espeak-ng program (WAV), offline",
                      check="aicp.steps.media.tts_espeak:check",
-                     available="aicp.steps.media.tts_espeak:available")}),
+                     available="aicp.steps.media.tts_espeak:available", params=(
+                         _TEXT, Param("voice", ("string",), pattern=r"[^-].*", help="an espeak-ng voice: 'en', 'en-us'"),
+                         Param("speed", ("number",), minimum=80, maximum=500, help="words a minute"),
+                         Param("pitch", ("number",), minimum=0, maximum=99),
+                         Param("format", ("string",), choices=("wav", "mp3", "m4a"), default="wav"),
+                     ))}),
         StepType("add_audio", "video", "video", "a video with an audio track muxed in (or generated: thinksound)",
                  model_required=False, any_model=True,
                  executors={None: _local(
                      "media.add_audio:run", "muxes params.audio or the latest audio (ffmpeg)",
-                     check="aicp.steps.media.add_audio:check", needs=(("audio", "audio"),))}),
+                     check="aicp.steps.media.add_audio:check", needs=(("audio", "audio"),), params=(
+                         Param("audio", ("path",), help="the audio file (default: the latest audio output)"),
+                         Param("policy", ("string",), choices=("shortest", "loop", "pad"), default="shortest",
+                               help="when the lengths differ"),
+                     ))}),
         StepType("upscale_video", "video", "video", "a larger video",
                  executors={"lanczos": _local(
                      "media.upscale:run_video", "lanczos resampling by factor or target_width (ffmpeg)",
-                     check="aicp.steps.media.upscale:check")}),
+                     check="aicp.steps.media.upscale:check", params=_UPSCALE)}),
         StepType("upscale_image", "image", "image", "a larger image",
                  executors={"lanczos": _local(
                      "media.upscale:run_image", "lanczos resampling by factor or target_width (Pillow)",
-                     check="aicp.steps.media.upscale:check")}),
+                     check="aicp.steps.media.upscale:check", params=_UPSCALE)}),
         StepType("split_image", "image", "images", "a grid image cut into tiles",
                  model_required=False, any_model=True,
                  executors={None: _local(
                      "media.split_image:run", "cuts params.rows x params.cols tiles (Pillow)",
-                     check="aicp.steps.media.split_image:check")}),
+                     check="aicp.steps.media.split_image:check", params=(
+                         Param("rows", ("integer",), minimum=1, maximum=64, default=2),
+                         Param("cols", ("integer",), minimum=1, maximum=64, default=2),
+                     ))}),
         StepType("generate_subtitles", "video", "video", "SRT and WebVTT subtitles for the video",
                  model_required=False, any_model=True,
                  executors={None: _local(
                      "media.subtitles:run", "cues from the text, timed by speech rate or the video",
-                     check="aicp.steps.media.subtitles:check")}),
+                     check="aicp.steps.media.subtitles:check", params=_SUBTITLES)}),
         StepType("parallel_group", "any", "any", "runs params.parallel_steps concurrently",
                  model_required=False),
         StepType("concat_videos", "videos", "video", "one video from a list of clips",
                  model_required=False, any_model=True,
                  executors={None: _local(
                      "media.concat:run", "joins clips: stream copy, or re-encode if formats differ",
-                     check="aicp.steps.media.concat:check")}),
+                     check="aicp.steps.media.concat:check", params=(
+                         Param("videos", ("list",), help="the clips (default: the input list)"),
+                         _FPS, _RESOLUTION,
+                     ))}),
         StepType("replicate_multitalk", "image", "video", "a talking-head video (Replicate)"),
         StepType("python", "any", "any", "a Python function of yours, supervised",
                  model_required=False, executors={None: _PYTHON}, any_model=True),
@@ -141,7 +221,7 @@ def _add_remote_models() -> None:
     for m in MODELS.values():
         target, check = PROVIDER_EXECUTORS[m.provider]
         executor = Executor(target=target, summary=m.summary, check=check, cost=m.price, provider=m.provider,
-                            consumes=m.consumes, needs=tuple(m.takes.items()))
+                            consumes=m.consumes, needs=tuple(m.takes.items()), params=m.declared)
         step_type = STEP_TYPES[m.step_type]
         STEP_TYPES[m.step_type] = replace(step_type, executors={**step_type.executors, m.key: executor})
 
@@ -169,6 +249,14 @@ def model_names(step_type: StepType) -> list[str]:
 
     local = [k for k, e in step_type.executors.items() if k and e.provider == "local"]
     return local + names_for(step_type.name)
+
+
+def resolve_model(step_type: StepType, name: str, params: Mapping[str, Any] | None = None) -> str | None:
+    """The executor key a model name (a key, an alias, ``auto``) stands for in this type, or None."""
+    from aicp.providers.models import resolve
+
+    key = resolve(step_type.name, name, params)
+    return key if key and key in step_type.executors else None
 
 
 def accepts(consumes: str, available: str) -> bool:

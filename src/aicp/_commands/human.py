@@ -110,6 +110,8 @@ def summary(result: dict[str, Any]) -> str:
     lines = [f"{state}: {result['steps_completed']}/{result['total_steps']} steps, "
              f"${result['total_cost']:.3f}, {result['total_time']:.1f}s"]
     for name, entry in result["outputs"].items():
+        if name == "final":  # the same entry as the last step's, listed just above it
+            continue
         value = entry.get("paths") or entry.get("path") or entry.get("text")
         if isinstance(value, list):
             value = ", ".join(map(str, value))

@@ -59,3 +59,9 @@ def print_envelope(command: str, data: Any, error: dict[str, Any] | None = None)
     if error is not None:
         envelope["error"] = error
     write_stdout(json.dumps(envelope, default=str) + "\n")
+
+
+def step_number(index: str) -> str:
+    """A plan's 0-based step index (``"1.0"``: member 0 of step 1) as people number steps
+    (``"2.1"``), the same number as output keys, file names and the live view."""
+    return ".".join(str(int(part) + 1) for part in index.split("."))

@@ -13,7 +13,7 @@ from typing import Any
 
 from aicp._chain.load import load_chain
 from aicp._chain.model import Chain, Step
-from aicp._commands.output import print_envelope, write_stdout
+from aicp._commands.output import print_envelope, step_number, write_stdout
 
 
 def _step_plan(index: str, step: Step, chain: Chain) -> dict[str, Any]:
@@ -57,7 +57,7 @@ def _plan_lines(steps: list[dict[str, Any]], indent: str = "  ") -> list[str]:
         if s["max_memory_mb"]:
             limits.append(f"memory {s['max_memory_mb']:g} MB")
         extra = f" [{', '.join(limits)}]" if limits else ""
-        lines.append(f"{indent}{s['step']}. {s['type']}{model}{name}: {s['consumes']} -> {s['produces']}"
+        lines.append(f"{indent}{step_number(s['step'])}. {s['type']}{model}{name}: {s['consumes']} -> {s['produces']}"
                      f"{extra}, ~${s['estimated_cost']:.3f}")
         if s.get("members"):
             lines.append(f"{indent}   {s['merge_strategy']}, at most {s['max_workers']} at a time:")
@@ -66,8 +66,10 @@ def _plan_lines(steps: list[dict[str, Any]], indent: str = "  ") -> list[str]:
 
 
 def validate(args: Any) -> int:
-    chain = load_chain(args.config)
-    plan = plan_of(chain)
+    """Every mistake at once (the CLI prints them, or ``--json`` lists them); then whether it will
+    run here: files, executors, credentials (``--offline``: not credentials)."""
+    chain = load_chain(args.config, here="offline" if args.offline else "yes", work_dir=args.base_dir)
+    plan = {"valid": True, **plan_of(chain), "problems": [p.as_dict() for p in chain.notes]}
     if args.json:
         print_envelope("validate", plan)
         return 0
@@ -102,7 +104,7 @@ def _cost_lines(rows: list[dict[str, Any]], indent: str = "  ") -> list[str]:
     for r in rows:
         model = f" ({r['model']})" if r["model"] else ""
         provider = f" [{r['provider']}]" if "provider" in r else ""
-        lines.append(f"{indent}{r['step']}. {r['type']}{model}{provider}: ${r['cost']:.3f}")
+        lines.append(f"{indent}{step_number(r['step'])}. {r['type']}{model}{provider}: ${r['cost']:.3f}")
         lines += _cost_lines(r.get("members", []), indent + "   ")
     return lines
 
@@ -112,12 +114,17 @@ def estimate_cost(args: Any) -> int:
 
     from aicp.providers.credentials import PROVIDER_KEYS, required_credentials
 
-    chain = load_chain(args.config)
+    chain = load_chain(args.config, work_dir=args.base_dir)
     rows = _step_costs(chain.steps)
     present = {key.variable: key.value(os.environ) is not None for key in PROVIDER_KEYS.values()}
     needs = {variable: present[variable] for variable in required_credentials(chain)}
     data = {"name": chain.name, "source": chain.source, "estimated_cost": round(chain.estimated_cost, 6),
-            "currency": "USD", "steps": rows, "credentials": needs}
+            "currency": "USD", "steps": rows, "credentials": needs,
+            # the AI Content Pipeline tool's estimate, same names and shape
+            "total_cost": round(chain.estimated_cost, 6),
+            "step_costs": [{"step": s.type, "model": s.model, "cost": round(s.estimated_cost, 6)} for s in chain.steps]}
+    if chain.max_cost is not None:
+        data["max_cost"] = chain.max_cost
     if args.json:
         print_envelope("estimate-cost", data)
         return 0

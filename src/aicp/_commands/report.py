@@ -63,9 +63,11 @@ class Invocation:
         self.log_file = getattr(args, "log_file", None)
         self.args = args
 
-    def fail(self, message: str, exit_code: int, traceback: str | None = None, reported: bool = False) -> None:
-        """Tell the failure: the error line, or the error event and the result line where one is
-        owed (``reported``: the command already ended its stream with this failure)."""
+    def fail(self, message: str, exit_code: int, traceback: str | None = None, reported: bool = False,
+             problems: list[Any] | None = None) -> None:
+        """Tell the failure: the error line (one per line: a chain's mistakes, each positioned), or the
+        error event and the result line where one is owed (``reported``: the command already ended
+        its stream with this failure). ``problems``: a chain's mistakes, which ``--json`` lists."""
         from aicp._commands.output import print_envelope, write_to
         from aicp._redact import Redactor
 
@@ -77,9 +79,10 @@ class Invocation:
         if not self.stream:
             if traceback:
                 write_to("stderr", traceback)
-            write_to("stderr", f"error: {message}\n")
+            write_to("stderr", "".join(f"error: {line}\n" for line in message.splitlines() or [""]))
             if self.json and self.command:
-                print_envelope(self.command, None, error={"message": message, "exit_code": exit_code})
+                data = {"valid": False, "problems": [p.as_dict() for p in problems]} if problems else None
+                print_envelope(self.command, data, error={"message": message, "exit_code": exit_code})
 
     def _end_stream(self, message: str, exit_code: int, traceback: str | None) -> None:
         """The error event and the command's own result line (``pipeline_complete``, ``batch_complete``)."""

@@ -20,7 +20,8 @@ from aicp._chain.model import Chain
 from aicp._chain.source import check_name
 from aicp._commands.human import HumanView, summary
 from aicp._commands.output import print_envelope, write_stdout, write_to
-from aicp._errors import ExitCode, NotConfirmed, UsageError
+from aicp._commands.dirs import apply_directories
+from aicp._errors import AicpError, ExitCode, NotConfirmed, UsageError
 from aicp._events import EventLog
 from aicp._logformats import FORMATS
 from aicp._process.cancel import Cancel
@@ -128,6 +129,26 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
     return overrides
 
 
+SAVED_FIELDS = ("success", "steps_completed", "total_steps", "total_cost", "total_time", "outputs", "error")
+DEPRECATED_SAVE_JSON = ("--save-json is deprecated (as in the AI Content Pipeline tool): use --json and redirect "
+                        "stdout; the result is still saved")
+
+
+def _save_json(args: Any, result: dict[str, Any]) -> None:
+    """--save-json FILE (the old tool's, deprecated there): the result where it put it, FILE under
+    ``<base dir>/output/``."""
+    import json
+    from pathlib import Path
+
+    path = Path(args.base_dir or ".") / "output" / args.save_json
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({k: result[k] for k in SAVED_FIELDS}, indent=2, default=str) + "\n",
+                        encoding="utf-8")
+    except OSError as exc:
+        write_to("stderr", f"error: cannot save the result to {path}: {exc}\n")
+
+
 def run_chain_command(args: Any) -> int:
     """Run the chain. A failure before the run starts ends the stream with its result line and
     propagates to the CLI, which tells it (marked ``reported``: not a second time)."""
@@ -140,9 +161,10 @@ def run_chain_command(args: Any) -> int:
         for flag, value in (("--output-dir", args.output_dir), ("--log-file", args.log_file)):
             if value is not None:
                 check_name(value, flag)
+        apply_directories(args)
         overrides = parse_overrides(args.set)
         shape = log_format(args)
-    except UsageError as exc:
+    except AicpError as exc:
         report_failed_start(exc, stream=args.stream, log_file=args.log_file, context=job_context())
         raise
     view = None if quiet else HumanView()
@@ -150,7 +172,10 @@ def run_chain_command(args: Any) -> int:
                    output_dir=args.output_dir, overrides=overrides, run_id=args.run_id, stream=args.stream,
                    log_file=args.log_file, context=job_context(), observer=view, cancel=cancel,
                    resume=args.resume, confirm=None if args.no_confirm else lambda chain: _confirm(chain, args.stream),
-                   reap_strays=enable_subreaper(), log_format=shape)
+                   reap_strays=enable_subreaper(), log_format=shape, work_dir=args.base_dir, max_cost=args.max_cost)
+    if args.save_json:  # a warning must not break the stream: there, an event
+        run.events.emit("warning", message=DEPRECATED_SAVE_JSON) if args.stream else \
+            write_to("stderr", f"warning: {DEPRECATED_SAVE_JSON}\n")
     try:
         with _Signals(cancel):
             result = run.execute(resume_command=resume_command(args, run.run_id))
@@ -158,8 +183,10 @@ def run_chain_command(args: Any) -> int:
     finally:
         if view is not None:  # the view ends itself at run_end; this is for a run that broke off
             view.close()
+    fields = run.redactor.scrub(result.event_fields())  # the summary and the saved result too: masked
+    if args.save_json:
+        _save_json(args, fields)
     if not args.stream:
-        fields = run.redactor.scrub(result.event_fields())  # the summary too: masked
         if args.json:
             print_envelope("run-chain", fields)
         else:

@@ -14,9 +14,9 @@ from aicp._run.record import RunRecord, RunRecordError, runs_dir
 
 def _output_dir(args: Any) -> tuple[Path, str | None]:
     if args.config:
-        chain = load_chain(args.config)
+        chain = load_chain(args.config, work_dir=args.base_dir)
         return chain.output_dir, chain.name
-    return Path(args.output_dir).resolve(), None
+    return Path(args.base_dir or ".", args.output_dir).resolve(), None
 
 
 def _when(ts: float) -> str:

@@ -125,6 +125,28 @@ def _dump(value: Any) -> bytes:
     return orjson.dumps(value, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
 
 
+def save_intermediate(chain: Chain, run_id: str | None, step_number: int, outputs: dict[str, Any],
+                      total_cost: float) -> Path:
+    """``save_intermediates: true``: the old tool's report after each step, where it wrote it
+    (``output_dir/reports/<name>_step<N>_intermediate_<unix time>.json``)."""
+    import re
+
+    name = re.sub(r"[^\w.-]+", "_", chain.name).strip("._") or "chain"
+    path = chain.output_dir / "reports" / f"{name}_step{step_number}_intermediate_{int(time.time())}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "report_type": "intermediate",
+        "execution_summary": {
+            "chain_name": chain.name, "run_id": run_id, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "status": "in_progress", "input_type": chain.input_type, "total_steps": len(chain.steps),
+            "completed_steps": step_number, "current_step": step_number, "total_cost_usd": round(total_cost, 6),
+        },
+        "intermediate_outputs": outputs,
+    }
+    write_atomic(path, _dump(Redactor.from_environment(extra=chain.secrets).scrub(report)))
+    return path
+
+
 def definition_hash(step: Step) -> str:
     """What the step does: its type, model, params and members (not its limits or retries)."""
     def describe(s: Step) -> dict[str, Any]:

@@ -26,6 +26,7 @@ class StepResult(_StepResultFields, total=False):
     """One step's (or group's) result. Beside these keys: whatever else the step returned (metadata)."""
 
     members: list[StepResult]  # a parallel group's: its members' results, in member order
+    named: dict[str, Any]  # a parallel group's: the output of each named member (input_from)
     reused: bool  # taken from an earlier run's record instead of running again
     url: str | None
 
@@ -43,7 +44,7 @@ class OutputEntry(TypedDict):
     metadata: dict[str, Any]
 
 
-_NOT_METADATA = ("output", "outputs", "cost", "members")
+_NOT_METADATA = ("output", "outputs", "cost", "members", "named")
 
 
 def output_entry(step: Step, result: StepResult) -> OutputEntry:

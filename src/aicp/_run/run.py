@@ -16,7 +16,7 @@ credential) still ends the event stream and the log file with one
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -97,7 +97,8 @@ def open_run(chain: Chain | str | Path, source: InputSource = InputSource(), *, 
              log_file: str | None = None, context: dict[str, Any] | None = None,
              observer: Observer | None = None, cancel: Cancel | None = None, resume: str | None = None,
              confirm: Callable[[Chain], None] | None = None, reap_strays: bool = False,
-             log_format: str = "json") -> Run:
+             log_format: str = "json", work_dir: str | None = None,
+             max_cost: float | None = None) -> Run:
     """Load and check everything a run needs, open its record and event log; nothing runs yet.
 
     ``chain`` is a loaded :class:`Chain` or a path / YAML text (``'-'``: stdin),
@@ -106,7 +107,8 @@ def open_run(chain: Chain | str | Path, source: InputSource = InputSource(), *, 
     every event carries (a batch job's ids); ``log_format`` shapes stderr and
     ``log_file`` (``json``, ``ecs``, ``otel``; the result and the run record stay v1).
     With the ``otel`` extra and ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, the run is
-    also exported as a trace.
+    also exported as a trace. A relative output folder resolves against
+    ``work_dir`` (``--base-dir``); ``max_cost`` replaces the chain's budget.
     ``confirm`` is called once the chain and its input are known good, before
     the record is written; it may raise (the CLI's cost question). Any
     :class:`AicpError` is raised after the failure was reported as the
@@ -116,7 +118,9 @@ def open_run(chain: Chain | str | Path, source: InputSource = InputSource(), *, 
         if chain == "-" and source.file == "-":
             raise UsageError("--config - and --input - cannot both read stdin; give one of them a file")
         if not isinstance(chain, Chain):
-            chain = load_chain(chain, output_dir=output_dir, overrides=overrides)
+            chain = load_chain(chain, output_dir=output_dir, overrides=overrides, work_dir=work_dir, here="params")
+        if max_cost is not None:
+            chain = replace(chain, max_cost=max_cost)
         check_credentials(chain)
         chain_input = resolve_input(chain, input_text=source.text, prompt_file=source.prompt_file,
                                     input_file=source.file)

@@ -21,7 +21,7 @@ from aicp._events import EventLog
 from aicp._process.launch import Launcher
 from aicp._process.cancel import Cancel
 from aicp._process.monitor import Limits, Outcome, WorkerEvents, run_worker
-from aicp._run.record import Journal
+from aicp._run.record import Journal, save_intermediate
 from aicp._run.results import ChainResult, OutputEntry, StepResult, output_entry
 from aicp._chain.steptypes import PREVIOUS, kind_of, made_available, takes_from
 
@@ -56,6 +56,8 @@ class Supervisor:
         self.env = env
         self.reap_strays = reap_strays
         self.launcher = Launcher()
+        self.named: dict[str, Any] = {}  # the output of every named step so far, for input_from
+        self.spent = 0.0  # what this run paid so far (steps reused from an earlier run cost nothing)
 
     # ------------------------------------------------------------------ the run
 
@@ -109,10 +111,17 @@ class Supervisor:
             total_cost += result["cost"]
             results.append(result)
             current = result["output"]
+            self.named.update(result.get("named") or {})
+            if step.name:
+                self.named[step.name] = current
             kind = kind_of(current)
             for available in made_available(kind):
                 latest[available] = current if available == kind else current[0]
             outputs[f"step_{index + 1}_{step.type}"] = output_entry(step, result)
+            if chain.save_intermediates:
+                save_intermediate(chain, self.events.run_id, index + 1, outputs, total_cost)
+        if error is None and outputs:  # the last step's entry, for scripts: jq -r '.outputs.final.path'
+            outputs["final"] = outputs[next(reversed(outputs))]
         chain_result = ChainResult(
             success=error is None, steps_completed=completed, total_steps=len(chain.steps),
             total_cost=total_cost, total_time=_elapsed(started), outputs=outputs, error=error,
@@ -129,6 +138,7 @@ class Supervisor:
         if reused is not None:
             self._skipped_as_reused({"step": index}, step, reused)
             return reused
+        self._within_budget(index, step)
         if step.is_group:
             result = self._run_group(index, step, step_input, latest)
         else:
@@ -136,7 +146,32 @@ class Supervisor:
             result = self._run_attempts(index, step, None, step_input, latest, self.cancel)
         self.journal.stop_reusing()
         self.journal.done(key, step, step_input, result)
+        self._spend(result["cost"])
         return result
+
+    def _within_budget(self, index: int, step: Step) -> None:
+        """Refuse to start a step whose estimate would take the run past ``max_cost`` (what was
+        really paid so far, plus the estimate): exit 5, reason ``budget``."""
+        budget = self.chain.max_cost
+        estimate = step.estimated_cost
+        if budget is None or self.spent + estimate <= budget + 1e-9:
+            return
+        if self.spent > budget:
+            message = f"not started: the run has spent ${self.spent:.3f}, past max_cost ${budget:.3f}"
+        else:
+            message = (f"not started: its estimated cost ${estimate:.3f} would take the run to "
+                       f"${self.spent + estimate:.3f}, past max_cost ${budget:.3f} (spent so far ${self.spent:.3f})")
+        self.events.emit("step_error", step=index, type=step.type, model=step.model, name=step.name,
+                         error=message, reason="budget", cost=0.0)
+        raise _RunStepFailed(message, ExitCode.STEP_FAILED, "budget")
+
+    def _spend(self, cost: float) -> None:
+        before, self.spent = self.spent, self.spent + cost
+        budget = self.chain.max_cost
+        if budget is not None and before <= budget < self.spent:
+            self.events.emit("warning", message=f"the run has spent ${self.spent:.3f}, past max_cost "
+                             f"${budget:.3f} (the last step cost more than its estimate); no further "
+                             "step will start")
 
     def _skipped_as_reused(self, base: dict[str, Any], step: Step, reused: StepResult) -> None:
         record = self.journal.record
@@ -144,9 +179,11 @@ class Supervisor:
                          from_run=record.run_id if record else None, output=reused["output"],
                          outputs=reused["outputs"])
 
-    @staticmethod
-    def _input_for(step: Step, current: Any, latest: dict[str, Any]) -> Any:
-        """The previous output if this step can take it, else the latest output of the kind it needs."""
+    def _input_for(self, step: Step, current: Any, latest: dict[str, Any]) -> Any:
+        """The output of the step named by ``input_from``; else the previous output if this step can
+        take it, else the latest output of the kind it needs."""
+        if step.input_from is not None:
+            return self.named[step.input_from]
         source = None if step.is_group else takes_from(step.consumes, kind_of(current), latest)
         return latest[source] if source is not None and source != PREVIOUS else current
 
@@ -332,7 +369,8 @@ class Supervisor:
         self.events.emit("step_complete", step=index, type=group.type, name=group.name, cost=cost,
                          output=output, outputs=files, members_completed=len(results),
                          duration_seconds=round(_elapsed(started), 3))
-        return {"output": output, "outputs": files, "cost": cost, "members": ordered}
+        named = {m.name: results[j]["output"] for j, m in members if m.name and j in results}
+        return {"output": output, "outputs": files, "cost": cost, "members": ordered, "named": named}
 
 
 def _key(index: int, member: int | None) -> str:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from typing import Any, Final, Literal, TypedDict, Union
 
     FailureReason = Literal["exception", "exit", "signal", "timeout", "memory_limit", "cancelled",
-                            "invalid_result", "spawn_failed"]
+                            "invalid_result", "spawn_failed", "budget"]
 
     class WorkerSpec(TypedDict):
         """What a worker needs to run one step: the control pipe's one line."""
@@ -88,7 +88,8 @@ if TYPE_CHECKING:
 
 # Every step_error / step_retry reason; the events' JSON Schema has the same enum (a test checks).
 FAILURE_REASONS: tuple[FailureReason, ...] = (
-    "exception", "exit", "signal", "timeout", "memory_limit", "cancelled", "invalid_result", "spawn_failed")
+    "exception", "exit", "signal", "timeout", "memory_limit", "cancelled", "invalid_result", "spawn_failed",
+    "budget")  # budget: the supervisor did not start the step, its estimate would pass max_cost
 
 KIND: Final = "k"
 PROGRESS: Final = "progress"

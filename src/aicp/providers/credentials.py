@@ -68,8 +68,8 @@ def required_credentials(chain: Any) -> dict[str, list[Any]]:
     return needed
 
 
-def check_credentials(chain: Any, environ: Mapping[str, str] | None = None) -> None:
-    """Raise :class:`CredentialsError` (exit 3) naming each variable the chain needs and lacks."""
+def missing_credentials(chain: Any, environ: Mapping[str, str] | None = None) -> list[tuple[list[Any], str]]:
+    """(the steps that need it, the message) for each variable the chain needs and lacks."""
     environ = os.environ if environ is None else environ
     by_variable = {key.variable: key for key in PROVIDER_KEYS.values()}
     problems = []
@@ -79,10 +79,16 @@ def check_credentials(chain: Any, environ: Mapping[str, str] | None = None) -> N
             continue
         where = ", ".join(f"{s.location} ({s.type}/{s.model})" for s in steps[:3])
         more = f" and {len(steps) - 3} more" if len(steps) > 3 else ""
-        problems.append(f"{variable} is not set; {where}{more} need{'s' if len(steps) == 1 else ''} it "
-                        f"({key.hint()})")
+        problems.append((steps, f"{variable} is not set; {where}{more} need{'s' if len(steps) == 1 else ''} it "
+                                f"({key.hint()})"))
+    return problems
+
+
+def check_credentials(chain: Any, environ: Mapping[str, str] | None = None) -> None:
+    """Raise :class:`CredentialsError` (exit 3) naming each variable the chain needs and lacks."""
+    problems = missing_credentials(chain, environ)
     if problems:
-        raise CredentialsError("; ".join(problems))
+        raise CredentialsError("; ".join(message for _, message in problems))
 
 
 def step_model_and_key(ctx: Any, provider: str) -> tuple[Any, str]:

@@ -235,10 +235,8 @@ class _Request:
 
     def arguments(self) -> dict[str, Any]:
         """The request body: type and model defaults, the step's input, the params (renamed, converted)."""
-        from aicp.providers.models import SELECTION_PARAMS
-
         model = self.model
-        params = {k: v for k, v in self.ctx.params.items() if k not in SELECTION_PARAMS}
+        params = {k: v for k, v in self.ctx.params.items() if k not in model.unsent}
         body: dict[str, Any] = {**model.io.defaults, **model.defaults}
         self.put_input(body)
         if model.default_prompt is not None:

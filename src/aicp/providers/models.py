@@ -27,35 +27,123 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from aicp._chain.params import Param, ignored
+
 PROVIDERS = ("fal", "gemini", "openrouter", "replicate")
 
 
 @dataclass(frozen=True)
 class TypeIO:
-    """How a step type talks to a provider unless a model says otherwise."""
+    """How a step type talks to a provider unless a model says otherwise.
+
+    ``params`` are the params every model of the type takes (a model's row adds
+    its own): each is sent as the request field of its name (or its rename),
+    except those declared ``ignored``, the AI Content Pipeline tool's params
+    accepted so its files stay valid and never sent.
+    """
 
     input_field: str          # the request field that takes the step's input
     output: str               # where the result is: "video.url", "images[].url" (every item), "text"
     prompt: str | None = None  # media-input types: the prompt sent when neither params nor the chain give one
     defaults: Mapping[str, Any] = field(default_factory=dict)  # request params every model of the type gets
     kind: str = "image"       # what the step produces: file extensions, or "text" for a text result
+    params: tuple[Param, ...] = ()
+
+
+# --------------------------------------------------------------------------- params of remote models
+
+_OLD_STYLE = "the old tool accepted it and sent it nowhere; put the style in the prompt"
+_OLD_FILE = "files are named step_<n>_<type>.<ext> in output_dir"
+_DURATION = Param("duration", ("integer", "string"), "seconds: 5, \"5\" or \"5s\" (sent as the model wants it)")
+_SEED = Param("seed", ("integer",), "the same seed gives the same result", minimum=0)
+_PROMPT = Param("prompt", ("string",), "what to make (default: the step's input or the latest text)")
+_NEGATIVE = Param("negative_prompt", ("string",), "what to avoid")
+_ASPECT = Param("aspect_ratio", ("string",), "e.g. 16:9, 9:16, 1:1, 4:3, 3:4")
+_RESOLUTION = Param("resolution", ("string",), "e.g. 720p, 1080p, 1K, 2K")
+_GUIDANCE = Param("guidance_scale", ("number",), "how closely to follow the prompt", minimum=0, maximum=30)
+_STEPS = Param("num_inference_steps", ("integer",), "denoising steps", minimum=1, maximum=100)
+_URLS = Param("image_urls", ("list",), "reference images: URLs or files (uploaded)")
+_SELECTION = (
+    Param("criteria", ("string",), "model: auto picks by it",
+          choices=("quality", "speed", "cost_effective", "photorealistic", "high_resolution", "balanced", "cinematic")),
+    Param("budget", ("number",), "model: auto picks a model within it (USD)", minimum=0),
+)
+_COMMON = (_PROMPT, _SEED, *_SELECTION)
+_IMAGE_GEN = (*_COMMON, _NEGATIVE, _ASPECT, _GUIDANCE, _STEPS,
+              Param("image_size", ("string", "mapping"), "a fal size name or {width, height}"),
+              Param("num_images", ("integer",), minimum=1, maximum=4, default=1),
+              Param("output_format", ("string",), choices=("jpeg", "png", "webp")),
+              Param("enable_safety_checker", ("boolean",)), _RESOLUTION,
+              *ignored(_OLD_STYLE, "style", "quality"), *ignored(_OLD_FILE, "output_file"),
+              *ignored("the size comes from image_size or aspect_ratio", "width", "height"))
+_VIDEO_GEN = (*_COMMON, _NEGATIVE, _ASPECT, _RESOLUTION, _DURATION,
+              Param("cfg_scale", ("number",), "how closely to follow the prompt", minimum=0, maximum=1),
+              Param("prompt_optimizer", ("boolean",), "let the model rewrite the prompt"),
+              Param("generate_audio", ("boolean",), "a soundtrack too (where the model offers it)"),
+              Param("end_image_url", ("url",), "the last frame: a URL or a file"),
+              *ignored(_OLD_STYLE, "style", "quality", "motion_level", "natural_motion", "optimize_for_cost",
+                       "camera_movement"), *ignored(_OLD_FILE, "output_file"))
+_SPEECH_IN = (Param("audio_url", ("url",), "the speech: a URL or a file (default: the latest audio output)"),)
 
 
 TYPE_IO: dict[str, TypeIO] = {
-    "text_to_image": TypeIO("prompt", "images[].url", defaults={"aspect_ratio": "16:9"}),
-    "image_to_image": TypeIO("image_url", "images[].url", prompt="modify this image"),
-    "upscale_image": TypeIO("image_url", "image.url"),
-    "text_to_video": TypeIO("prompt", "video.url", kind="video"),
+    "text_to_image": TypeIO("prompt", "images[].url", defaults={"aspect_ratio": "16:9"}, params=_IMAGE_GEN),
+    "image_to_image": TypeIO("image_url", "images[].url", prompt="modify this image", params=(
+        *_IMAGE_GEN, _URLS, Param("strength", ("number",), "how much to change", minimum=0, maximum=1))),
+    "upscale_image": TypeIO("image_url", "image.url", params=(
+        Param("factor", ("number",), "scale by", minimum=1, maximum=10),
+        Param("upscale_factor", ("number",), "fal's name for factor", minimum=1, maximum=10),
+        Param("target", ("string",), "a target resolution instead: 720p, 1080p, 1440p, 2160p"),
+        Param("target_resolution", ("string",), "fal's name for target"),
+        Param("output_format", ("string",), choices=("jpeg", "png", "webp")), _SEED)),
+    "text_to_video": TypeIO("prompt", "video.url", kind="video", params=_VIDEO_GEN),
     "image_to_video": TypeIO("image_url", "video.url", prompt="Create a cinematic video from this image",
-                             kind="video"),
-    "upscale_video": TypeIO("video_url", "video.url", kind="video"),
-    "video_to_video": TypeIO("video_url", "video.url", prompt="Transform this video", kind="video"),
-    "avatar": TypeIO("image_url", "video.url", kind="video"),
-    "add_audio": TypeIO("video_url", "video.url", kind="video"),
-    "text_to_speech": TypeIO("text", "audio.url", kind="audio"),
-    "speech_to_text": TypeIO("audio_url", "text", kind="text"),
-    "image_understanding": TypeIO("image", "text", kind="text"),
-    "prompt_generation": TypeIO("image", "text", kind="text"),
+                             kind="video", params=_VIDEO_GEN),
+    "upscale_video": TypeIO("video_url", "video.url", kind="video", params=(
+        Param("factor", ("number",), "scale by", minimum=1, maximum=4),
+        Param("upscale_factor", ("number",), "fal's name for factor", minimum=1, maximum=4),
+        Param("target_fps", ("integer",), "frame interpolation up to this rate", minimum=1, maximum=120),
+        *ignored(_OLD_FILE, "output_file"))),
+    "video_to_video": TypeIO("video_url", "video.url", prompt="Transform this video", kind="video", params=(
+        *_COMMON, _NEGATIVE, _ASPECT, _DURATION, _URLS,
+        Param("keep_audio", ("boolean",), "keep the input's soundtrack"))),
+    "avatar": TypeIO("image_url", "video.url", kind="video", params=(
+        *_COMMON, *_SPEECH_IN, _ASPECT, _RESOLUTION, _DURATION,
+        Param("text", ("string",), "what the avatar says (text models; default: the latest text)"),
+        Param("video_url", ("url",), "the motion or the video to edit: a URL or a file"),
+        Param("first_audio_url", ("url",), "MultiTalk's first speaker: a URL or a file"),
+        Param("second_audio_url", ("url",), "MultiTalk's second speaker: a URL or a file"),
+        Param("reference_images", ("list",), "reference images: URLs or files"),
+        Param("turbo_mode", ("boolean",)), Param("num_frames", ("integer",), minimum=1),
+        Param("acceleration", ("string",)), Param("character_orientation", ("string",), choices=("video", "image")),
+        Param("keep_original_sound", ("boolean",)))),
+    "add_audio": TypeIO("video_url", "video.url", kind="video", params=(
+        *_COMMON, _NEGATIVE, _STEPS, Param("cfg_scale", ("number",), minimum=0, maximum=20),
+        *ignored(_OLD_STYLE, "audio_style", "style", "quality"))),
+    "text_to_speech": TypeIO("text", "audio.url", kind="audio", params=(
+        Param("voice", ("string",), "a voice name or id: rachel, drew, bella, ..."),
+        Param("stability", ("number",), minimum=0, maximum=1), Param("similarity_boost", ("number",), minimum=0, maximum=1),
+        Param("style", ("number",), "style exaggeration", minimum=0, maximum=1),
+        Param("speed", ("number",), minimum=0.7, maximum=1.2, default=1.0),
+        Param("text_override", ("string",), "say this instead of the input (the old tool's param)"),
+        Param("language_code", ("string",)), Param("previous_text", ("string",)), Param("next_text", ("string",)),
+        *ignored(_OLD_FILE, "output_file"), *ignored("fal returns MP3", "output_format"))),
+    "speech_to_text": TypeIO("audio_url", "text", kind="text", params=(
+        Param("language_code", ("string",), "e.g. eng, spa (default: detected)"),
+        Param("diarize", ("boolean",), "who spoke when", default=True),
+        Param("tag_audio_events", ("boolean",), "laughter, music...", default=True),
+        Param("keyterms", ("list",), "terms to bias the transcript toward"))),
+    "image_understanding": TypeIO("image", "text", kind="text", params=(
+        Param("prompt", ("string",), "the instruction (default: the model's own)"),
+        Param("analysis_prompt", ("string",), "the old tool's name for prompt"),
+        Param("question", ("string",), "a question about the image (gemini_qa)"),
+        Param("image_path", ("path",), "analyse this file instead of the step's input"),
+        *ignored("the model's instruction says what to analyse", "analysis_type", "focus_areas", "detailed"))),
+    "prompt_generation": TypeIO("image", "text", kind="text", params=(
+        Param("background_context", ("string",), "what the video is for"),
+        Param("video_style", ("string",), "cinematic, realistic, artistic, dramatic, ..."),
+        Param("duration_preference", ("string",), "short, medium, long"),
+        Param("prompt", ("string",), "extra instruction"))),
 }
 
 # fal's named image sizes, by the aspect ratio a chain asks for
@@ -108,6 +196,23 @@ class Model:
     renames: Mapping[str, str] = field(default_factory=dict)
     switch: tuple[str, Mapping[str, str]] | None = None
     task: str | None = None
+    params: tuple[Param, ...] = ()  # the params this model takes besides its type's
+
+    @property
+    def declared(self) -> tuple[Param, ...]:
+        """Every param the model takes: its type's, then its own (which win)."""
+        own = {p.name for p in self.params}
+        return tuple(p for p in self.io.params if p.name not in own) + self.params
+
+    @property
+    def ignored(self) -> frozenset[str]:
+        """The old tool's params this model accepts and never sends."""
+        return frozenset(p.name for p in self.declared if p.status == "ignored")
+
+    @property
+    def unsent(self) -> frozenset[str]:
+        """The params that never reach the provider: auto's selection params and the ignored ones."""
+        return frozenset(SELECTION_PARAMS) | self.ignored
 
     @property
     def io(self) -> TypeIO:
@@ -307,6 +412,7 @@ _MODELS: list[Model] = [
         ("elevenlabs", "fal-ai/elevenlabs/tts/multilingual-v2", 0.05, "ElevenLabs TTS (multilingual v2)", 15),
         ("elevenlabs_turbo", "fal-ai/elevenlabs/tts/turbo-v2.5", 0.03, "ElevenLabs Turbo v2.5", 8),
         ("elevenlabs_v3", "fal-ai/elevenlabs/tts/eleven-v3", 0.08, "ElevenLabs v3", 20),
+        renames={"text_override": "text"},  # the old tool's per-step text replaces the input
     ),
     *_rows(
         "image_understanding",

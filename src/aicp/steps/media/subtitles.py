@@ -1,28 +1,33 @@
 """``generate_subtitles``: SRT and WebVTT cues from text, timed by speech rate or fitted to a video.
 
-The text is ``params.text`` or the chain's latest text (usually the prompt or a
-script). Cues are cut at sentence ends and kept short (two lines of ~42
-characters). Timing: fitted over the duration of the input video (or of
-``params.fit_to``), each cue in proportion to its words; or, with no media or
-when ``words_per_minute`` is given, read at that rate (160 by default).
+The text is ``params.text`` (the old tool's ``subtitle_text``) or the chain's
+latest text (usually the prompt or a script). Cues are cut at sentence ends and
+kept short (two lines of ~42 characters). Timing: fitted over the duration of
+the input video (or of ``params.fit_to``), each cue in proportion to its words;
+or, with no media or when ``words_per_minute`` (or the old ``words_per_second``)
+is given, read at that rate (160 words a minute by default).
 
 The step passes its input video through as ``output`` and lists the subtitle
-files; ``burn_in: true`` instead outputs a new video with the cues drawn in
-(needs an ffmpeg built with libass; Pillow's bundled font is used, so no system
-fonts are needed).
+files: SRT and WebVTT, or only the one ``format`` names (as the old tool wrote),
+in the step's output folder or in ``params.output_dir``. ``burn_in: true``
+instead outputs a new video with the cues drawn in (needs an ffmpeg built with
+libass; Pillow's bundled font is used, so no system fonts are needed).
 """
 
 from __future__ import annotations
 
 import re
 import tempfile
+from contextlib import ExitStack
 import textwrap
 from pathlib import Path
 from typing import Any
 
+from aicp._context import AtomicOutput
+
 from ._ffmpeg import H264_ARGS, MediaInfo, audio_args, has_filter, probe, probe_video, run_ffmpeg
-from ._io import atomic_outputs, input_paths, resolve_path, result
-from ._params import Problem, check_number, check_paths, raise_problems
+from ._io import input_paths, resolve_path, result
+from ._params import Problem, check_choice, check_number, check_paths, raise_problems
 
 Cue = tuple[float, float, str]
 DEFAULT_WPM = 160
@@ -30,12 +35,19 @@ _LINE, _LINES = 42, 2
 _MIN_CUE = 0.8  # s: shorter cues cannot be read
 
 
+FORMATS = ("srt", "vtt")
+_RATES = ("words_per_minute", "words_per_second", "fit_to")
+
+
 def check(params: dict[str, Any], model: str | None = None) -> list[Problem]:
     problems = (check_number(params, "words_per_minute", maximum=1000)
+                + check_number(params, "words_per_second", maximum=1000 / 60)
                 + check_number(params, "font_size", maximum=200)
-                + check_paths(params, "fit_to"))
-    if params.get("words_per_minute") is not None and params.get("fit_to") is not None:
-        problems.append(("params.fit_to", "give fit_to or words_per_minute, not both"))
+                + check_choice(params, "format", FORMATS)
+                + check_paths(params, "fit_to", "output_dir"))
+    given = [k for k in _RATES if params.get(k) is not None]
+    if len(given) > 1:
+        problems.append((f"params.{given[1]}", f"give one of {', '.join(_RATES)}, not {' and '.join(given)}"))
     if params.get("burn_in") and not has_filter("subtitles"):
         problems.append(("params.burn_in", "this ffmpeg has no 'subtitles' filter (libass); "
                          "set AICP_FFMPEG to a build with libass or drop burn_in"))
@@ -84,10 +96,30 @@ def to_vtt(cues: list[Cue]) -> str:
 
 
 def _text(ctx: Any) -> str:
-    for value in (ctx.params.get("text"), ctx.latest.get("text")):
+    for value in (ctx.params.get("text"), ctx.params.get("subtitle_text"), ctx.latest.get("text")):
         if isinstance(value, str) and value.strip():
             return value
     raise ValueError("no text to subtitle: set params.text or run after a step with text output")
+
+
+def _rate(params: dict[str, Any]) -> float | None:
+    """Words a minute, when the chain asks for a reading rate instead of fitting the cues to the video."""
+    if params.get("words_per_minute") is not None:
+        return float(params["words_per_minute"])
+    if params.get("words_per_second") is not None:
+        return 60.0 * float(params["words_per_second"])
+    return None
+
+
+def _finals(ctx: Any, specs: list[tuple[str, str]]) -> list[Path]:
+    """Where the files go: the step's output folder, or ``params.output_dir`` (relative: to the
+    current directory, as the chain's own output_dir)."""
+    paths = [ctx.output_path(ext, suffix) for ext, suffix in specs]
+    folder = ctx.params.get("output_dir")
+    if folder is None:
+        return paths
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return [Path(folder).resolve() / p.name for p in paths]
 
 
 def _burn(ctx: Any, video: MediaInfo, srt: str, tmp: Path) -> None:
@@ -108,30 +140,38 @@ def _burn(ctx: Any, video: MediaInfo, srt: str, tmp: Path) -> None:
                    ctx, duration=video.duration, message="burning in subtitles", cwd=scratch)
 
 
+def _fit(ctx: Any, video: MediaInfo | None, rate: float | None) -> float | None:
+    """The seconds to spread the cues over: params.fit_to's duration, else the video's unless a
+    reading rate was asked for; None: read at the rate."""
+    if ctx.params.get("fit_to"):
+        fit = probe(resolve_path(ctx, ctx.params["fit_to"], "params.fit_to")).duration
+        if not fit:
+            raise ValueError(f"params.fit_to has no duration: {ctx.params['fit_to']}")
+        return fit
+    return video.duration if video is not None and rate is None else None
+
+
 def run(ctx: Any) -> dict[str, Any]:
     raise_problems(check(ctx.params, ctx.model))
     video = probe_video(input_paths(ctx, what="input video")[0]) if ctx.input else None
     if ctx.params.get("burn_in") and video is None:
         raise ValueError("params.burn_in needs an input video")
-    fit = None
-    if ctx.params.get("fit_to"):
-        fit = probe(resolve_path(ctx, ctx.params["fit_to"], "params.fit_to")).duration
-        if not fit:
-            raise ValueError(f"params.fit_to has no duration: {ctx.params['fit_to']}")
-    elif video is not None and ctx.params.get("words_per_minute") is None:
-        fit = video.duration
+    rate = _rate(ctx.params)
     texts = chunks(_text(ctx))
     if not texts:
         raise ValueError("the text to subtitle is empty")
-    cues = timed(texts, fit, float(ctx.params.get("words_per_minute") or DEFAULT_WPM))
+    cues = timed(texts, _fit(ctx, video, rate), rate or DEFAULT_WPM)
     srt, vtt = to_srt(cues), to_vtt(cues)
-    specs = [("srt", ""), ("vtt", "")] + ([("mp4", "")] if ctx.params.get("burn_in") else [])
-    with atomic_outputs(ctx, specs) as tmps:
-        tmps[0].write_text(srt, encoding="utf-8")
-        tmps[1].write_text(vtt, encoding="utf-8")
-        if video is not None and len(tmps) == 3:  # burn_in: checked above that there is a video
-            _burn(ctx, video, srt, tmps[2])
-    files = [ctx.output_path(ext, suffix) for ext, suffix in specs]
-    main = files[2] if len(files) == 3 else (video.path if video else files[0])
-    return result(main, files, subtitles=[str(f) for f in files[:2]], cues=len(cues),
-                  duration=cues[-1][1], burned_in=len(files) == 3)
+    formats = [ctx.params["format"]] if ctx.params.get("format") else list(FORMATS)
+    burn = bool(ctx.params.get("burn_in"))
+    files = _finals(ctx, [(ext, "") for ext in formats] + ([("mp4", "")] if burn else []))
+    with ExitStack() as stack:
+        tmps = [stack.enter_context(AtomicOutput(f)) for f in files]
+        for tmp, ext in zip(tmps, formats):
+            tmp.write_text(srt if ext == "srt" else vtt, encoding="utf-8")
+        if burn and video is not None:  # burn_in: checked above that there is a video
+            _burn(ctx, video, srt, tmps[-1])
+    subs = [str(f) for f in files[:len(formats)]]
+    main = files[-1] if burn else (video.path if video else files[0])
+    return result(main, files, subtitles=subs, subtitle_path=subs[0], format=formats[0] if len(formats) == 1
+                  else None, cues=len(cues), duration=cues[-1][1], burned_in=burn)
