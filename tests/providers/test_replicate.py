@@ -41,7 +41,7 @@ def test_gen4_submits_polls_relays_logs_and_downloads(aicp, write_chain, fake_re
     done = run.of("step_complete")[0]
     assert done["cost"] == pytest.approx(0.08)
     out = Path(done["output"])
-    assert out.name == "step_0_text_to_image.webp" and out.read_bytes() == media["png"].read_bytes()
+    assert out.name == "step_1_text_to_image.webp" and out.read_bytes() == media["png"].read_bytes()
     lines = [e["line"] for e in run.of("step_log") if e.get("fields", {}).get("source") == "replicate"]
     assert lines[:2] == ["step 1", "step 2"]  # the prediction's logs, each line once
     assert any("generating on Replicate" in (e.get("message") or "") for e in run.of("step_progress"))
