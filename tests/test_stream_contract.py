@@ -27,7 +27,8 @@ INVALID = "name: bad\nprompt: p\nsteps:\n  - type: command\n    timeout: -3\n   
 BAD_INVOCATIONS = [
     ([], 2, "--config"),                                                 # argparse: required
     (["--config", "good.yaml", "--bogus"], 2, "unrecognized"),           # argparse: unknown flag
-    (["--config", "good.yaml", "--input-text", "a", "--prompt-file", "b"], 2, "not allowed"),
+    (["--config", "good.yaml", "--max-cost", "lots"], 2, "must be an amount in USD"),  # argparse: a bad value
+    # (--input-text with --prompt-file is no longer refused: the old tool resolved both; issue 13)
     (["--config"], 2, "expected one argument"),
     (["--config", "good.yaml", "--stream=yes"], 2, "ignored explicit argument"),
     (["--config", "invalid.yaml"], 2, "invalid.yaml:5:5: steps[0].timeout"),

@@ -360,9 +360,13 @@ def _failed(invocation: "Invocation", message: str, exit_code: int, reported: bo
 
 
 def _flush_stdout() -> None:
-    """Flush stdout; if the reader went away (``| head``), say nothing and keep the exit code."""
+    """Drain aicp's own stdio sinks, so that a host calling ``main(argv)`` sees our output before
+    its own, then flush stdout; if the reader went away (``| head``), say nothing and keep the exit code."""
     import os
 
+    sinks = sys.modules.get("aicp._sink")  # never imported on the --version path
+    if sinks is not None:
+        sinks.flush_stdio()
     try:
         if sys.stdout is not None:
             sys.stdout.flush()
