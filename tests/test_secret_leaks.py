@@ -90,7 +90,7 @@ steps:
   - type: command
     params:
       run: 'echo "$FAL_KEY"; printf "%s\\n" "$MY_PRIVATE_KEY"; printf "%s\\n" "$DB_PASSWORD" >&2; echo {last}'
-      api_key: "{param}"
+      env: {{api_key: "{param}"}}  # a command takes only its declared params; the secret rides in env
   - {{type: python, params: {{function: "leaky:{final}", api_key: "{param}", kind: "{kind}"}}}}
 """
 
