@@ -17,6 +17,7 @@ import textwrap
 import pytest
 
 from aicp._chain.steptypes import STEP_TYPES
+from aicp._chain.validate import CHAIN_KEYS, GROUP_PARAMS, STEP_KEYS
 
 ERROR_LINE = re.compile(r"^error: (?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<rest>.*)$")
 
@@ -657,6 +658,47 @@ def test_chain_defaults_are_accepted_and_used(aicp, write_chain):
     first, second = plan["steps"]
     assert (first["timeout"], first["retry_count"]) == (30, 2)
     assert (second["timeout"], second["retry_count"], second["max_memory_mb"]) == (5, 0, 256)
+
+
+NULL_BASE = {"name": "nulls", "prompt": "p", "steps": [
+    {"type": "command", "params": {"run": "true"}},
+    {"type": "parallel_group", "params": {"parallel_steps": [{"type": "command", "params": {"run": "true"}}]}}]}
+
+
+def _with_null(where: str, key: str, drop: bool = False) -> dict:
+    """The base chain with ``key`` set to null at ``where`` (or, with ``drop``, left out)."""
+    chain = json.loads(json.dumps(NULL_BASE))
+    target = {"chain": chain, "step": chain["steps"][0], "group": chain["steps"][1]["params"]}[where]
+    target[key] = None
+    if drop:
+        del target[key]
+    return chain
+
+
+@pytest.mark.parametrize("where,key", [("chain", k) for k in sorted(CHAIN_KEYS) if k != "steps"]
+                         + [("step", k) for k in sorted(STEP_KEYS) if k != "type"]
+                         + [("group", k) for k in sorted(GROUP_PARAMS) if k != "parallel_steps"])
+def test_a_null_value_means_the_key_left_out(aicp, write_chain, where, key):
+    """``key: null`` is the key left out: the same plan, or the same error (never a crash, never
+    a step silently disabled by ``enabled: null``)."""
+    answers = []
+    for chain in (_with_null(where, key, drop=True), _with_null(where, key)):
+        write_chain(json.dumps(chain), name="chain.json")
+        run = aicp("validate", "--config", "chain.json", "--json")
+        assert run.returncode in (0, 2) and "Traceback" not in run.stderr, (key, run.returncode, run.stderr)
+        data = run.result["data"]
+        # an error is told at the null value when there is one: compare what, not where
+        answers.append((run.returncode, [(p["path"], p["message"]) for p in data["problems"]]
+                        if run.returncode else data))
+    assert answers[0] == answers[1]
+
+
+@pytest.mark.parametrize("where,key", [("step", "type"), ("group", "parallel_steps")])
+def test_a_null_required_key_is_reported_as_missing(aicp, write_chain, where, key):
+    write_chain(json.dumps(_with_null(where, key)), name="chain.json")
+    run = aicp("validate", "--config", "chain.json")
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr and key in run.stderr
 
 
 # ----------------------------------------------------------------------------- the old tool's chains

@@ -133,10 +133,12 @@ class Validator:
                skip: tuple[str, ...] = ()) -> dict[str, Any]:
         """The declared keys of ``data`` whose values are acceptable; the others are reported.
 
-        ``skip`` names keys checked elsewhere with a more precise message (the list of steps)."""
+        A ``null`` value is left out, as if the key were absent: its default applies (so
+        ``enabled: null`` does not disable a step). ``skip`` names keys checked elsewhere with a
+        more precise message (the list of steps)."""
         good = {}
         for name, param in keys.items():
-            if name not in data or name in skip:
+            if data.get(name) is None or name in skip:
                 continue
             # the numeric fields' documented ranges are one table (aicp._chain.limits)
             message = field_problem(name, data[name]) if name in FIELDS and data[name] is not None \
@@ -290,7 +292,7 @@ class Validator:
 
     def step_type(self, data: Mapping[str, Any], good: Mapping[str, Any], path: tuple[Any, ...],
                   in_group: bool) -> StepType | None:
-        if "type" not in data:
+        if data.get("type") is None:
             self.report(path, "'type' is required")
             return None
         type_name = good.get("type")
