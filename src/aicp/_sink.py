@@ -46,9 +46,12 @@ import sys
 import termios
 import threading
 import time
-from typing import Any, Callable
 
 from aicp._threads import signals_to_the_main_thread
+
+TYPE_CHECKING = False  # typing costs ~5 ms at start-up: for the type checker only
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 PIPE_BUF = getattr(select, "PIPE_BUF", 4096)
 SOFT_LIMIT = 1 << 20

@@ -11,7 +11,7 @@ checks that they agree).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from aicp._record import record
 
 # -- files and documents
 MAX_FILE_BYTES = 1 << 20        # a chain file, a --prompt-file, a text --input, stdin: 1 MiB
@@ -26,7 +26,8 @@ def number_text(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-class Range(NamedTuple):
+@record
+class Range:
     """The accepted values of one numeric field (``low`` excluded when ``low_open``)."""
 
     low: float
