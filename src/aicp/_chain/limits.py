@@ -19,6 +19,19 @@ MAX_DEPTH = 64                  # nesting of mappings and lists in a chain docum
 MAX_VALUES = 100_000            # values in a chain document, every alias counted as what it expands to
 MAX_INT = 2**64 - 1             # integers anywhere in a chain (what the JSON event stream carries)
 MIN_INT = -(2**63)
+MAX_DIGITS = 40                 # an integer literal longer than this is out of range whatever it says
+TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels (the limit)"
+
+
+class HugeInt:
+    """An integer literal of more than :data:`MAX_DIGITS` digits, kept as its digits: converting it
+    could only give a value out of range, and Python refuses > 4300 digits (slowly)."""
+
+    def __init__(self, digits: str) -> None:
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"{self.digits[:20]}...({len(self.digits)} digits)"
 
 
 def number_text(value: float) -> str:

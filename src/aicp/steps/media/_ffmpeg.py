@@ -15,6 +15,7 @@ import threading
 from collections import deque
 from pathlib import Path
 
+from aicp._cache import cache_path, read_json, write_json
 from aicp._record import record
 
 TYPE_CHECKING = False  # typing costs ~5 ms at start-up: for the type checker only
@@ -231,11 +232,6 @@ def has_filter(name: str) -> bool:
     return name in _filters()
 
 
-def _filters_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base, "aicp", "ffmpeg-filters.json")
-
-
 def _binary_state(path: str) -> list[int]:
     st = os.stat(path)
     return [st.st_size, st.st_mtime_ns]
@@ -246,12 +242,10 @@ def _filters() -> frozenset[str]:
     """The filters of the ffmpeg binary, remembered across runs per binary (its path, size and
     mtime) in ``$XDG_CACHE_HOME/aicp``: listing them starts ffmpeg, tens of milliseconds that
     ``aicp validate`` would pay on every call. A cache that cannot be read or written is skipped."""
-    import json
-
-    cache = _filters_cache()
+    cache = cache_path("ffmpeg-filters.json")
     where = [os.environ.get("AICP_FFMPEG"), os.environ.get("IMAGEIO_FFMPEG_EXE"), sys.prefix]
+    saved = read_json(cache)
     try:
-        saved = json.loads(cache.read_text())
         if saved["where"] == where and _binary_state(saved["exe"]) == saved["state"]:
             return frozenset(saved["filters"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -262,12 +256,5 @@ def _filters() -> frozenset[str]:
     out = subprocess.run([exe, "-hide_banner", "-filters"], stdin=subprocess.DEVNULL, capture_output=True,
                          text=True).stdout
     filters = frozenset(parts[1] for parts in map(str.split, out.splitlines()) if len(parts) > 1)
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps({"where": where, "exe": exe, "state": _binary_state(exe),
-                                         "filters": sorted(filters)}))
-        os.replace(temporary, cache)
-    except OSError:
-        pass
+    write_json(cache, {"where": where, "exe": exe, "state": _binary_state(exe), "filters": sorted(filters)})
     return filters
