@@ -15,69 +15,11 @@ from typing import Any
 import psutil
 import pytest
 from _aicp import LiveRun, Run, child_env
-
-CHAIN = """
-name: batch_chain
-prompt: unused
-output_dir: out
-steps:
-  - type: python
-    name: write
-    params: {function: "jobs:write"}
-  - type: python
-    name: finish
-    params: {function: "jobs:finish"}
-"""
-
-MODULE = '''
-import os, time
-from pathlib import Path
-
-COUNTS = Path(os.environ["COUNTS_DIR"])
-
-def _count(name):
-    path = COUNTS / name
-    n = int(path.read_text()) + 1 if path.exists() else 1
-    path.write_text(str(n))
-    return n
-
-def write(ctx):
-    _count(f"{os.environ.get('AICP_JOB_ID', 'solo')}.write")
-    if ctx.input.startswith("fail"):
-        raise RuntimeError(f"row says {ctx.input}")
-    path = ctx.output_path(".txt")
-    path.write_text(ctx.input.upper())
-    cost = float(os.environ.get("STEP_COST", "0"))
-    return {"output": str(path), "cost": cost}
-
-def finish(ctx):
-    _count(f"{os.environ.get('AICP_JOB_ID', 'solo')}.finish")
-    if ctx.input and Path(ctx.input).read_text().startswith("SLOW"):
-        print("ready", flush=True)
-        time.sleep(float(os.environ.get("SLOW_SECONDS", "30")))
-    return ctx.input
-'''
-
-
-@pytest.fixture
-def batch_dir(tmp_path: Path) -> Path:
-    (tmp_path / "chain.yaml").write_text(textwrap.dedent(CHAIN).lstrip())
-    (tmp_path / "jobs.py").write_text(textwrap.dedent(MODULE).lstrip())
-    (tmp_path / "counts").mkdir()
-    return tmp_path
+from _jobs import batch_dir, batch_json, counts  # noqa: F401  (batch_dir: a fixture)
 
 
 def env(batch_dir: Path, **extra: str) -> dict[str, str]:
     return child_env(COUNTS_DIR=str(batch_dir / "counts"), **extra)
-
-
-def counts(batch_dir: Path) -> dict[str, int]:
-    return {p.name: int(p.read_text()) for p in (batch_dir / "counts").iterdir()}
-
-
-def batch_json(batch_dir: Path) -> dict[str, Any]:
-    [path] = (batch_dir / "out" / "batches").glob("*/batch.json")
-    return json.loads(path.read_text())
 
 
 def test_a_csv_of_six_rows_runs_every_job_and_prints_one_result_line(aicp, batch_dir, validate_events):
