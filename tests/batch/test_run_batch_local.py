@@ -77,6 +77,31 @@ def test_jsonl_rows_override_top_level_keys(aicp, batch_dir):
     assert "one_step.finish" not in counts(batch_dir)
 
 
+def test_no_secret_reaches_the_batch_record_or_any_file_it_writes(aicp, batch_dir):
+    """The environment's secrets, a chain's and a row's secret-named params are masked in
+    batch.json, the merged events and the jobs' run records; the steps got the real values."""
+    env_secret, row_secret = "fal-env-secret-0123456789", "row-param-secret-9876543210"
+    (batch_dir / "check.py").write_text(textwrap.dedent(f'''
+        def key(ctx):
+            assert ctx.params["api_key"] == {row_secret!r}, "the step did not get the real value"
+            return "checked " + ctx.input
+    '''))
+    rows = [{"id": "in_text", "prompt": f"a prompt naming {env_secret}"},
+            {"id": "in_params", "prompt": "p", "steps": [
+                {"type": "python", "params": {"function": "check:key", "api_key": row_secret}}]}]
+    (batch_dir / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = aicp("run-batch", "--config", "chain.yaml", "--inputs", "rows.jsonl", "--stream",
+               env=env(batch_dir, FAL_KEY=env_secret))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert batch_json(batch_dir)["jobs"]["in_params"]["status"] == "succeeded"
+    written = [p for p in (batch_dir / "out").rglob("*") if p.is_file()]
+    assert any(p.name == "batch.json" for p in written)
+    for path in written:
+        data = path.read_bytes()
+        assert env_secret.encode() not in data and row_secret.encode() not in data, path
+    assert env_secret not in run.stdout + run.stderr and row_secret not in run.stdout + run.stderr
+
+
 @pytest.mark.parametrize("rows, message", [
     ("prompt\nfine\n\n", None),  # blank lines are not rows
     ("nope\nx\n", "no 'prompt' column"),
