@@ -27,6 +27,7 @@ from aicp._chain.model import Chain
 from aicp._commands.output import print_envelope, write_stdout, write_to
 from aicp._errors import AicpError, ExitCode, UsageError, printable
 from aicp._events import EventLog
+from aicp._redact import Redactor
 from aicp._run.record import valid_run_id
 from aicp.providers.credentials import check_credentials
 
@@ -133,7 +134,8 @@ def _run_batch(args: Any) -> int:
     header = {"chain_name": chain.name, "chain": chain_path, "inputs": str(Path(args.inputs).resolve()),
               "engine": args.engine, "max_cost": args.max_cost}
     _confirm(sum(j.estimated_cost for j in jobs), len(jobs), args.no_confirm)
-    record, resumed = BatchRecord.open(output_dir, batch_id, header, jobs, args.resume)
+    record, resumed = BatchRecord.open(output_dir, batch_id, header, jobs, args.resume,
+                                       Redactor.from_environment(extra=chain.secrets))
     quiet = args.stream or args.json or args.quiet
     events = EventLog(stream=args.stream, log_file=[str(record.events_path), *([args.log_file] if args.log_file else [])],
                       run_id=batch_id, context={"batch_id": batch_id}, observer=None if quiet else _progress)
