@@ -16,7 +16,6 @@ string found under a secret-looking key while masking (a step returning
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -49,6 +48,8 @@ def _secret_name(key: Any) -> bool:
 def _text_forms(value: str) -> set[str]:
     """The ways ``value`` can appear in text we write: as is, JSON-escaped, repr-escaped, and
     each line of a multi-line value in those forms too."""
+    import json  # here: most runs learn no secret, and validate's start-up would pay for it
+
     parts = {value} | {line.strip() for line in value.splitlines() if len(line.strip()) >= _MIN_LENGTH}
     forms = set()
     for part in parts:

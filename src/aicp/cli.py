@@ -52,9 +52,11 @@ def _global_flags(parser: "Any", suppress: bool) -> None:
                        help="relative output folders (the chain's output_dir, --output-dir) "
                             "resolve against DIR instead of the current directory")
     for name, variable in XDG_FLAGS.items():
+        kept = ("only what it can rebuild, in aicp/ (parsed chains, ffmpeg's filters)" if name == "cache"
+                else "nothing")
         group.add_argument(f"--{name}-dir", metavar="DIR", default=none,
                            help=f"set {variable} for the run and its steps (the AI Content Pipeline "
-                                "tool's flag; aicp itself keeps nothing there)")
+                                f"tool's flag; aicp itself keeps {kept} there)")
 
 
 def _usd(text: str) -> float:

@@ -3,9 +3,10 @@
 Importing PyYAML costs more wall time than the rest of ``aicp validate``
 together (~13 ms: its package loads every module and compiles its scanner's
 patterns). A chain is validated, estimated and run many times unchanged, so a
-YAML document that parsed is kept as JSON in ``$XDG_CACHE_HOME/aicp/chains/``
-(:mod:`aicp._cache`) and the next read of the same text takes its data from
-there, without importing ``yaml``.
+YAML document that parsed is kept in ``$XDG_CACHE_HOME/aicp/chains/``
+(:mod:`aicp._cache`: marshal's format, which gives back exactly the types and
+the shared values of aliases) and the next read of the same text takes its
+data from there, without importing ``yaml``.
 
 An entry is found by the text's CRC-32 and length and holds the whole text,
 which must equal the one being read: a hit is the same text, never a
@@ -15,9 +16,8 @@ modules that define what a text parses to (:mod:`~aicp._chain.parse`,
 :mod:`~aicp._chain.yamlload`, :mod:`~aicp._chain.limits`), the interpreter
 (version, prefix) and the PyYAML that parsed it (its file, size and modification time: the
 PyYAML this process would import must be that one).
-Only data that JSON carries exactly is kept (a mapping of strings, numbers,
-booleans, null, lists and mappings with string keys); a document with a date,
-a set, binary data or an integer too long to read is parsed every time, as is
+A document that is not a mapping, or holds a date, a timestamp or an integer
+too long to read (which marshal does not carry) is parsed every time, as is
 every document that does not parse (its error needs the parser's position).
 Positions are not kept: a warning or an error that needs one composes the
 text then (:class:`~aicp._chain.parse.Positions`). At most :data:`MAX_ENTRIES`
@@ -26,12 +26,11 @@ entries of at most :data:`MAX_TEXT` characters are kept, the oldest removed.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import zlib
 
-from aicp._cache import cache_path, read_json, write_json
+from aicp._cache import cache_path, entry_path, read_entry, write_entry
 from aicp._version import __version__
 
 TYPE_CHECKING = False  # typing costs ~5 ms at start-up: for the type checker only
@@ -46,7 +45,7 @@ _PARSING = ("parse.py", "yamlload.py", "limits.py")
 
 
 def _entry(text: str) -> str:
-    return cache_path(_FOLDER, f"{zlib.crc32(text.encode('utf-8', 'surrogatepass')):08x}-{len(text)}.json")
+    return entry_path(_FOLDER, f"{zlib.crc32(text.encode('utf-8', 'surrogatepass')):08x}-{len(text)}")
 
 
 def _reader() -> list[Any] | None:
@@ -79,7 +78,7 @@ def load(text: str) -> dict[str, Any] | None:
     """The data ``text`` parsed to when it was last parsed here, if an entry says so; else None."""
     if len(text) > MAX_TEXT:
         return None
-    entry = read_json(_entry(text))
+    entry = read_entry(_entry(text))
     if not isinstance(entry, dict) or entry.get("text") != text or entry.get("reader") != _reader():
         return None
     try:
@@ -92,36 +91,16 @@ def load(text: str) -> dict[str, Any] | None:
 
 
 def save(text: str, data: Any) -> None:
-    """Keep ``data``, what the YAML ``text`` parsed to (with the PyYAML imported), if JSON carries it exactly."""
+    """Keep ``data``, what the YAML ``text`` parsed to (with the PyYAML imported), if marshal carries it."""
     reader = _reader()
-    if len(text) > MAX_TEXT or not isinstance(data, dict) or not _exact(data) or reader is None:
+    if len(text) > MAX_TEXT or not isinstance(data, dict) or reader is None:
         return
     try:
         yaml = _state(_pyyaml_file() or "")
     except (OSError, ValueError):
         return
-    if write_json(_entry(text), {"reader": reader, "yaml": yaml, "text": text, "data": data}):
+    if write_entry(_entry(text), {"reader": reader, "yaml": yaml, "text": text, "data": data}):
         _prune()
-
-
-def _exact(data: Any) -> bool:
-    """Whether JSON gives ``data`` back equal and of the same types (walked without recursion)."""
-    todo = [data]
-    while todo:
-        value = todo.pop()
-        kind = type(value)
-        if kind is dict:
-            if any(type(key) is not str for key in value):
-                return False
-            todo.extend(value.values())
-        elif kind is list:
-            todo.extend(value)
-        elif kind is float:
-            if not math.isfinite(value):
-                return False
-        elif kind not in (str, int, bool, type(None)):
-            return False
-    return True
 
 
 def _prune() -> None:
@@ -129,7 +108,7 @@ def _prune() -> None:
     folder = cache_path(_FOLDER)
     try:
         with os.scandir(folder) as found:
-            entries = [(e.stat().st_mtime_ns, e.path) for e in found if e.name.endswith(".json")]
+            entries = [(e.stat().st_mtime_ns, e.path) for e in found if e.name.endswith(".bin")]
     except OSError:
         return
     for _, path in sorted(entries)[:max(0, len(entries) - MAX_ENTRIES)]:

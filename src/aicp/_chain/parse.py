@@ -18,7 +18,6 @@ Every refusal names the file, line, column and field.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 
@@ -174,6 +173,8 @@ def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _parse_json(text: str, label: str) -> Any:
+    import json  # here: a YAML chain (the usual one) needs no JSON parser
+
     try:
         return json.loads(text, object_pairs_hook=_json_pairs, parse_int=_json_int)
     except json.JSONDecodeError as exc:

@@ -219,12 +219,14 @@ def _add_remote_models() -> None:
     """Every row of the model catalogue becomes an executor of its step type."""
     from aicp.providers.models import MODELS
 
+    remote: dict[str, dict[str | None, Executor]] = {}
     for m in MODELS.values():
         target, check = PROVIDER_EXECUTORS[m.provider]
-        executor = Executor(target=target, summary=m.summary, check=check, cost=m.price, provider=m.provider,
-                            consumes=m.consumes, needs=tuple(m.takes.items()), params=m.declared)
-        step_type = STEP_TYPES[m.step_type]
-        STEP_TYPES[m.step_type] = replace(step_type, executors={**step_type.executors, m.key: executor})
+        remote.setdefault(m.step_type, {})[m.key] = Executor(
+            target=target, summary=m.summary, check=check, cost=m.price, provider=m.provider, consumes=m.consumes,
+            needs=tuple(m.takes.items()), params=m.declared)
+    for name, executors in remote.items():  # one new record per step type, local executors first
+        STEP_TYPES[name] = replace(STEP_TYPES[name], executors={**STEP_TYPES[name].executors, **executors})
 
 
 _add_remote_models()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import sys
 
 from aicp._sink import stdio_sink
@@ -58,6 +57,8 @@ def print_envelope(command: str, data: Any, error: dict[str, Any] | None = None)
 
     A command that failed has ``data: null`` and ``error: {message, exit_code}``.
     """
+    import json  # only --json needs it
+
     envelope: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "command": command, "data": data}
     if error is not None:
         envelope["error"] = error

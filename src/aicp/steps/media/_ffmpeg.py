@@ -11,11 +11,10 @@ import functools
 import os
 import re
 import sys
-import threading
 from collections import deque
 from pathlib import Path
 
-from aicp._cache import cache_path, read_json, write_json
+from aicp._cache import entry_path, read_entry, write_entry
 from aicp._record import record
 
 TYPE_CHECKING = False  # typing costs ~5 ms at start-up: for the type checker only
@@ -70,6 +69,7 @@ def run_ffmpeg(args: Sequence[str | float | os.PathLike[str]], ctx: Any = None,
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
            "-progress", "pipe:1", "-nostats", *map(str, args)]
     import subprocess  # in the functions that start ffmpeg: validating a chain starts nothing
+    import threading
 
     tail: deque[str] = deque(maxlen=15)
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -242,9 +242,9 @@ def _filters() -> frozenset[str]:
     """The filters of the ffmpeg binary, remembered across runs per binary (its path, size and
     mtime) in ``$XDG_CACHE_HOME/aicp``: listing them starts ffmpeg, tens of milliseconds that
     ``aicp validate`` would pay on every call. A cache that cannot be read or written is skipped."""
-    cache = cache_path("ffmpeg-filters.json")
+    cache = entry_path("ffmpeg-filters")
     where = [os.environ.get("AICP_FFMPEG"), os.environ.get("IMAGEIO_FFMPEG_EXE"), sys.prefix]
-    saved = read_json(cache)
+    saved = read_entry(cache)
     try:
         if saved["where"] == where and _binary_state(saved["exe"]) == saved["state"]:
             return frozenset(saved["filters"])
@@ -256,5 +256,5 @@ def _filters() -> frozenset[str]:
     out = subprocess.run([exe, "-hide_banner", "-filters"], stdin=subprocess.DEVNULL, capture_output=True,
                          text=True).stdout
     filters = frozenset(parts[1] for parts in map(str.split, out.splitlines()) if len(parts) > 1)
-    write_json(cache, {"where": where, "exe": exe, "state": _binary_state(exe), "filters": sorted(filters)})
+    write_entry(cache, {"where": where, "exe": exe, "state": _binary_state(exe), "filters": sorted(filters)})
     return filters

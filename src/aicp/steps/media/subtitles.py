@@ -17,7 +17,6 @@ libass; Pillow's bundled font is used, so no system fonts are needed).
 from __future__ import annotations
 
 import re
-from contextlib import ExitStack
 from pathlib import Path
 
 from ._ffmpeg import H264_ARGS, MediaInfo, audio_args, has_filter, probe, probe_video, run_ffmpeg
@@ -155,6 +154,8 @@ def _fit(ctx: Any, video: MediaInfo | None, rate: float | None) -> float | None:
 
 
 def run(ctx: Any) -> dict[str, Any]:
+    from contextlib import ExitStack
+
     from aicp._context import AtomicOutput
 
     raise_problems(check(ctx.params, ctx.model))
