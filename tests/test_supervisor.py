@@ -91,6 +91,11 @@ FAILURES = [
                  ("signal", "traceback"), "JSON", [], id="not-serialisable"),
     pytest.param('function: "ssteps:not_a_number"', {"reason": "invalid_result"},
                  ("signal", "traceback"), "JSON", [], id="not-a-number"),
+    # a function that is not there is the chain's mistake, told in one line: no traceback
+    pytest.param('function: "ssteps:no_such_function"', {"reason": "exception"},
+                 ("signal", "traceback"), "no attribute 'no_such_function'", [], id="no-such-function"),
+    pytest.param('function: "no_such_module_zz.sub:f"', {"reason": "exception"},
+                 ("signal", "traceback"), "No module named 'no_such_module_zz'", [], id="no-such-module"),
 ]
 
 

@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from aicp import _interrupt
 from aicp._batch.job import Job
 from aicp._batch.record import BatchRecord, default_batch_id
 from aicp._batch.rows import read_inputs, rows_error
@@ -92,6 +93,7 @@ def report_failed_batch(error: AicpError, args: Any | None, traceback: str | Non
     """With --stream (or a log file), a batch that never started still ends with its one result line;
     with --stream the failure is first an ``error`` event (stderr carries JSON lines only).
     ``args`` None: argparse refused the command line (with --stream): no batch is named."""
+    _interrupt.hold()  # this is the outcome: a signal now must not add a second one
     error.reported = True
     if args is None:
         import argparse
@@ -184,6 +186,7 @@ def _run_local(batch: BatchRun, jobs: list[Job], concurrency: int) -> None:
     try:
         engine.run(jobs)
     finally:
+        _interrupt.hold()  # the jobs have ended: the batch's result stands
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
