@@ -132,8 +132,9 @@ def test_version_loads_nothing_but_the_cli(tmp_path: Path) -> None:
 
 VALIDATED = {
     "readme_example": (Path(__file__).resolve().parents[1] / "examples" / "prompt_to_video.yaml").read_text(),
-    "command_and_python": "name: c\nprompt: hi\nsteps:\n  - {type: command, params: {argv: [echo, '{input}']}}\n"
-                          "  - {type: python, params: {function: 'mod:fn'}}\n",
+    "command": "name: c\nprompt: hi\nsteps:\n  - {type: command, params: {argv: [echo, '{input}']}}\n"
+               "  - {type: command, params: {run: 'wc -c', output: out.txt}}\n",
+    "python": "name: p\nprompt: hi\nsteps:\n  - {type: python, params: {function: 'mod:fn'}}\n",
     "media": "prompt: hi\nsteps:\n  - {type: text_to_image, model: title_card}\n"
              "  - {type: image_to_video, model: ken_burns, params: {duration: 2}}\n"
              "  - {type: upscale_video, model: lanczos}\n  - {type: generate_subtitles, params: {format: srt}}\n"
@@ -152,12 +153,15 @@ VALIDATED = {
 def test_validate_loads_none_of_what_it_does_not_need(tmp_path: Path, name: str) -> None:
     (tmp_path / "chain.yaml").write_text(VALIDATED[name])
     (tmp_path / "voice.wav").write_bytes(b"RIFF")  # named by a param: validate checks it exists
+    (tmp_path / "mod.py").write_text("def fn(ctx):\n    return ctx.input\n")  # read, never run (ast)
     args = ("validate", "--offline", "--config", "chain.yaml")
     first = _loaded(tmp_path, *args)  # parses (PyYAML), fills the caches (burn_in: asks ffmpeg for its filters)
     assert not _among(first, tuple(m for m in NOT_FOR_VALIDATE if m.startswith("aicp")) + ("dataclasses", "orjson"))
+    assert "mod" not in first  # the user's module is not run
     again = _loaded(tmp_path, *args)
-    # an unknown key's warning looks for a near miss (difflib) and says where it is (composing the text)
-    allowed = ("difflib", *YAML) if name == "with_a_warning" else ()
+    # an unknown key's warning looks for a near miss (difflib) and says where it is (composing the text);
+    # a python step's module is parsed (ast) to find its function, never run
+    allowed = {"with_a_warning": ("difflib", *YAML), "python": ("ast",)}.get(name, ())
     assert not _among(again, tuple(m for m in NOT_FOR_VALIDATE + SHUTIL + YAML if m not in allowed))
     assert "aicp._chain.doccache" in again
 
