@@ -3,7 +3,7 @@
 Every run writes ``output_dir/runs/<run_id>/``:
 
 * ``chain.json``: the chain as it was run;
-* ``manifest.json``: the run's state, rewritten atomically (temp file, fsync,
+* ``manifest.json``: the run's state, rewritten atomically (temp file, then
   rename) after every step: each step's status, its output files with size
   and SHA-256, cost, timings, and the hashes of the step's definition and of
   its input; sealed with a digest of its own content, so an edited or
@@ -18,6 +18,16 @@ which polls that request instead of submitting, and paying for, another.
 Resuming reuses a step only if its definition and input are unchanged and
 every output file it recorded still exists with the recorded hash; the first
 step that differs, and every step after it, runs again.
+
+How durable each write is (docs/supervisor.md, "How durable the record is"):
+every update is renamed into place before the run goes on, so a killed aicp
+(SIGKILL, a crash, the OOM killer) always leaves the state as of its last
+update. Flushing to the disk itself (fsync), which only a power loss or a
+kernel crash needs, waits for the writes that matter: the record's creation,
+a paid request's id (before the run goes on, so that a resumed run polls it
+rather than paying again) and the run's end. A step's update is flushed by a
+background thread instead (:class:`_Flusher`), off the per-step path: it
+costs the next step nothing, however slow the disk.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Literal, TypedDict, cast
@@ -36,7 +47,7 @@ import orjson
 
 from aicp._chain.model import Chain, Step
 from aicp._errors import ChainError, MissingInputError, OutputError, UsageError
-from aicp._redact import Redactor
+from aicp._redact import Redactor, secret_param_values
 from aicp._run.writable import reason
 from aicp._chain.steptypes import path_like
 from aicp._run.results import StepResult
@@ -100,25 +111,80 @@ def file_hash(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, sync: bool = True) -> None:
     """Replace ``path`` with ``data`` so that a reader sees the old or the new file, never a mix.
 
-    The data is on disk (fsync) before the rename makes it visible; a power
-    loss right after may lose this update, never half of it.
+    With ``sync``, the data is on disk (fsync) before the rename makes it
+    visible, and the rename is too before this returns: a power loss right
+    after keeps this update, and one during it the old file. Without, the
+    file is the same for every process at once (a killed writer leaves the
+    old or the new one), and reaches the disk when the kernel writes it out,
+    or when :func:`fsync_path` is called on it and its folder.
     """
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
+        if sync:
+            fsync_path(path.parent)
     except BaseException:
         try:  # a full disk, a signal: leave no half-written temp file behind
             os.unlink(tmp)
         except OSError:
             pass
         raise
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's (or a folder's: its entries, so a rename) data to the disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _Flusher:
+    """Flushes the manifest and its folder to the disk in a background thread, after the per-step
+    updates that were only renamed into place: the next step does not wait for the disk. Requests
+    made while it flushes are folded into one more flush."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._wanted = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def request(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="aicp-record-sync", daemon=True)
+            self._thread.start()
+        self._wanted.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            if self._stopping:
+                return
+            try:
+                fsync_path(self._path)
+                fsync_path(self._path.parent)
+            except OSError:
+                pass  # the disk is failing or full: the next synchronous write will say so
+
+    def stop(self) -> None:
+        """End the thread (after the flush under way, if any); the caller flushes what is left."""
+        if self._thread is not None:
+            self._stopping = True
+            self._wanted.set()
+            self._thread.join()
+            self._thread = None
+            self._stopping = False
 
 
 def _dump(value: Any) -> bytes:
@@ -259,6 +325,11 @@ class RunRecord:
         self.manifest = manifest
         self.redactor = redactor or Redactor.from_environment()
         self._lock_fd: int | None = None
+        self._flusher = _Flusher(root / MANIFEST)
+        # Each step's entry as last written, masked: an entry is never changed once recorded, so
+        # it is masked again only after the redactor learns a new secret (see _masked()).
+        self._masked: dict[str, tuple[ManifestEntry, dict[str, Any]]] = {}
+        self._masked_known = -1
 
     @property
     def run_id(self) -> str:
@@ -284,7 +355,7 @@ class RunRecord:
         try:
             write_chain(root, chain, redactor)
             record.lock()
-            record._save()
+            record._save(durable=True)
         except OSError:  # a full disk: no half-made record that would look like a run
             record.unlock()
             if not existed:
@@ -352,20 +423,48 @@ class RunRecord:
             raise RunRecordError(f"run record {path} belongs to run {manifest.get('run_id')}, not {root.name}")
         return manifest
 
-    def _save(self, final: bool = False) -> None:
-        """Write the manifest. The ``final`` write (how the run ended) may use the reserve: on a
-        full disk the reserve is given back and the write tried again."""
+    def _save(self, final: bool = False, durable: bool = False) -> None:
+        """Write the manifest: renamed into place before this returns; flushed to the disk before
+        it returns too if ``durable`` (or ``final``), else soon after, in the background. The
+        ``final`` write (how the run ended) may use the reserve: on a full disk the reserve is
+        given back and the write tried again."""
         self.manifest["updated"] = time.time()
-        body = self.redactor.scrub(self.manifest)
+        body = self._masked_manifest()
         body["digest"] = canonical_hash(body)
         data = _dump(body)
+        sync = durable or final
         try:
-            write_atomic(self.root / MANIFEST, data)
+            write_atomic(self.root / MANIFEST, data, sync=sync)
         except OSError as exc:
             if not (final and exc.errno in (errno.ENOSPC, errno.EDQUOT) and self.release_reserve()):
                 raise
-            write_atomic(self.root / MANIFEST, data)
+            write_atomic(self.root / MANIFEST, data, sync=sync)
+        if not sync:
+            self._flusher.request()
         self._top_up_reserve(len(data))
+
+    def _masked_manifest(self) -> dict[str, Any]:
+        """The manifest as written: ``redactor.scrub(self.manifest)``, without masking every step's
+        entry again at every step (that grew with the run: quadratic in its steps)."""
+        steps: dict[str, ManifestEntry] = self.manifest["steps"]
+        for key, entry in steps.items():  # learn first, as scrub() does: a secret masks everywhere
+            cached = self._masked.get(key)
+            if cached is None or cached[0] is not entry:
+                self.redactor.learn(secret_param_values(entry))
+        rest = {k: v for k, v in self.manifest.items() if k != "steps"}
+        masked_rest = self.redactor.scrub(rest)
+        if self.redactor.known != self._masked_known:  # a new secret: every entry is masked again
+            self._masked.clear()
+            self._masked_known = self.redactor.known
+        masked_steps = {}
+        for key, entry in steps.items():
+            cached = self._masked.get(key)
+            if cached is None or cached[0] is not entry:
+                cached = self._masked[key] = (entry, self.redactor.mask(entry))
+            masked_steps[key] = cached[1]
+        for gone in self._masked.keys() - steps.keys():
+            del self._masked[gone]
+        return {k: (masked_steps if k == "steps" else masked_rest[k]) for k in self.manifest}
 
     # -------------------------------------------------------------- space for the last word
 
@@ -451,7 +550,7 @@ class RunRecord:
                 and (r.get("provider"), r.get("endpoint"), r.get("index")) != (entry["provider"], entry["endpoint"],
                                                                              entry["index"])]
         self.manifest["requests"][key] = kept + [entry]
-        self._save()
+        self._save(durable=True)  # on the disk before the run goes on: a resumed run must poll it
 
     def pending_requests(self, key: str, definition: str, step_input: str) -> list[dict[str, Any]]:
         """The requests an interrupted run of this step submitted, if the step is still the same."""
@@ -526,6 +625,7 @@ class RunRecord:
         return removed
 
     def unlock(self) -> None:
+        self._flusher.stop()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
