@@ -20,14 +20,15 @@ every output file it recorded still exists with the recorded hash; the first
 step that differs, and every step after it, runs again.
 
 How durable each write is (docs/supervisor.md, "How durable the record is"):
-every update is renamed into place before the run goes on, so a killed aicp
-(SIGKILL, a crash, the OOM killer) always leaves the state as of its last
-update. Flushing to the disk itself (fsync), which only a power loss or a
-kernel crash needs, waits for the writes that matter: the record's creation,
-a paid request's id (before the run goes on, so that a resumed run polls it
-rather than paying again) and the run's end. A step's update is flushed by a
-background thread instead (:class:`_Flusher`), off the per-step path: it
-costs the next step nothing, however slow the disk.
+every update is in place before the run goes on, so a killed aicp (SIGKILL,
+a crash, the OOM killer) always leaves the state as of its last update.
+Flushing to the disk itself (fsync), which only a power loss or a kernel
+crash needs, is done before the rename for the writes that matter: the
+record's creation, its end, and every write of a run that has paid for
+something (a paid request's id, before the run goes on, so that a resumed run
+polls it rather than paying again; a step that cost money). A free run's
+per-step updates are flushed by a background thread instead
+(:class:`aicp._run.atomic.Flusher`), off the per-step path.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ import json
 import os
 import re
 import shutil
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Literal, TypedDict, cast
@@ -48,6 +48,7 @@ import orjson
 from aicp._chain.model import Chain, Step
 from aicp._errors import ChainError, MissingInputError, OutputError, UsageError
 from aicp._redact import Redactor, secret_param_values
+from aicp._run.atomic import Flusher, write_atomic
 from aicp._run.writable import reason
 from aicp._chain.steptypes import path_like
 from aicp._run.results import StepResult
@@ -109,82 +110,6 @@ def file_hash(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def write_atomic(path: Path, data: bytes, sync: bool = True) -> None:
-    """Replace ``path`` with ``data`` so that a reader sees the old or the new file, never a mix.
-
-    With ``sync``, the data is on disk (fsync) before the rename makes it
-    visible, and the rename is too before this returns: a power loss right
-    after keeps this update, and one during it the old file. Without, the
-    file is the same for every process at once (a killed writer leaves the
-    old or the new one), and reaches the disk when the kernel writes it out,
-    or when :func:`fsync_path` is called on it and its folder.
-    """
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            if sync:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-        if sync:
-            fsync_path(path.parent)
-    except BaseException:
-        try:  # a full disk, a signal: leave no half-written temp file behind
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def fsync_path(path: Path) -> None:
-    """Flush a file's (or a folder's: its entries, so a rename) data to the disk."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class _Flusher:
-    """Flushes the manifest and its folder to the disk in a background thread, after the per-step
-    updates that were only renamed into place: the next step does not wait for the disk. Requests
-    made while it flushes are folded into one more flush."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._wanted = threading.Event()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-
-    def request(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="aicp-record-sync", daemon=True)
-            self._thread.start()
-        self._wanted.set()
-
-    def _run(self) -> None:
-        while True:
-            self._wanted.wait()
-            self._wanted.clear()
-            if self._stopping:
-                return
-            try:
-                fsync_path(self._path)
-                fsync_path(self._path.parent)
-            except OSError:
-                pass  # the disk is failing or full: the next synchronous write will say so
-
-    def stop(self) -> None:
-        """End the thread (after the flush under way, if any); the caller flushes what is left."""
-        if self._thread is not None:
-            self._stopping = True
-            self._wanted.set()
-            self._thread.join()
-            self._thread = None
-            self._stopping = False
 
 
 def _dump(value: Any) -> bytes:
@@ -325,7 +250,10 @@ class RunRecord:
         self.manifest = manifest
         self.redactor = redactor or Redactor.from_environment()
         self._lock_fd: int | None = None
-        self._flusher = _Flusher(root / MANIFEST)
+        self._flusher = Flusher(root / MANIFEST)
+        # Once a run has paid for something, every write is flushed before it is renamed into place.
+        self._paid = bool(manifest.get("requests")) or any(
+            (entry.get("cost") or 0) > 0 for entry in manifest.get("steps", {}).values())
         # Each step's entry as last written, masked: an entry is never changed once recorded, so
         # it is masked again only after the redactor learns a new secret (see _masked()).
         self._masked: dict[str, tuple[ManifestEntry, dict[str, Any]]] = {}
@@ -424,15 +352,15 @@ class RunRecord:
         return manifest
 
     def _save(self, final: bool = False, durable: bool = False) -> None:
-        """Write the manifest: renamed into place before this returns; flushed to the disk before
-        it returns too if ``durable`` (or ``final``), else soon after, in the background. The
-        ``final`` write (how the run ended) may use the reserve: on a full disk the reserve is
-        given back and the write tried again."""
+        """Write the manifest: in place before this returns; flushed to the disk before it is
+        renamed into place if ``durable`` or ``final`` or the run has paid for something, else
+        soon after, in the background. The ``final`` write (how the run ended) may use the
+        reserve: on a full disk the reserve is given back and the write tried again."""
         self.manifest["updated"] = time.time()
         body = self._masked_manifest()
         body["digest"] = canonical_hash(body)
         data = _dump(body)
-        sync = durable or final
+        sync = durable or final or self._paid
         try:
             write_atomic(self.root / MANIFEST, data, sync=sync)
         except OSError as exc:
@@ -526,6 +454,8 @@ class RunRecord:
             if self.redactor.scrub(entry["output"]) != entry["output"]:
                 entry["masked"] = True  # stored masked: a resumed run runs the step again
             entry["cost"] = result.get("cost", 0.0)
+            if isinstance(entry["cost"], (int, float)) and entry["cost"] > 0:
+                self._paid = True
             # a file the output names counts too, declared in ``outputs`` or not (``return str(path)``)
             declared = list(result.get("outputs") or [])
             paths = declared + [p for p in _paths_in(result.get("output")) if p not in declared]
@@ -550,7 +480,8 @@ class RunRecord:
                 and (r.get("provider"), r.get("endpoint"), r.get("index")) != (entry["provider"], entry["endpoint"],
                                                                              entry["index"])]
         self.manifest["requests"][key] = kept + [entry]
-        self._save(durable=True)  # on the disk before the run goes on: a resumed run must poll it
+        self._paid = True
+        self._save()  # on the disk before the run goes on: a resumed run must poll it
 
     def pending_requests(self, key: str, definition: str, step_input: str) -> list[dict[str, Any]]:
         """The requests an interrupted run of this step submitted, if the step is still the same."""

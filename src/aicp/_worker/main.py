@@ -24,7 +24,7 @@ import json
 import os
 import signal
 import sys
-import threading
+import _thread
 
 TYPE_CHECKING = False  # importing typing would add ~10 ms to every step
 if TYPE_CHECKING:
@@ -162,7 +162,8 @@ def main() -> NoReturn:
     _line_buffered()
     spec = _read_spec(ctrl_fd)
     token = os.environ.get("AICP_WORKER_TOKEN")  # read now: the step may change os.environ
-    threading.Thread(target=_watch_lifeline, args=(ctrl_fd, token), daemon=True).start()
+    # A bare thread: threading.Thread's start() handshake costs each step about 0.3 ms of CPU.
+    _thread.start_new_thread(_watch_lifeline, (ctrl_fd, token))
     sys.path[:0] = spec.get("path", [])
     try:
         status = run(spec, Channel(result_fd))
