@@ -28,7 +28,7 @@ record's creation, its end, and every write of a run that has paid for
 something (a paid request's id, before the run goes on, so that a resumed run
 polls it rather than paying again; a step that cost money). A free run's
 per-step updates are flushed by a background thread instead
-(:class:`aicp._run.atomic.Flusher`), off the per-step path.
+(:class:`aicp._run.atomic.LazyFile`), off the per-step path.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ import orjson
 from aicp._chain.model import Chain, Step
 from aicp._errors import ChainError, MissingInputError, OutputError, UsageError
 from aicp._redact import Redactor, secret_param_values
-from aicp._run.atomic import Flusher, write_atomic
+from aicp._run.atomic import LazyFile, write_atomic
 from aicp._run.writable import reason
 from aicp._chain.steptypes import path_like
 from aicp._run.results import StepResult
@@ -250,7 +250,7 @@ class RunRecord:
         self.manifest = manifest
         self.redactor = redactor or Redactor.from_environment()
         self._lock_fd: int | None = None
-        self._flusher = Flusher(root / MANIFEST)
+        self._lazy = LazyFile(root / MANIFEST)
         # Once a run has paid for something, every write is flushed before it is renamed into place.
         self._paid = bool(manifest.get("requests")) or any(
             (entry.get("cost") or 0) > 0 for entry in manifest.get("steps", {}).values())
@@ -360,16 +360,17 @@ class RunRecord:
         body = self._masked_manifest()
         body["digest"] = canonical_hash(body)
         data = _dump(body)
-        sync = durable or final or self._paid
+        write = write_atomic if durable or final or self._paid else self._lazy_write
         try:
-            write_atomic(self.root / MANIFEST, data, sync=sync)
+            write(self.root / MANIFEST, data)
         except OSError as exc:
             if not (final and exc.errno in (errno.ENOSPC, errno.EDQUOT) and self.release_reserve()):
                 raise
-            write_atomic(self.root / MANIFEST, data, sync=sync)
-        if not sync:
-            self._flusher.request()
+            write(self.root / MANIFEST, data)
         self._top_up_reserve(len(data))
+
+    def _lazy_write(self, _path: Path, data: bytes) -> None:
+        self._lazy.write(data)
 
     def _masked_manifest(self) -> dict[str, Any]:
         """The manifest as written: ``redactor.scrub(self.manifest)``, without masking every step's
@@ -556,7 +557,7 @@ class RunRecord:
         return removed
 
     def unlock(self) -> None:
-        self._flusher.stop()
+        self._lazy.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
