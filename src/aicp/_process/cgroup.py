@@ -154,7 +154,8 @@ class WorkerCgroup:
 
     def signal(self, sig: int) -> None:
         if sig == signal.SIGKILL:
-            kill(self.main)
+            if self.main_version != 2 or not self.is_empty():  # (cgroup2: a read, cheaper than a kill)
+                kill(self.main)
         else:
             signal_members(self.main, sig)
 
