@@ -134,7 +134,11 @@ class _Spawned(Launched):
             return True
 
     def wait(self) -> ExitStatus:
-        _, status, usage = os.wait4(self.pid, 0)
+        try:
+            _, status, usage = os.wait4(self.pid, 0)
+        except ChildProcessError:  # reaped by a sweep of our children (a worker started ahead that died)
+            self._proc.returncode = -signal.SIGKILL
+            return ExitStatus(-signal.SIGKILL, 0.0, 0)
         self._proc.returncode = code = os.waitstatus_to_exitcode(status)
         return ExitStatus(code, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024)
 
