@@ -167,3 +167,22 @@ def test_the_oldest_entries_go_beyond_the_bound(tmp_path: Path, monkeypatch: pyt
             os.utime(entry, ns=(entry.stat().st_mtime_ns - 10**9,) * 2)
     assert len(_entries(tmp_path)) == 3
     assert [doccache.load(t) is not None for t in texts] == [False, False, True, True, True]
+
+
+def test_a_run_reads_the_cache_and_writes_nothing_there(tmp_path: Path) -> None:
+    (tmp_path / "chain.yaml").write_text(CHAINS["valid"].replace("  - {type: python, params: {function: 'mod:fn'}}\n", ""))
+    cache = tmp_path / "cache"
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(aicp_argv("run-chain", "--config", "chain.yaml", "--stream"), cwd=tmp_path,
+                              env=_env(cache), capture_output=True, text=True, timeout=120)
+
+    assert run().returncode == 0
+    assert _entries(cache) == []  # a run's I/O is its record's
+    assert _validate(tmp_path, cache)[0] == 0 and len(_entries(cache)) == 1
+    (entry,) = _entries(cache)
+    before = entry.stat().st_mtime_ns
+    done = run()
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["outputs"]["step_1_command"]["text"] == "hello"
+    assert entry.stat().st_mtime_ns == before

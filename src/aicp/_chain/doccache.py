@@ -3,10 +3,13 @@
 Importing PyYAML costs more wall time than the rest of ``aicp validate``
 together (~13 ms: its package loads every module and compiles its scanner's
 patterns). A chain is validated, estimated and run many times unchanged, so a
-YAML document that parsed is kept in ``$XDG_CACHE_HOME/aicp/chains/``
-(:mod:`aicp._cache`: marshal's format, which gives back exactly the types and
-the shared values of aliases) and the next read of the same text takes its
-data from there, without importing ``yaml``.
+YAML document that ``validate`` or ``estimate-cost`` parsed is kept in
+``$XDG_CACHE_HOME/aicp/chains/`` (:mod:`aicp._cache`: marshal's format, which
+gives back exactly the types and the shared values of aliases), and the next
+read of the same text, by any command, takes its data from there without
+importing ``yaml``. Runs and the Python API read entries, never write them: a
+run's I/O is its record's, and a program loading chains fills no cache it did
+not ask for.
 
 An entry is found by the text's CRC-32 and length and holds the whole text,
 which must equal the one being read: a hit is the same text, never a

@@ -126,13 +126,14 @@ class Document:
         raise self.error(path, message)
 
 
-def parse(text: str, label: str) -> Document:
-    """YAML (safe subset) or, for a ``.json`` label, JSON text to a :class:`Document`."""
+def parse(text: str, label: str, keep: bool = False) -> Document:
+    """YAML (safe subset) or, for a ``.json`` label, JSON text to a :class:`Document`. ``keep``: a YAML
+    text parsed now is kept in the parsed-document cache (read from it either way)."""
     if label.endswith(".json"):
         data = _parse_json(text, label)
         positions = Positions(lambda: _composed_marks(_as_yaml(text)))
     else:
-        data, positions = _parse_yaml(text, label)
+        data, positions = _parse_yaml(text, label, keep)
     return Document(data, positions, label, text)
 
 
@@ -142,7 +143,7 @@ def _as_yaml(json_text: str) -> str:
     return _SURROGATE_ESCAPE.sub(r"\\u0020", json_text.replace("\t", " "))
 
 
-def _parse_yaml(text: str, label: str) -> tuple[Any, Positions]:
+def _parse_yaml(text: str, label: str, keep: bool) -> tuple[Any, Positions]:
     """The data (from the parsed-document cache when this text parsed before) and its positions."""
     cached = doccache.load(text)
     if cached is not None:
@@ -153,7 +154,8 @@ def _parse_yaml(text: str, label: str) -> tuple[Any, Positions]:
         data, root = yamlload.load(text)
     except yamlload.DocumentError as exc:
         raise _document_error(label, exc) from None
-    doccache.save(text, data)
+    if keep:
+        doccache.save(text, data)
     return data, Positions(lambda: yamlload.marks(root) if root is not None else None)
 
 

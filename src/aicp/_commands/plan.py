@@ -71,7 +71,7 @@ def _plan_lines(steps: list[dict[str, Any]], indent: str = "  ") -> list[str]:
 def validate(args: Any) -> int:
     """Every mistake at once (the CLI prints them, or ``--json`` lists them); then whether it will
     run here: files, executors, credentials (``--offline``: not credentials)."""
-    chain = load_chain(args.config, here="offline" if args.offline else "yes", work_dir=args.base_dir)
+    chain = load_chain(args.config, here="offline" if args.offline else "yes", work_dir=args.base_dir, keep_parsed=True)
     plan = {"valid": True, **plan_of(chain), "problems": [p.as_dict() for p in chain.notes]}
     if args.json:
         print_envelope("validate", plan)
@@ -117,7 +117,7 @@ def estimate_cost(args: Any) -> int:
 
     from aicp.providers.credentials import PROVIDER_KEYS, required_credentials
 
-    chain = load_chain(args.config, work_dir=args.base_dir)
+    chain = load_chain(args.config, work_dir=args.base_dir, keep_parsed=True)
     rows = _step_costs(chain.steps)
     present = {key.variable: key.value(os.environ) is not None for key in PROVIDER_KEYS.values()}
     needs = {variable: present[variable] for variable in required_credentials(chain)}
