@@ -166,11 +166,13 @@ def _redact_render(redactor: Redactor) -> Callable[[Any, str, dict[str, Any]], b
     return processor
 
 
-class _Seconds:
-    """The ``YYYY-MM-DDTHH:MM:SS`` of the last second seen: most events share it with the one before."""
+class _Stamps:
+    """The last second's ``YYYY-MM-DDTHH:MM:SS`` and the last millisecond's whole text, each one
+    tuple (set in one store, so another thread never sees a text with the wrong number): events
+    come in bursts that share them."""
 
-    second = -1
-    text = ""
+    second: tuple[int, str] = (-1, "")
+    milli: tuple[int, str] = (-1, "")
 
 
 _MILLIS = tuple(f".{millis:03d}Z" for millis in range(1000))  # the tail of every `time`, made once
@@ -178,11 +180,18 @@ _MILLIS = tuple(f".{millis:03d}Z" for millis in range(1000))  # the tail of ever
 
 def rfc3339(timestamp: float) -> str:
     """``2026-12-02T06:03:23.123Z``: UTC, milliseconds, the same instant as ``timestamp`` (truncated)."""
-    seconds, millis = divmod(int(timestamp * 1000), 1000)
-    if _Seconds.second != seconds:
-        _Seconds.text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        _Seconds.second = seconds
-    return _Seconds.text + _MILLIS[millis]
+    millis = int(timestamp * 1000)
+    last, text = _Stamps.milli
+    if last == millis:
+        return text
+    seconds = millis // 1000
+    second, head = _Stamps.second
+    if second != seconds:
+        head = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _Stamps.second = (seconds, head)
+    text = head + _MILLIS[millis - seconds * 1000]
+    _Stamps.milli = (millis, text)
+    return text
 
 
 # Where an event came from: aicp itself, or a step (relayed from its output, its ctx.log, its ctx.progress).
@@ -224,9 +233,11 @@ class _Envelope:
     """
 
     def __init__(self, run_id: str, started: float, context: dict[str, Any]) -> None:
-        self.run_id = run_id
         self.started = started
-        self.context = context
+        # Every line's head in its order, made once with the run's constants (run_id, context)
+        self._head: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "event": None, "timestamp": None,
+                                      "elapsed_seconds": None, "level": None, "run_id": run_id, **context,
+                                      "time": None, "source": None, "message": None}
 
     def __call__(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
         event = event_dict.pop("event")
@@ -237,19 +248,16 @@ class _Envelope:
             message = line if type(line) is str else str(line)
         else:  # warning and step_progress carry a message of their own (step_progress: maybe null)
             message = event_dict.pop("message") if "message" in event_dict else message_of(event, event_dict)
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "event": event,
-            "timestamp": now,
-            "elapsed_seconds": round_millis(_monotonic() - self.started),
-            "level": level,
-            "run_id": self.run_id,
-            **self.context,
-            "time": rfc3339(now),
-            "source": source_of(event, event_dict),
-            "message": message,
-            **event_dict,
-        }
+        out = self._head.copy()
+        out["event"] = event
+        out["timestamp"] = now
+        out["elapsed_seconds"] = round_millis(_monotonic() - self.started)
+        out["level"] = level
+        out["time"] = rfc3339(now)
+        out["source"] = source_of(event, event_dict)
+        out["message"] = message
+        out.update(event_dict)
+        return out
 
 
 _wall, _monotonic = time.time, time.monotonic
