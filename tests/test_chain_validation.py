@@ -701,6 +701,69 @@ def test_a_null_required_key_is_reported_as_missing(aicp, write_chain, where, ke
     assert "Traceback" not in run.stderr and key in run.stderr
 
 
+TARGET_MODULE = """
+import json as _json, os.path
+if True:
+    def in_if(ctx): pass
+try:
+    import tomllib as toml_reader
+except ImportError:
+    toml_reader = None
+for looped in range(1): pass
+with open(__file__) as opened: pass
+(walrus := 1)
+def real(ctx): return ctx.input
+class Steps:
+    def method(self, ctx): pass
+"""
+
+
+@pytest.mark.parametrize("function, warning", [
+    ("steps_mod:real", None),
+    ("steps_mod:Steps.method", None),
+    ("steps_mod:in_if", None),
+    ("steps_mod:toml_reader", None),
+    ("steps_mod:looped", None),
+    ("steps_mod:opened", None),
+    ("steps_mod:walrus", None),
+    ("steps_mod:_json", None),
+    ("os.path:join", None),  # a submodule its package makes when it runs: only a run can tell
+    ("json.decoder:JSONDecoder", None),
+    ("math:sqrt", None),  # compiled or built in: not read
+    ("starred:anything", None),  # a star import: unknowable without running it
+    ("lazy:anything", None),  # a module-level __getattr__
+    ("steps_mod:nope", "module 'steps_mod' ({dir}/steps_mod.py) defines no 'nope'"),
+    ("steps_mod:method", "defines no 'method'"),  # a method is not a top-level name
+    ("json.decoder:nope", "module 'json.decoder' ("),
+    ("no_such_module_zz:f", "no module 'no_such_module_zz'"),
+    ("no_such_module_zz.sub:f", "no module 'no_such_module_zz.sub'"),
+    ("broken:f", "broken.py:2: the module does not parse"),
+])
+def test_a_python_steps_function_is_looked_for_without_running_it(aicp, write_chain, write_module, tmp_path,
+                                                                 function, warning):
+    """``validate`` says when ``params.function`` is not there (a warning: the module may appear
+    before the step runs), reading the module's source: nothing of it runs (it would write a file)."""
+    write_module("steps_mod", TARGET_MODULE + "open(__file__ + '.ran', 'w').close()\n")
+    write_module("starred", "from steps_mod import *\nopen(__file__ + '.ran', 'w').close()\n")
+    write_module("lazy", "def __getattr__(name):\n    return name\n")
+    write_module("broken", "def f(ctx):\n    return (\n")
+    write_chain(f"""
+        name: targets
+        prompt: p
+        steps:
+          - type: python
+            params: {{function: "{function}"}}
+    """)
+    run = aicp("validate", "--config", "chain.yaml", "--json")
+    assert run.returncode == 0, run.stderr
+    warnings = [p["message"] for p in run.result["data"]["problems"] if p["path"] == "steps[0].params.function"]
+    if warning is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and warning.format(dir=tmp_path) in warnings[0], warnings
+    assert not list(tmp_path.glob("*.ran")), "validate ran the user's module"
+
+
 # ----------------------------------------------------------------------------- the old tool's chains
 
 

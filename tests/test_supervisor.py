@@ -76,81 +76,48 @@ def test_exception_reports_traceback_and_stops_the_run(env):
     assert_resources(error, starts(run)[0])
 
 
-def test_os_exit_is_reason_exit_with_the_status(env):
+# One failing step, one row of docs/supervisor.md's reason table each: the step_error's fields,
+# the fields it must not carry, a fragment of its error, and the step's stdout before it failed.
+FAILURES = [
+    pytest.param('function: "ssteps:exit_hard", code: 3', {"reason": "exit", "exit_code": 3},
+                 ("signal", "traceback"), "3", ["exiting"], id="os._exit"),
+    pytest.param('function: "ssteps:sys_exit", code: 4', {"reason": "exit", "exit_code": 4},
+                 ("signal", "traceback"), "4", [], id="sys.exit"),
+    pytest.param('function: "ssteps:segfault"', {"reason": "signal", "signal": "SIGSEGV"},
+                 ("exit_code", "traceback"), "SIGSEGV", [], id="segfault"),
+    pytest.param('function: "ssteps:kill_self"', {"reason": "signal", "signal": "SIGKILL"},
+                 ("exit_code", "traceback"), "SIGKILL", [], id="sigkill-itself"),
+    pytest.param('function: "ssteps:not_serialisable"', {"reason": "invalid_result"},
+                 ("signal", "traceback"), "JSON", [], id="not-serialisable"),
+    pytest.param('function: "ssteps:not_a_number"', {"reason": "invalid_result"},
+                 ("signal", "traceback"), "JSON", [], id="not-a-number"),
+    # a function that is not there is the chain's mistake, told in one line: no traceback
+    pytest.param('function: "ssteps:no_such_function"', {"reason": "exception"},
+                 ("signal", "traceback"), "no attribute 'no_such_function'", [], id="no-such-function"),
+    pytest.param('function: "no_such_module_zz.sub:f"', {"reason": "exception"},
+                 ("signal", "traceback"), "No module named 'no_such_module_zz'", [], id="no-such-module"),
+]
+
+
+@pytest.mark.parametrize("params, fields, absent, fragment, stdout", FAILURES)
+def test_a_failing_step_gives_its_reason_and_stops_the_run(env, params, fields, absent, fragment, stdout):
     chain = env.chain("""
-        name: exit
+        name: failing
         steps:
           - type: python
-            params: {{function: "ssteps:exit_hard", code: 3}}
-    """)
-    run = env.run(chain)
-    assert_failed_run(run)
-    error = only_error(run)
-    assert error["reason"] == "exit" and error["exit_code"] == 3
-    assert "signal" not in error and "traceback" not in error
-    assert [e["line"] for e in logs(run, "stdout")] == ["exiting"]
-    assert_resources(error, starts(run)[0])
-
-
-def test_sys_exit_with_a_status_is_reason_exit(env):
-    chain = env.chain("""
-        name: sysexit
-        steps:
-          - type: python
-            params: {{function: "ssteps:sys_exit", code: 4}}
-    """)
-    run = env.run(chain)
-    assert_failed_run(run)
-    error = only_error(run)
-    assert error["reason"] == "exit", error
-    assert error["exit_code"] == 4
-
-
-def test_segfault_is_reason_signal_sigsegv(env):
-    chain = env.chain("""
-        name: segv
-        steps:
-          - type: python
-            params: {{function: "ssteps:segfault"}}
-    """)
-    run = env.run(chain)
-    assert_failed_run(run)
-    error = only_error(run)
-    assert error["reason"] == "signal" and error["signal"] == "SIGSEGV"
-    assert "exit_code" not in error
-    assert "SIGSEGV" in error["error"]
-    assert_resources(error, starts(run)[0])
-
-
-def test_sigkill_of_the_step_itself_is_reason_signal(env):
-    chain = env.chain("""
-        name: sigkill
-        steps:
-          - type: python
-            params: {{function: "ssteps:kill_self"}}
-    """)
-    run = env.run(chain)
-    assert_failed_run(run)
-    error = only_error(run)
-    assert error["reason"] == "signal" and error["signal"] == "SIGKILL"
-
-
-@pytest.mark.parametrize("function", ["not_serialisable", "not_a_number"])
-def test_a_result_that_is_not_json_is_invalid_result(env, function):
-    chain = env.chain("""
-        name: invalid
-        steps:
-          - type: python
-            params: {{function: "ssteps:{function}"}}
+            params: {{{params}}}
           - type: python
             params: {{function: "ssteps:echo"}}
-    """, function=function)
+    """, params=params)
     run = env.run(chain)
     assert_failed_run(run)
     error = only_error(run)
-    assert error["reason"] == "invalid_result", error
-    assert "JSON" in error["error"]
-    assert len(starts(run)) == 1
+    assert {k: error.get(k) for k in fields} == fields, error
+    assert not set(absent) & set(error), error
+    assert fragment in error["error"]
+    assert [e["line"] for e in logs(run, "stdout")] == stdout
+    assert len(starts(run)) == 1, "a later step started after a failure"
+    assert_resources(error, starts(run)[0])
 
 
 @pytest.mark.parametrize("launcher", ["fork", "spawn"])

@@ -47,6 +47,8 @@ def _handler(signum: int, _frame: "Any") -> None:
 
 def install() -> None:
     """Route SIGINT and SIGTERM to :class:`Signalled` (where the default disposition applies)."""
+    global _held
+    _held = False  # a new invocation: nothing is decided yet
     for signum in _NAMES:
         previous = _signal.getsignal(signum)
         if previous in (_signal.SIG_DFL, _signal.default_int_handler):
@@ -55,7 +57,10 @@ def install() -> None:
 
 
 def hold() -> None:
-    """From now on a signal changes nothing: the outcome is decided and being reported."""
+    """From now on a signal changes nothing: the outcome is decided and being reported.
+
+    Called before the first byte of an outcome is written (a failed start's error event, a run's
+    or a batch's end), so that a signal landing in the middle cannot add a second outcome."""
     global _held
     _held = True
 

@@ -15,7 +15,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import textwrap
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,6 +22,7 @@ from typing import Any, Iterator
 import psutil
 import pytest
 from _aicp import LiveRun, aicp_argv, child_env
+from _jobs import batch_dir, counts  # noqa: F401  (batch_dir: a fixture)
 
 pytest.importorskip("celery", reason="the fleet tests need the celery extra (pip install 'aicp[celery]')")
 REDIS = shutil.which("redis-server")
@@ -30,48 +30,6 @@ pytestmark = [
     pytest.mark.skipif(REDIS is None, reason="redis-server is not installed (apt-get install redis-server)"),
     pytest.mark.slow,
 ]
-
-CHAIN = """
-name: fleet_chain
-prompt: unused
-output_dir: out
-steps:
-  - type: python
-    name: write
-    params: {function: "jobs:write"}
-  - type: python
-    name: finish
-    params: {function: "jobs:finish"}
-"""
-
-MODULE = '''
-import os, time
-from pathlib import Path
-
-COUNTS = Path(os.environ["COUNTS_DIR"])
-
-def _count(name):
-    path = COUNTS / f"{name}.{os.getpid()}"
-    path.write_text("1")
-    return len(list(COUNTS.glob(f"{name}.*")))
-
-def write(ctx):
-    _count(f"{os.environ['AICP_JOB_ID']}.write")
-    if ctx.input.startswith("fail"):
-        raise RuntimeError(f"row says {ctx.input}")
-    path = ctx.output_path(".txt")
-    path.write_text(ctx.input.upper())
-    return str(path)
-
-def finish(ctx):
-    n = _count(f"{os.environ['AICP_JOB_ID']}.finish")
-    text = Path(ctx.input).read_text()
-    if text.startswith("SLOW") and n == 1:  # only the first time: a resumed run finishes at once
-        print("ready", flush=True)
-        time.sleep(float(os.environ.get("SLOW_SECONDS", "30")))
-    return ctx.input
-'''
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -103,16 +61,8 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
         proc.wait(10)
 
 
-@pytest.fixture
-def fleet_dir(tmp_path: Path) -> Path:
-    (tmp_path / "chain.yaml").write_text(textwrap.dedent(CHAIN).lstrip())
-    (tmp_path / "jobs.py").write_text(textwrap.dedent(MODULE).lstrip())
-    (tmp_path / "counts").mkdir()
-    return tmp_path
-
-
-def fleet_env(fleet_dir: Path, **extra: str) -> dict[str, str]:
-    return child_env(COUNTS_DIR=str(fleet_dir / "counts"), AICP_LEASE_TTL="2", **extra)
+def fleet_env(batch_dir: Path, **extra: str) -> dict[str, str]:
+    return child_env(COUNTS_DIR=str(batch_dir / "counts"), AICP_LEASE_TTL="2", **extra)
 
 
 class Workers:
@@ -149,11 +99,11 @@ class Workers:
 
 
 @pytest.fixture
-def workers(redis_url: str, fleet_dir: Path) -> Iterator[Any]:
+def workers(redis_url: str, batch_dir: Path) -> Iterator[Any]:
     started: list[Workers] = []
 
     def start(count: int = 2, *extra: str, **env: str) -> Workers:
-        w = Workers(redis_url, fleet_dir, fleet_env(fleet_dir, **env), count, *extra)
+        w = Workers(redis_url, batch_dir, fleet_env(batch_dir, **env), count, *extra)
         started.append(w)
         return w
 
@@ -162,68 +112,60 @@ def workers(redis_url: str, fleet_dir: Path) -> Iterator[Any]:
         w.stop()
 
 
-def counts(fleet_dir: Path) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for p in (fleet_dir / "counts").iterdir():
-        name = p.name.rsplit(".", 1)[0]
-        found[name] = found.get(name, 0) + 1
-    return found
-
-
-def run_batch(fleet_dir: Path, redis_url: str, rows: str, **env: str) -> LiveRun:
-    (fleet_dir / "rows.csv").write_text(rows)
+def run_batch(batch_dir: Path, redis_url: str, rows: str, **env: str) -> LiveRun:
+    (batch_dir / "rows.csv").write_text(rows)
     return LiveRun(["run-batch", "--config", "chain.yaml", "--inputs", "rows.csv", "--engine", "celery",
-                    "--broker", redis_url, "--stream"], fleet_dir, env=fleet_env(fleet_dir, **env))
+                    "--broker", redis_url, "--stream"], batch_dir, env=fleet_env(batch_dir, **env))
 
 
-def test_a_batch_completes_on_two_workers(fleet_dir, redis_url, workers, validate_events):
+def test_a_batch_completes_on_two_workers(batch_dir, redis_url, workers, validate_events):
     workers(2)
     rows = "id,prompt\n" + "".join(f"clip{n},prompt {n}\n" for n in range(4))
-    run = run_batch(fleet_dir, redis_url, rows).finish(timeout=180)
+    run = run_batch(batch_dir, redis_url, rows).finish(timeout=180)
     assert run.returncode == 0, run.stderr[-3000:]
     result = run.result
     assert (result["event"], result["succeeded"], result["total_jobs"]) == ("batch_complete", 4, 4)
     validate_events(run)
     assert sorted(e["job_id"] for e in run.of("pipeline_start")) == [f"clip{n}" for n in range(4)]
-    assert counts(fleet_dir) == {f"clip{n}.{s}": 1 for n in range(4) for s in ("write", "finish")}
+    assert counts(batch_dir) == {f"clip{n}.{s}": 1 for n in range(4) for s in ("write", "finish")}
     record = json.loads((Path(result["record"]) / "batch.json").read_text())
     assert {e["status"] for e in record["jobs"].values()} == {"succeeded"}
     merged = (Path(result["record"]) / "events.jsonl").read_text()
     assert merged.count('"event":"job_complete"') == 4
     # the fleet's view of the same batch
     status = subprocess.run(aicp_argv("batch", "status", result["batch_id"], "--broker", redis_url, "--json"),
-                            capture_output=True, text=True, cwd=fleet_dir, env=child_env(), timeout=60)
+                            capture_output=True, text=True, cwd=batch_dir, env=child_env(), timeout=60)
     assert status.returncode == 0, status.stderr
     data = json.loads(status.stdout)["data"]
     assert data["counts"] == {"succeeded": 4}
     events = subprocess.run(aicp_argv("batch", "events", result["batch_id"], "--broker", redis_url),
-                            capture_output=True, text=True, cwd=fleet_dir, env=child_env(), timeout=60)
+                            capture_output=True, text=True, cwd=batch_dir, env=child_env(), timeout=60)
     assert events.returncode == 0
     assert sum(json.loads(line)["event"] == "job_complete" for line in events.stdout.splitlines()) == 4
     missing = subprocess.run(aicp_argv("batch", "status", "no-such-batch", "--broker", redis_url),
-                             capture_output=True, text=True, cwd=fleet_dir, env=child_env(), timeout=60)
+                             capture_output=True, text=True, cwd=batch_dir, env=child_env(), timeout=60)
     assert missing.returncode == 3 and "no batch 'no-such-batch'" in missing.stderr
 
 
-def test_a_failing_job_is_final_exit_5_and_not_retried(fleet_dir, redis_url, workers):
+def test_a_failing_job_is_final_exit_5_and_not_retried(batch_dir, redis_url, workers):
     workers(2)
-    run = run_batch(fleet_dir, redis_url, "id,prompt\nok,fine\nbad,fail here\n").finish(timeout=180)
+    run = run_batch(batch_dir, redis_url, "id,prompt\nok,fine\nbad,fail here\n").finish(timeout=180)
     assert run.returncode == 5, run.stderr[-3000:]
     assert run.result["failed"] == 1 and run.result["failures"][0]["job_id"] == "bad"
     assert not run.of("job_retry")
-    assert counts(fleet_dir)["bad.write"] == 1
+    assert counts(batch_dir)["bad.write"] == 1
 
 
-def test_sigkill_of_a_worker_process_group_mid_step_loses_nothing(fleet_dir, redis_url, workers):
+def test_sigkill_of_a_worker_process_group_mid_step_loses_nothing(batch_dir, redis_url, workers):
     fleet = workers(2)
-    live = run_batch(fleet_dir, redis_url, "id,prompt\nvictim,slow victim\n")
+    live = run_batch(batch_dir, redis_url, "id,prompt\nvictim,slow victim\n")
     try:
         ready = live.wait_for(lambda e: e["event"] == "step_log" and e.get("line") == "ready", timeout=120)
         [start] = [e for e in live.seen if e["event"] == "job_start"]
         pool_pid = int(start["worker"].split(":")[1])
         group = os.getpgid(pool_pid)
         doomed = [p for p in fleet.tree() if _in_group(p, group)]
-        doomed += [p for p in psutil.process_iter() if _runs_step_of(p, fleet_dir)]
+        doomed += [p for p in psutil.process_iter() if _runs_step_of(p, batch_dir)]
         os.killpg(group, signal.SIGKILL)
         gone, alive = psutil.wait_procs(doomed, timeout=10)
         assert not alive, f"still running after SIGKILL of the worker's group: {alive}"
@@ -236,7 +178,7 @@ def test_sigkill_of_a_worker_process_group_mid_step_loses_nothing(fleet_dir, red
     [retry] = run.of("job_retry")
     assert retry["reason"] == "requeued"
     assert [e["attempt"] for e in run.of("job_start")] == [1, 2]
-    assert counts(fleet_dir) == {"victim.write": 1, "victim.finish": 2}, "finished steps must be reused"
+    assert counts(batch_dir) == {"victim.write": 1, "victim.finish": 2}, "finished steps must be reused"
 
 
 def _in_group(proc: psutil.Process, group: int) -> bool:
@@ -246,18 +188,18 @@ def _in_group(proc: psutil.Process, group: int) -> bool:
         return False
 
 
-def _runs_step_of(proc: psutil.Process, fleet_dir: Path) -> bool:
+def _runs_step_of(proc: psutil.Process, batch_dir: Path) -> bool:
     try:
-        return str(fleet_dir) in " ".join(proc.cmdline()) and "aicp worker" not in " ".join(proc.cmdline())
+        return str(batch_dir) in " ".join(proc.cmdline()) and "aicp worker" not in " ".join(proc.cmdline())
     except psutil.Error:
         return False
 
 
-def test_a_visibility_timeout_shorter_than_a_job_does_not_run_it_twice(fleet_dir, redis_url, workers):
+def test_a_visibility_timeout_shorter_than_a_job_does_not_run_it_twice(batch_dir, redis_url, workers):
     workers(2, "--visibility-timeout", "1")
-    run = run_batch(fleet_dir, redis_url, "id,prompt\nlong,slow job\n", SLOW_SECONDS="8").finish(timeout=180)
+    run = run_batch(batch_dir, redis_url, "id,prompt\nlong,slow job\n", SLOW_SECONDS="8").finish(timeout=180)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert counts(fleet_dir) == {"long.write": 1, "long.finish": 1}
+    assert counts(batch_dir) == {"long.write": 1, "long.finish": 1}
     assert len(run.of("job_start")) == 1, "a second delivery started the job again"
-    logs = "".join(p.read_text(errors="replace") for p in fleet_dir.glob("worker*.log"))
+    logs = "".join(p.read_text(errors="replace") for p in batch_dir.glob("worker*.log"))
     assert "duplicate delivery is dropped" in logs, "Redis never redelivered the job: the case was not exercised"

@@ -15,69 +15,11 @@ from typing import Any
 import psutil
 import pytest
 from _aicp import LiveRun, Run, child_env
-
-CHAIN = """
-name: batch_chain
-prompt: unused
-output_dir: out
-steps:
-  - type: python
-    name: write
-    params: {function: "jobs:write"}
-  - type: python
-    name: finish
-    params: {function: "jobs:finish"}
-"""
-
-MODULE = '''
-import os, time
-from pathlib import Path
-
-COUNTS = Path(os.environ["COUNTS_DIR"])
-
-def _count(name):
-    path = COUNTS / name
-    n = int(path.read_text()) + 1 if path.exists() else 1
-    path.write_text(str(n))
-    return n
-
-def write(ctx):
-    _count(f"{os.environ.get('AICP_JOB_ID', 'solo')}.write")
-    if ctx.input.startswith("fail"):
-        raise RuntimeError(f"row says {ctx.input}")
-    path = ctx.output_path(".txt")
-    path.write_text(ctx.input.upper())
-    cost = float(os.environ.get("STEP_COST", "0"))
-    return {"output": str(path), "cost": cost}
-
-def finish(ctx):
-    _count(f"{os.environ.get('AICP_JOB_ID', 'solo')}.finish")
-    if ctx.input and Path(ctx.input).read_text().startswith("SLOW"):
-        print("ready", flush=True)
-        time.sleep(float(os.environ.get("SLOW_SECONDS", "30")))
-    return ctx.input
-'''
-
-
-@pytest.fixture
-def batch_dir(tmp_path: Path) -> Path:
-    (tmp_path / "chain.yaml").write_text(textwrap.dedent(CHAIN).lstrip())
-    (tmp_path / "jobs.py").write_text(textwrap.dedent(MODULE).lstrip())
-    (tmp_path / "counts").mkdir()
-    return tmp_path
+from _jobs import batch_dir, batch_json, counts  # noqa: F401  (batch_dir: a fixture)
 
 
 def env(batch_dir: Path, **extra: str) -> dict[str, str]:
     return child_env(COUNTS_DIR=str(batch_dir / "counts"), **extra)
-
-
-def counts(batch_dir: Path) -> dict[str, int]:
-    return {p.name: int(p.read_text()) for p in (batch_dir / "counts").iterdir()}
-
-
-def batch_json(batch_dir: Path) -> dict[str, Any]:
-    [path] = (batch_dir / "out" / "batches").glob("*/batch.json")
-    return json.loads(path.read_text())
 
 
 def test_a_csv_of_six_rows_runs_every_job_and_prints_one_result_line(aicp, batch_dir, validate_events):
@@ -133,6 +75,31 @@ def test_jsonl_rows_override_top_level_keys(aicp, batch_dir):
     totals = {e["job_id"]: e["total_steps"] for e in run.of("pipeline_start")}
     assert totals == {"plain": 2, "renamed": 2, "one_step": 1}
     assert "one_step.finish" not in counts(batch_dir)
+
+
+def test_no_secret_reaches_the_batch_record_or_any_file_it_writes(aicp, batch_dir):
+    """The environment's secrets, a chain's and a row's secret-named params are masked in
+    batch.json, the merged events and the jobs' run records; the steps got the real values."""
+    env_secret, row_secret = "fal-env-secret-0123456789", "row-param-secret-9876543210"
+    (batch_dir / "check.py").write_text(textwrap.dedent(f'''
+        def key(ctx):
+            assert ctx.params["api_key"] == {row_secret!r}, "the step did not get the real value"
+            return "checked " + ctx.input
+    '''))
+    rows = [{"id": "in_text", "prompt": f"a prompt naming {env_secret}"},
+            {"id": "in_params", "prompt": "p", "steps": [
+                {"type": "python", "params": {"function": "check:key", "api_key": row_secret}}]}]
+    (batch_dir / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = aicp("run-batch", "--config", "chain.yaml", "--inputs", "rows.jsonl", "--stream",
+               env=env(batch_dir, FAL_KEY=env_secret))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert batch_json(batch_dir)["jobs"]["in_params"]["status"] == "succeeded"
+    written = [p for p in (batch_dir / "out").rglob("*") if p.is_file()]
+    assert any(p.name == "batch.json" for p in written)
+    for path in written:
+        data = path.read_bytes()
+        assert env_secret.encode() not in data and row_secret.encode() not in data, path
+    assert env_secret not in run.stdout + run.stderr and row_secret not in run.stdout + run.stderr
 
 
 @pytest.mark.parametrize("rows, message", [

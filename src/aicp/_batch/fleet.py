@@ -42,6 +42,7 @@ from typing import Any
 
 import redis
 
+from aicp import _interrupt
 from aicp._batch.job import FINAL, MAX_DELIVERIES, Job, JobResult, JobRun, parse_result_line, retry_delay
 from aicp._batch.runner import BatchRun
 from aicp._errors import ExitCode, ProviderError
@@ -179,6 +180,7 @@ def run_on_fleet(batch: BatchRun, jobs: list[Job], broker: str | None, queue: st
     try:
         _follow(client, batch, keys, last)
     finally:
+        _interrupt.hold()  # the jobs have ended: the batch's result stands
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

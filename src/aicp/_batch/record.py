@@ -2,7 +2,10 @@
 
 * ``batch.json``: per job its status, run id, attempts, deliveries, cost, exit
   code and error; rewritten atomically after every change (temp file, fsync,
-  rename: a reader sees the old or the new file, never a mix);
+  rename: a reader sees the old or the new file, never a mix), with secrets
+  masked as in a run record (the environment's, the chain's, and secret-named
+  values in a row's overrides: the record keeps the masked row, the process
+  the real one, and a resume reads the rows file again);
 * ``events.jsonl``: the batch's events and every job's events, merged in
   arrival order;
 * ``jobs/<job_id>/``: each job's output folder, with its ordinary run record
@@ -23,6 +26,7 @@ from typing import Any, TypedDict
 
 from aicp._batch.job import FINAL, Job
 from aicp._errors import ChainError, MissingInputError
+from aicp._redact import Redactor
 from aicp._run.record import _dump, write_atomic
 
 BATCH_FILE = "batch.json"
@@ -53,9 +57,10 @@ def batches_dir(output_dir: Path) -> Path:
 class BatchRecord:
     """One batch's record. Thread-safe: the engines' threads update jobs concurrently."""
 
-    def __init__(self, root: Path, data: dict[str, Any]) -> None:
+    def __init__(self, root: Path, data: dict[str, Any], redactor: Redactor) -> None:
         self.root = root
         self.data = data
+        self.redactor = redactor
         self._lock = threading.Lock()
 
     @property
@@ -76,12 +81,14 @@ class BatchRecord:
 
     @classmethod
     def open(cls, output_dir: Path, batch_id: str, header: dict[str, Any], jobs: list[Job],
-             resume: bool) -> tuple["BatchRecord", bool]:
-        """The record of ``batch_id``: created, or (it exists) continued. Returns (record, resumed)."""
+             resume: bool, redactor: Redactor) -> tuple["BatchRecord", bool]:
+        """The record of ``batch_id``: created, or (it exists) continued. Returns (record, resumed).
+
+        ``redactor`` masks what the record writes (it learns the rows' secret-named values)."""
         root = batches_dir(output_dir) / batch_id
         path = root / BATCH_FILE
         if path.is_file():
-            record = cls(root, cls._read(path))
+            record = cls(root, cls._read(path), redactor)
             record._continue(header, jobs)
             return record, True
         if resume:
@@ -91,7 +98,7 @@ class BatchRecord:
         data = {"batch_version": BATCH_VERSION, "batch_id": batch_id, **header, "created": now, "updated": now,
                 "status": "running", "resumed": 0,
                 "jobs": {job.job_id: _new_entry(job) for job in jobs}}
-        record = cls(root, data)
+        record = cls(root, data, redactor)
         record.save()
         return record, False
 
@@ -143,7 +150,7 @@ class BatchRecord:
 
     def save(self) -> None:
         self.data["updated"] = time.time()
-        write_atomic(self.root / BATCH_FILE, _dump(self.data))
+        write_atomic(self.root / BATCH_FILE, _dump(self.redactor.scrub(self.data)))
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -18,8 +18,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-TYPES = ("string", "number", "integer", "boolean", "path", "url", "list", "mapping", "any")
-_JSON_TYPE = {"string": "string", "path": "string", "url": "string", "number": "number", "integer": "integer",
+TYPES = ("string", "number", "integer", "boolean", "path", "url", "target", "list", "mapping", "any")
+_JSON_TYPE = {"string": "string", "path": "string", "url": "string", "target": "string", "number": "number",
+              "integer": "integer",
               "boolean": "boolean", "list": "array", "mapping": "object"}
 _REMOTE = ("http://", "https://", "data:")
 
@@ -33,7 +34,8 @@ class Param:
     ``minimum`` (exclusive when ``exclusive_minimum``) and ``maximum``;
     strings against ``choices`` or ``pattern``. ``path`` is a string naming
     a file that must exist when the chain runs; ``url`` a URL, or a file path
-    (uploaded), which must exist then.
+    (uploaded), which must exist then; ``target`` a ``module:attribute`` that
+    must be found then (:func:`aicp._targets.target_problem`).
     """
 
     name: str
@@ -60,6 +62,10 @@ class Param:
         if not isinstance(value, str):
             return False
         return "path" in self.types or ("url" in self.types and not value.startswith(_REMOTE))
+
+    def names_target(self, value: Any) -> bool:
+        """Whether ``value`` names a ``module:attribute`` that must be found when the chain runs."""
+        return isinstance(value, str) and "target" in self.types
 
     # -- checking ------------------------------------------------------------
 
@@ -91,7 +97,7 @@ class Param:
         if self.types == ("number",) and self.minimum == 0 and self.maximum is None:
             return "a positive number" if self.exclusive_minimum else "a number >= 0"
         words = {"string": "a non-empty string" if self.nonempty else "a string", "path": "a file path",
-                 "url": "a URL or a file path",
+                 "url": "a URL or a file path", "target": "a string",
                  "number": "a number", "integer": "a whole number", "boolean": "true or false",
                  "list": "a non-empty list" if self.nonempty else "a list", "mapping": "a mapping", "any": "anything"}
         text = " or ".join(words[t] for t in self.types)
@@ -162,7 +168,7 @@ class Param:
 
 
 def _is(value: Any, kind: str) -> bool:
-    if kind in ("string", "path", "url"):
+    if kind in ("string", "path", "url", "target"):
         return isinstance(value, str) and (kind == "string" or bool(value.strip()))
     if kind == "boolean":
         return isinstance(value, bool)

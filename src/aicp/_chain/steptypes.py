@@ -83,7 +83,7 @@ def _colour(name: str, default: str) -> Param:
 
 _PYTHON = _local("python_step:run", "calls params.function ('module:attr') as fn(ctx)",
                  check="aicp.steps.python_step:check", open_params=True, params=(
-                     Param("function", ("string",), required=True, pattern=r"[\w.]+:[\w.]+",
+                     Param("function", ("target",), required=True, pattern=r"[\w.]+:[\w.]+",
                            help="'module:function', the module next to the chain file or importable"),))
 _COMMAND = _local("command_step:run", "runs params.argv (no shell) or params.run (shell)",
                   check="aicp.steps.command_step:check", params=(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import sys
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Protocol
 
@@ -29,7 +30,7 @@ from aicp._chain.steptypes import (STEP_TYPES, Executor, StepType, accepts, exec
                                    model_names, takes_from)
 from aicp._errors import ChainError, MissingInputError, Problem
 from aicp._redact import Redactor, secret_param_values
-from aicp._targets import load_target
+from aicp._targets import load_target, target_problem
 from aicp.providers.models import resolve
 
 INPUT_TYPES = ("text", "image", "video", "auto")
@@ -175,6 +176,8 @@ class Validator:
                 self.flow(enabled, top.get("input_type", "auto"))
         if self.failed:
             raise ChainError.of(self.problems)
+        if self.check_here != "no":
+            self.targets(built)  # warnings: before build(), which keeps them in the chain
         chain = self.build(data, top, built, extra)
         if self.check_here != "no":
             self.here(chain)
@@ -249,6 +252,20 @@ class Validator:
         if self.check_here == "yes":
             for steps, message in missing_credentials(chain):
                 self.report(steps[0].path + ("model",), message)
+
+    def targets(self, steps: tuple[Step, ...]) -> None:
+        """The functions the steps' params name (``module:function``), looked for without running
+        the user's code. A miss is a warning, not an error: the module may be written, installed
+        or generated before the step runs (an earlier step may make it); if it is still missing
+        then, the step fails with the same message."""
+        search = [str(self.base_dir), *filter(None, sys.path)]  # what the worker's sys.path will be
+        for step in _leaves(tuple(s for s in steps if s.enabled)):
+            declared = step.executor.declared if step.executor else {}
+            for name, value in step.params.items():
+                param = declared.get(name)
+                problem = target_problem(value, search) if param is not None and param.names_target(value) else None
+                if problem:
+                    self.report(step.path + ("params", name), problem, "warning")
 
     def file(self, value: str, path: tuple[Any, ...], what: str) -> None:
         """Report ``value`` unless it names a readable file (relative: to the chain's folder, else the

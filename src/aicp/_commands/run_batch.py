@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from aicp import _interrupt
 from aicp._batch.job import Job
 from aicp._batch.record import BatchRecord, default_batch_id
 from aicp._batch.rows import read_inputs, rows_error
@@ -27,6 +28,7 @@ from aicp._chain.model import Chain
 from aicp._commands.output import print_envelope, write_stdout, write_to
 from aicp._errors import AicpError, ExitCode, UsageError, printable
 from aicp._events import EventLog
+from aicp._redact import Redactor
 from aicp._run.record import valid_run_id
 from aicp.providers.credentials import check_credentials
 
@@ -91,6 +93,7 @@ def report_failed_batch(error: AicpError, args: Any | None, traceback: str | Non
     """With --stream (or a log file), a batch that never started still ends with its one result line;
     with --stream the failure is first an ``error`` event (stderr carries JSON lines only).
     ``args`` None: argparse refused the command line (with --stream): no batch is named."""
+    _interrupt.hold()  # this is the outcome: a signal now must not add a second one
     error.reported = True
     if args is None:
         import argparse
@@ -133,7 +136,8 @@ def _run_batch(args: Any) -> int:
     header = {"chain_name": chain.name, "chain": chain_path, "inputs": str(Path(args.inputs).resolve()),
               "engine": args.engine, "max_cost": args.max_cost}
     _confirm(sum(j.estimated_cost for j in jobs), len(jobs), args.no_confirm)
-    record, resumed = BatchRecord.open(output_dir, batch_id, header, jobs, args.resume)
+    record, resumed = BatchRecord.open(output_dir, batch_id, header, jobs, args.resume,
+                                       Redactor.from_environment(extra=chain.secrets))
     quiet = args.stream or args.json or args.quiet
     events = EventLog(stream=args.stream, log_file=[str(record.events_path), *([args.log_file] if args.log_file else [])],
                       run_id=batch_id, context={"batch_id": batch_id}, observer=None if quiet else _progress)
@@ -182,6 +186,7 @@ def _run_local(batch: BatchRun, jobs: list[Job], concurrency: int) -> None:
     try:
         engine.run(jobs)
     finally:
+        _interrupt.hold()  # the jobs have ended: the batch's result stands
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

@@ -15,6 +15,7 @@ import signal
 import sys
 from typing import Any
 
+from aicp import _interrupt
 from aicp._batch.job import PARENT_PID_VAR, follow_parent, job_context
 from aicp._chain.model import Chain
 from aicp._chain.source import check_name
@@ -81,6 +82,7 @@ class _Signals:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        _interrupt.hold()  # the run has ended: its result stands, a signal from now on changes nothing
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from aicp import _interrupt
 from aicp._chain.inputs import resolve_input
 from aicp._chain.load import load_chain
 from aicp._chain.model import Chain
@@ -145,7 +146,9 @@ def report_failed_start(error: AicpError, *, stream: bool, log_file: str | None,
     """End the stream (and the log file, which records every invocation) with a result that says why.
 
     With ``stream``, stderr carries JSON lines only: the failure is first an ``error`` event there
-    (with ``traceback`` under ``--debug``), then the result line on stdout."""
+    (with ``traceback`` under ``--debug``), then the result line on stdout. From here a signal
+    changes nothing (:func:`aicp._interrupt.hold`): this is the outcome."""
+    _interrupt.hold()
     error.reported = True
     if not (stream or log_file):
         return

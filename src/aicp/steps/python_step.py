@@ -23,5 +23,23 @@ def check(params: dict[str, Any], model: str | None) -> list[tuple[str, str]]:
 
 
 def run(ctx: StepContext) -> Any:
-    fn = load_target(ctx.params["function"])
+    target = ctx.params["function"]
+    try:
+        fn = load_target(target)
+    except (ImportError, AttributeError) as exc:
+        if not _names_the_target(exc, target):
+            raise  # the failure is inside the user's module: its traceback is the report
+        from aicp._context import StepFailed
+
+        raise StepFailed(f"params.function {target!r}: {exc}") from None
     return fn(ctx)
+
+
+def _names_the_target(exc: ImportError | AttributeError, target: str) -> bool:
+    """Whether ``exc`` says the target itself is not there (no such module or attribute), rather
+    than something failing while the user's module ran."""
+    module_name, _, attr = target.partition(":")
+    if isinstance(exc, ImportError):
+        parents = module_name.split(".")
+        return exc.name in {".".join(parents[:n]) for n in range(1, len(parents) + 1)}
+    return getattr(exc, "name", None) in attr.split(".")
