@@ -387,3 +387,53 @@ def cgroup_of_daemon(ctx):
     pid = _daemon(ctx, clear_env=True, detach=True)
     with open(f"/proc/{pid}/cgroup") as theirs, open("/proc/self/cgroup") as ours:
         return {"output": {"daemon": theirs.read(), "worker": ours.read(), "pid": pid}}
+
+
+_STEPS_RUN_HERE = 0
+
+
+def whoami(ctx):
+    """This worker: its pid, its cgroups, and how many steps this process has run (one, always)."""
+    global _STEPS_RUN_HERE
+    _STEPS_RUN_HERE += 1
+    with open("/proc/self/cgroup") as f:
+        cgroup = f.read()
+    return {"output": {"pid": os.getpid(), "cgroup": cgroup, "steps_run_here": _STEPS_RUN_HERE}}
+
+
+def _sibling_workers(me: int, parent: int) -> list[int]:
+    """Other workers of this run next to us: the template's other children (forked workers), or,
+    under a spawning aicp, its children that carry a worker token (the template does not)."""
+    with open(f"/proc/{parent}/cmdline", "rb") as f:
+        forked = b"_worker.template" in f.read()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) != parent or fields[0] in "ZX":
+                continue
+            with open(f"/proc/{name}/environ", "rb") as f:
+                tokened = b"AICP_WORKER_TOKEN=" in f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if forked or tokened:
+            found.append(int(name))
+    return found
+
+
+def kill_the_next_worker(ctx):
+    """SIGKILL the worker aicp started ahead for the next step, once it exists; return its pid when
+    it is dead."""
+    me, parent = os.getpid(), os.getppid()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for pid in _sibling_workers(me, parent):
+            os.kill(pid, signal.SIGKILL)
+            while _sibling_workers(me, parent):
+                time.sleep(0.01)
+            return {"output": {"killed": pid}}
+        time.sleep(0.01)
+    raise RuntimeError("no worker was started ahead")

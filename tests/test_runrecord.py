@@ -354,10 +354,11 @@ def test_sigkill_of_aicp_mid_step_then_resume(here: Here, mode: str) -> None:
                     reason="strace is not installed (apt-get install strace): it kills aicp inside a write")
 def test_sigkill_mid_manifest_write_then_resume_removes_the_temp_files(here: Here) -> None:
     here.write("torn", [step("a", cost=0.5), step("b", cost=0.25)])
-    # strace sends aicp SIGKILL as it enters its third fsync(): chain.json, the first manifest, then
-    # the manifest that records step 0, whose temp file is written but not yet renamed
-    proc = subprocess.run(["strace", "-f", "-qq", "-o", os.devnull, "-e", "trace=fsync",
-                           "-e", "inject=fsync:signal=SIGKILL:when=3",
+    # strace sends aicp SIGKILL as it enters its third rename(): chain.json, the first manifest, then
+    # the manifest that records step 0, whose temp file is written but not yet renamed. (Not -f: the
+    # manifest is written by aicp's main thread; a worker's atomic output is renamed too.)
+    proc = subprocess.run(["strace", "-qq", "-o", os.devnull, "-e", "trace=rename,renameat,renameat2",
+                           "-e", "inject=rename,renameat,renameat2:signal=SIGKILL:when=3",
                            *aicp_argv("run-chain", "-c", str(here.chain), "--stream")],
                           cwd=here.dir, env=child_env(), stdin=subprocess.DEVNULL, capture_output=True,
                           text=True, timeout=60)
@@ -377,6 +378,35 @@ def test_sigkill_mid_manifest_write_then_resume_removes_the_temp_files(here: Her
     assert not [p.name for p in record.iterdir() if ".tmp" in p.name]
     assert all(path.exists() for path in foreign)
     assert here.manifest()["status"] == "succeeded"
+
+
+def test_sigkill_between_free_steps_leaves_a_consistent_manifest_then_resume(here: Here) -> None:
+    """Steps that cost nothing take the fast path (renamed into place, flushed in the background):
+    a killed aicp still leaves a sealed manifest with every step that ended, and no temp file
+    survives the resume."""
+    free = [step("a", cost=0), step("b", cost=0), step("c", cost=0), step("slow", cost=0, hold="hold"),
+            step("e", cost=0)]
+    here.write("free", free)
+    hold = here.hold()
+    live = here.start()
+    live.wait_holding(3)
+    # no waiting for the record: each update is in place before the next step starts
+    steps = here.manifest()["steps"]
+    assert {k: v["status"] for k, v in steps.items()} == {"0": "completed", "1": "completed", "2": "completed"}
+    os.kill(live.proc.pid, signal.SIGKILL)
+    live.proc.wait(timeout=10)
+    from aicp._run.record import RunRecord
+
+    loaded = RunRecord.load(here.out, here.record().name, "free")  # the seal holds: nothing half-written
+    assert sorted(loaded.manifest["steps"]) == ["0", "1", "2"] and loaded.manifest["status"] == "running"
+
+    hold.unlink()
+    resumed = here.run("--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [e["step"] for e in skipped(resumed)] == [0, 1, 2]
+    assert here.counts() == {"a": 1, "b": 1, "c": 1, "slow": 2, "e": 1}
+    assert here.manifest()["status"] == "succeeded"
+    assert not [p.name for p in here.record().iterdir() if ".tmp" in p.name]
 
 
 def test_sigterm_cancels_records_and_resumes(here: Here) -> None:
@@ -801,6 +831,78 @@ def test_the_seal_catches_any_edit(tmp_path: Path) -> None:
     (record.root.parent / "20260101T000000-bbbbbb" / "manifest.json").write_text(json.dumps(good))
     with pytest.raises(RunRecordError, match="belongs to run"):
         RunRecord.load(chain.output_dir, "20260101T000000-bbbbbb")
+
+
+def test_a_secret_learned_later_masks_the_entries_written_before(tmp_path: Path) -> None:
+    """Entries are masked once and kept masked, until a later step teaches the record a new secret:
+    then every entry is masked again (the file never shows a value that is known to be secret)."""
+    from aicp._run.record import RunRecord
+
+    chain = _chain(tmp_path, step("a"))
+    record = RunRecord.create(chain, "20260101T000000-ffffff")
+    secret = "sk-later-learned-0042"
+    record.record("0", status="completed", definition="d", step_input="i",
+                  result={"output": f"made with {secret}", "outputs": [], "cost": 0})
+    assert secret in (record.root / "manifest.json").read_text()  # not known to be secret yet
+    record.record("1", status="completed", definition="d", step_input="i",
+                  result={"output": "ok", "outputs": [], "cost": 0, "auth": {"api_key": secret}})
+    text = (record.root / "manifest.json").read_text()
+    assert secret not in text
+    assert json.loads(text)["steps"]["0"]["output"] == "made with ***"
+    record.record("2", status="completed", definition="d", step_input="i",
+                  result={"output": f"again {secret}", "outputs": [], "cost": 0})
+    manifest = RunRecord.load(chain.output_dir, record.run_id).manifest
+    assert secret not in json.dumps(manifest)
+    assert [manifest["steps"][k]["output"] for k in "012"] == ["made with ***", "ok", "again ***"]
+    record.finish("succeeded", {})
+
+
+def test_when_the_manifest_is_flushed_to_the_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Synchronously (fsync before the rename) for the creation, the end and every write of a run that
+    paid for something; in the background for a free run's per-step updates."""
+    import threading
+
+    import aicp._run.atomic as atomic
+    from aicp._run.record import RunRecord
+
+    synced: list[str] = []  # what the calling thread flushed (the background thread's are not counted)
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        if threading.current_thread() is threading.main_thread():
+            synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    chain = _chain(tmp_path, step("a"))
+    record = RunRecord.create(chain, "20260101T000000-999999")
+    assert any(p.endswith(".manifest.json.tmp%d" % os.getpid()) for p in synced)  # the creation
+    synced.clear()
+    for key in "01":
+        record.record(key, status="completed", definition="d", step_input="i",
+                      result={"output": "free", "outputs": [], "cost": 0})
+    assert synced == []  # free steps: in place at once, flushed later
+    record.remember_request("2", "d", "i", {"provider": "fal", "endpoint": "x", "request_id": "r-1", "index": 0})
+    assert any(".manifest.json.tmp" in p for p in synced)  # the paid request's id: before the run goes on
+    synced.clear()
+    record.record("2", status="completed", definition="d", step_input="i",
+                  result={"output": "paid", "outputs": [], "cost": 0})
+    assert any(".manifest.json.tmp" in p for p in synced)  # a run that paid: every write
+    synced.clear()
+    record.finish("succeeded", {})
+    assert any(".manifest.json.tmp" in p for p in synced)
+    assert not [p.name for p in record.root.iterdir() if ".tmp" in p.name]
+    assert RunRecord.load(chain.output_dir, record.run_id).manifest["status"] == "succeeded"
+
+    free = RunRecord.create(chain, "20260101T000000-888888")
+    synced.clear()
+    free.record("0", status="completed", definition="d", step_input="i",
+                result={"output": "x", "outputs": [], "cost": 0})
+    assert synced == []
+    free.record("1", status="completed", definition="d", step_input="i",
+                result={"output": "y", "outputs": [], "cost": 0.25})
+    assert synced, "the step that cost money is flushed before the run goes on"
+    free.finish("succeeded", {})
 
 
 def test_reusable_checks_definition_input_and_every_file(tmp_path: Path) -> None:

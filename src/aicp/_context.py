@@ -59,7 +59,8 @@ class StepContext:
         self.input: Any = spec.get("input")
         self.params: dict[str, Any] = spec.get("params") or {}
         self._output_dir: str = spec["output_dir"]
-        os.makedirs(self._output_dir, exist_ok=True)
+        if not os.path.isdir(self._output_dir):  # (one stat where makedirs makes three calls and raises)
+            os.makedirs(self._output_dir, exist_ok=True)
         self.step: int = spec["step"]
         self.member: int | None = spec.get("member")
         self.name: str = spec.get("name") or ""

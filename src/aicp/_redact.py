@@ -60,6 +60,8 @@ def secret_env_values(environ: Mapping[str, str]) -> list[str]:
 def secret_param_values(value: Any) -> list[str]:
     """Values of secret-named keys anywhere inside ``value`` (nested params, parallel steps)."""
     found: list[str] = []
+    if type(value) in _SCALARS or isinstance(value, str):
+        return found  # (most values: cheaper than the Mapping check, an ABC's)
     if isinstance(value, Mapping):
         for key, item in value.items():
             if isinstance(key, str) and SECRET_NAME.search(key) and isinstance(item, str):
@@ -138,6 +140,12 @@ class Redactor:
                 return True
         return False
 
+    @property
+    def known(self) -> int:
+        """How many secret values it masks (it only ever learns more): a cache of masked values
+        is still good while this is unchanged."""
+        return len(self._values)
+
     def text(self, value: str) -> str:
         return self._pattern.sub(MASK, value) if self._pattern is not None else value
 
@@ -145,6 +153,11 @@ class Redactor:
         """``value`` with every secret masked (a copy; ``value`` itself is left as it was)."""
         if isinstance(value, (dict, list, tuple)):
             self.learn(secret_param_values(value))
+        return self._scrub(value)
+
+    def mask(self, value: Any) -> Any:
+        """``value`` with the secrets known so far masked (a copy), learning none from it: for a
+        caller that has already learned them (:meth:`learn`)."""
         return self._scrub(value)
 
     def _scrub(self, value: Any) -> Any:

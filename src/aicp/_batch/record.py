@@ -27,7 +27,8 @@ from typing import Any, TypedDict
 from aicp._batch.job import FINAL, Job
 from aicp._errors import ChainError, MissingInputError
 from aicp._redact import Redactor
-from aicp._run.record import _dump, write_atomic
+from aicp._run.atomic import write_atomic
+from aicp._run.record import _dump
 
 BATCH_FILE = "batch.json"
 EVENTS_FILE = "events.jsonl"

@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
 
-from aicp._worker.reaper import is_empty, kill, kill_and_remove, members, read_file, remove_folder, \
-    signal_members, write_file
+from aicp._worker.reaper import is_empty, kill, kill_and_remove, kill_until_empty, members, read_file, \
+    remove_folder, signal_members, write_file
 
 OFF_VAR = "AICP_CGROUP"  # "off": never use cgroups (the process-tree mechanism only)
 
@@ -133,6 +135,7 @@ class WorkerCgroup:
     main_version: int
     memory: str | None
     memory_version: int
+    retire: Callable[["WorkerCgroup"], None] | None = field(default=None, repr=False)  # see release()
 
     def join(self, pid: int) -> bool:
         """Move a (not yet running step code) worker in; False if it could not be moved."""
@@ -151,7 +154,8 @@ class WorkerCgroup:
 
     def signal(self, sig: int) -> None:
         if sig == signal.SIGKILL:
-            kill(self.main)
+            if self.main_version != 2 or not self.is_empty():  # (cgroup2: a read, cheaper than a kill)
+                kill(self.main)
         else:
             signal_members(self.main, sig)
 
@@ -186,6 +190,22 @@ class WorkerCgroup:
             gone = kill_and_remove(self.memory) and gone
         return gone
 
+    def release(self) -> None:
+        """Kill what is left and wait until nothing is (as :meth:`remove` does, at most two
+        seconds); the empty folders are then removed by the run, off the step's
+        path (:meth:`RunCgroups.worker`, :meth:`RunCgroups.close`), or here if it cannot."""
+        if self.retire is None or not kill_until_empty(self.main):
+            self.remove()
+        else:
+            self.retire(self)
+
+    def remove_folders(self) -> None:
+        """Remove the (empty) folders; one that is not empty after all is killed first."""
+        for folder in filter(None, (self.main, self.memory)):
+            remove_folder(folder)
+            if os.path.isdir(folder):
+                kill_and_remove(folder)
+
 
 class RunCgroups:
     """The run's cgroup folders, one per hierarchy used; each worker gets a sub-folder."""
@@ -195,6 +215,8 @@ class RunCgroups:
         self._main, self._main_version = main_folder, main.version
         self._memory, self._memory_version = memory_folder, (memory.version if memory else 0)
         self._count = 0
+        self._retired: list[WorkerCgroup] = []  # emptied, their folders not yet removed
+        self._retired_lock = threading.Lock()
 
     @property
     def folders(self) -> list[str]:
@@ -202,7 +224,8 @@ class RunCgroups:
         return [f for f in (self._main, self._memory) if f is not None]
 
     def worker(self) -> WorkerCgroup | None:
-        """A new worker's folders, or None if they could not be made."""
+        """A new worker's folders, or None if they could not be made. (Removes the retired ones first.)"""
+        self.remove_retired()
         self._count += 1
         name = f"w{self._count}"
         main = _make_folder(self._main, name)
@@ -217,9 +240,21 @@ class RunCgroups:
         elif self._memory is not None:
             memory = _make_folder(self._memory, name)
             memory_version = self._memory_version if memory else 0
-        return WorkerCgroup(main, self._main_version, memory, memory_version)
+        return WorkerCgroup(main, self._main_version, memory, memory_version, self._retire)
+
+    def _retire(self, cgroup: WorkerCgroup) -> None:
+        with self._retired_lock:
+            self._retired.append(cgroup)
+
+    def remove_retired(self) -> None:
+        """Remove the folders of the workers that ended (emptied by :meth:`WorkerCgroup.release`)."""
+        with self._retired_lock:
+            retired, self._retired = self._retired, []
+        for cgroup in retired:
+            cgroup.remove_folders()
 
     def close(self) -> None:
+        self.remove_retired()
         for folder in self.folders:
             kill_and_remove(folder)
 

@@ -17,6 +17,15 @@ if it cannot be started or dies.
 The template is also the run's last-resort reaper (:mod:`aicp._worker.reaper`):
 it is started even when workers are spawned, is told the run's cgroup folders,
 and kills them, and everything else under it, when aicp dies.
+
+Starting a worker (pipes, a cgroup, the fork, moving it into the cgroup) takes
+a few milliseconds, mostly in the kernel; the :class:`Launcher` does it for the
+*next* step while the current one runs, in a background thread
+(:class:`Started`, "a worker started ahead" in docs/supervisor.md). A worker
+started ahead is exactly what a worker started on demand is: a fresh fork that
+has run no step code, already in its own cgroup, blocked reading its spec; if
+aicp dies it reads end-of-file and exits, and a run that ends without using it
+kills it with its cgroup.
 """
 
 from __future__ import annotations
@@ -29,10 +38,12 @@ import socket
 import subprocess
 import sys
 import threading
+import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from aicp._process.cgroup import RunCgroups, WorkerCgroup, probe
+from aicp._process.tree import TOKEN_VAR, CgroupMembers, Members, ProcessTree
 from aicp._threads import signals_to_the_main_thread
 from aicp._worker.reaper import is_subreaper, kill_descendants
 from aicp._worker.protocol import read_template_reply, template_request
@@ -123,9 +134,22 @@ class _Spawned(Launched):
             return True
 
     def wait(self) -> ExitStatus:
-        _, status, usage = os.wait4(self.pid, 0)
+        try:
+            _, status, usage = os.wait4(self.pid, 0)
+        except ChildProcessError:  # reaped by a sweep of our children (a worker started ahead that died)
+            self._proc.returncode = -signal.SIGKILL
+            return ExitStatus(-signal.SIGKILL, 0.0, 0)
         self._proc.returncode = code = os.waitstatus_to_exitcode(status)
         return ExitStatus(code, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024)
+
+
+def _members(worker: Launched, cgroup: WorkerCgroup | None, token: str) -> Members:
+    """The worker's cgroup, joined before it reads its spec; else its process tree."""
+    if cgroup is not None:
+        if cgroup.join(worker.pid):
+            return CgroupMembers(cgroup)
+        cgroup.remove()
+    return ProcessTree.of(worker.pid, token, worker.reaper)
 
 
 def spawn(ctrl_r: int, res_w: int, env: dict[str, str]) -> Launched:
@@ -260,6 +284,33 @@ class Template:
             self._proc.wait()
 
 
+@dataclass
+class Started:
+    """A worker that is running, contained and blocked reading its spec: no step code has run.
+
+    ``ctrl_w`` is the control pipe (the spec goes there; closing it is the
+    worker's lifeline cut), ``res_r`` its result pipe; the caller closes both,
+    and the worker's own fds, and releases ``members``. ``env`` is what it was
+    started with (its token aside): a worker started ahead serves only a
+    request for the same environment.
+    """
+
+    worker: Launched
+    ctrl_w: int
+    res_r: int
+    members: Members
+    env: dict[str, str]
+
+    def discard(self) -> None:
+        """Stop it unused: kill it (and its cgroup), collect its status, close everything."""
+        os.close(self.ctrl_w)
+        os.close(self.res_r)
+        self.members.signal_all(signal.SIGKILL)
+        self.worker.wait()
+        self.worker.close()
+        self.members.release()
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -283,6 +334,14 @@ class Launcher:
         self._lock = threading.Lock()
         self._cgroups: RunCgroups | None = None
         self._probed = False
+        # The worker started ahead (see start()), and the thread that starts it.
+        self._ahead = threading.Condition()
+        self._spare: Started | None = None
+        self._wanted: dict[str, str] | None = None  # the environment of the next worker to start ahead
+        self._preparing = False
+        self._awaited = False  # a start() is waiting for the worker being started ahead
+        self._closing = False
+        self._thread: threading.Thread | None = None
 
     @property
     def containment(self) -> str:
@@ -302,6 +361,76 @@ class Launcher:
         cgroups = self._run_cgroups()
         with self._lock:
             return cgroups.worker() if cgroups is not None else None
+
+    def start(self, env: dict[str, str], ahead: bool = False) -> Started:
+        """A worker for the next step, with ``env`` (plus its own token): the one started ahead if
+        there is one for this environment (waiting for it if it is being started), else a new one.
+
+        ``ahead``: another worker will be wanted after this one (a later step, a group's
+        member), so start it now, in the background. Raises OSError if no worker can be started.
+        """
+        with self._ahead:
+            if self._preparing and not self._awaited:  # (one caller waits; others start their own)
+                self._awaited = True
+                self._ahead.wait_for(lambda: not self._preparing)
+                self._awaited = False
+            spare, self._spare = self._spare, None
+            if self._wanted is not None:
+                self._wanted = None  # not yet begun: this call starts its own
+        if spare is not None and (spare.env != env or spare.worker.exited()):
+            spare.discard()
+            spare = None
+        started = spare if spare is not None else self._start_now(env)
+        if ahead:
+            self._start_ahead(env)
+        return started
+
+    def _start_now(self, env: dict[str, str]) -> Started:
+        ctrl_r, ctrl_w = os.pipe()
+        res_r, res_w = os.pipe()
+        token = uuid.uuid4().hex
+        cgroup = self.new_cgroup()
+        try:
+            worker = self.launch(ctrl_r, res_w, {**env, TOKEN_VAR: token})
+        except BaseException:
+            os.close(ctrl_w)
+            os.close(res_r)
+            if cgroup is not None:
+                cgroup.remove()
+            raise
+        return Started(worker, ctrl_w, res_r, _members(worker, cgroup, token), env)
+
+    def _start_ahead(self, env: dict[str, str]) -> None:
+        with self._ahead:
+            if self._closing or self._spare is not None or self._preparing:
+                return
+            self._wanted = env
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._starter, name="aicp-start-ahead", daemon=True)
+                self._thread.start()
+            self._ahead.notify_all()
+
+    def _starter(self) -> None:
+        """The background thread: starts each worker wanted ahead (see start())."""
+        signals_to_the_main_thread()
+        while True:
+            with self._ahead:
+                self._ahead.wait_for(lambda: self._wanted is not None or self._closing)
+                if self._closing:
+                    return
+                env, self._wanted = self._wanted, None
+                self._preparing = True
+            spare: Started | None = None
+            try:
+                assert env is not None
+                spare = self._start_now(env)
+            except Exception:  # noqa: BLE001 - no spare then: the step starts its own and reports why not
+                spare = None
+            finally:
+                with self._ahead:
+                    self._preparing = False
+                    self._spare = spare
+                    self._ahead.notify_all()
 
     def launch(self, ctrl_r: int, res_w: int, env: dict[str, str]) -> Launched:
         """Start a worker on the pipe ends ``ctrl_r`` and ``res_w`` (closed here, in any case)."""
@@ -335,15 +464,27 @@ class Launcher:
 
         That is everything under the template (orphans it adopted as subreaper;
         it reaps them) and, with ``own_children`` (the CLI, a subreaper too),
-        our own children other than the template.
+        our own children other than the template, sparing the worker started ahead.
         """
-        template = self._template.pid if self._template is not None else None
-        if template is not None:
-            kill_descendants(template)
-        if own_children:
-            kill_descendants(os.getpid(), keep=frozenset({template} if template else ()))
+        with self._ahead:  # (held throughout: no worker is started ahead meanwhile)
+            self._ahead.wait_for(lambda: not self._preparing)
+            spare = frozenset({self._spare.worker.pid} if self._spare is not None else ())
+            template = self._template.pid if self._template is not None else None
+            if template is not None:
+                kill_descendants(template, keep=spare)
+            if own_children:
+                kill_descendants(os.getpid(), keep=spare | frozenset({template} if template else ()))
 
     def close(self) -> None:
+        with self._ahead:
+            self._closing = True
+            self._ahead.notify_all()
+        if self._thread is not None:
+            self._thread.join()  # (after the start under way, if any)
+            self._thread = None
+        if self._spare is not None:
+            self._spare.discard()
+            self._spare = None
         if self._template is not None:
             self._template.close()  # (the template kills and removes the run's cgroups as it exits)
             self._template = None

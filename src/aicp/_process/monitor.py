@@ -19,15 +19,13 @@ import select
 import selectors
 import signal
 import time
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from aicp._process.cancel import Cancel
 from aicp._process.launch import ExitStatus, Launched, Launcher
 from aicp._process.lines import LineSplitter
-from aicp._process.cgroup import WorkerCgroup
-from aicp._process.tree import TOKEN_VAR, CgroupMembers, Members, ProcessTree
+from aicp._process.tree import Members
 from aicp._worker.protocol import ERROR, LOG, PROGRESS, REMOTE, RESULT, encode_spec, read_message
 
 if TYPE_CHECKING:
@@ -120,8 +118,9 @@ class _Monitor:
     """Runs one worker from spawn to report. Not reusable."""
 
     def __init__(self, spec: WorkerSpec, limits: Limits, cancel: Cancel,
-                 events: WorkerEvents, env: dict[str, str] | None, launcher: Launcher) -> None:
+                 events: WorkerEvents, env: dict[str, str] | None, launcher: Launcher, ahead: bool) -> None:
         self.launcher = launcher
+        self.ahead = ahead
         self.spec = spec
         self.limits = limits
         self.cancel = cancel
@@ -132,32 +131,23 @@ class _Monitor:
         self.stop_reason: FailureReason | None = None
         self.stop_detail = ""
         self.rss_at_stop = 0
+        self._relayed: tuple[int, ...] = ()  # the step's stdout and stderr (read ends)
 
     def run(self) -> Outcome:
         started = time.monotonic()
-        ctrl_r, ctrl_w = os.pipe()
-        res_r, res_w = os.pipe()
-        token = uuid.uuid4().hex
-        env = dict(os.environ if self.env is None else self.env)
-        env[TOKEN_VAR] = token
-        cgroup = self.launcher.new_cgroup()
         try:
-            worker = self.launcher.launch(ctrl_r, res_w, env)
+            ready = self.launcher.start(dict(os.environ if self.env is None else self.env), ahead=self.ahead)
         except OSError as exc:
-            os.close(ctrl_w)
-            os.close(res_r)
-            if cgroup is not None:
-                cgroup.remove()
             return Outcome(ok=False, reason="spawn_failed", error=f"cannot start a worker: {exc}",
                            duration_seconds=time.monotonic() - started)
-        members = self._members(worker, cgroup, token)
+        worker, members = ready.worker, ready.members
         self.events.started(worker.pid)
         try:
-            self._send_spec(ctrl_w)  # (only now does the worker go on to run step code)
-            status = self._watch(worker, members, res_r, time.monotonic())  # (the timeout starts now)
+            self._send_spec(ready.ctrl_w)  # (only now does the worker go on to run step code)
+            status = self._watch(worker, members, ready.res_r, time.monotonic())  # (the timeout starts now)
         finally:
-            os.close(ctrl_w)  # cuts the lifeline: a worker still alive would end itself
-            os.close(res_r)
+            os.close(ready.ctrl_w)  # cuts the lifeline: a worker still alive would end itself
+            os.close(ready.res_r)
             worker.close()
             members.release()
         outcome = self._outcome(status.code, worker.pid)
@@ -165,15 +155,6 @@ class _Monitor:
         outcome.peak_rss_bytes = max(members.peak_rss, status.max_rss_bytes)
         outcome.cpu_seconds = max(status.cpu_seconds, members.cpu_seconds())
         return outcome
-
-    @staticmethod
-    def _members(worker: Launched, cgroup: WorkerCgroup | None, token: str) -> Members:
-        """The worker's cgroup, joined before it reads its spec; else its process tree."""
-        if cgroup is not None:
-            if cgroup.join(worker.pid):
-                return CgroupMembers(cgroup)
-            cgroup.remove()
-        return ProcessTree.of(worker.pid, token, worker.reaper)
 
     def _send_spec(self, fd: int) -> None:
         try:
@@ -185,6 +166,7 @@ class _Monitor:
 
     def _watch(self, worker: Launched, members: Members, res_r: int, running: float) -> ExitStatus:
         sel = selectors.DefaultSelector()
+        self._relayed = (worker.stdout, worker.stderr)
         splitters = {
             worker.stdout: LineSplitter(MAX_LINE, lambda lines, cut: self.events.output("stdout", lines, cut)),
             worker.stderr: LineSplitter(MAX_LINE, lambda lines, cut: self.events.output("stderr", lines, cut)),
@@ -259,12 +241,13 @@ class _Monitor:
                 sel.unregister(fd)
 
     def _pump(self, sel: selectors.BaseSelector, splitters: dict[int, LineSplitter], timeout: float) -> None:
-        partial = False
+        partial = ended = False
         for key, _ in sel.select(timeout):
             fd = key.fd
             if fd not in splitters:  # the exit fd or the stop request: the loop looks at them
                 if fd != self.cancel.fileno():
                     sel.unregister(fd)
+                    ended = True
                 continue
             try:
                 chunk = os.read(fd, _CHUNK)
@@ -272,13 +255,15 @@ class _Monitor:
                 continue
             if chunk:
                 splitters[fd].feed(chunk)
-                partial = partial or len(chunk) < _CHUNK
+                partial = partial or (len(chunk) < _CHUNK and fd in self._relayed)
             else:
                 sel.unregister(fd)
                 splitters[fd].close()
-        if partial:
+        if partial and not ended:
             # A step printing line by line would otherwise be read a few lines at a time, and the
             # relay's cost is per read: let its lines gather for a moment (less than a pipeful).
+            # Not for the result pipe, nor once the worker has ended: then the step is done, and
+            # a pause would only delay its report (the per-step overhead).
             time.sleep(_GATHER)
 
     def _drain(self, sel: selectors.BaseSelector, splitters: dict[int, LineSplitter], members: Members) -> None:
@@ -356,12 +341,14 @@ def _status_fields(status: int) -> dict[str, Any]:
 
 
 def run_worker(spec: WorkerSpec, limits: Limits, cancel: Cancel, events: WorkerEvents,
-               env: dict[str, str] | None = None, launcher: Launcher | None = None) -> Outcome:
+               env: dict[str, str] | None = None, launcher: Launcher | None = None,
+               ahead: bool = False) -> Outcome:
     """Run one step in a new worker process and return how it ended.
 
     ``spec`` is what the worker needs (executor target, input, params, ...);
     it must be JSON-serialisable. ``launcher`` starts the process (a fork of
-    the run's warm template, or a fresh interpreter). Never raises for
-    anything the step does.
+    the run's warm template, or a fresh interpreter); with ``ahead`` (more
+    steps follow), it starts the next step's worker meanwhile. Never raises
+    for anything the step does.
     """
-    return _Monitor(spec, limits, cancel, events, env, launcher or Launcher("spawn")).run()
+    return _Monitor(spec, limits, cancel, events, env, launcher or Launcher("spawn"), ahead).run()

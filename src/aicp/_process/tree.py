@@ -82,7 +82,7 @@ class CgroupMembers:
 
     def release(self) -> None:
         self.cpu_seconds()  # the final figure, before the folder goes
-        self.cgroup.remove()
+        self.cgroup.release()
 
 
 def _resident(pids: list[int]) -> int:

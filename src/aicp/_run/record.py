@@ -3,7 +3,7 @@
 Every run writes ``output_dir/runs/<run_id>/``:
 
 * ``chain.json``: the chain as it was run;
-* ``manifest.json``: the run's state, rewritten atomically (temp file, fsync,
+* ``manifest.json``: the run's state, rewritten atomically (temp file, then
   rename) after every step: each step's status, its output files with size
   and SHA-256, cost, timings, and the hashes of the step's definition and of
   its input; sealed with a digest of its own content, so an edited or
@@ -18,6 +18,17 @@ which polls that request instead of submitting, and paying for, another.
 Resuming reuses a step only if its definition and input are unchanged and
 every output file it recorded still exists with the recorded hash; the first
 step that differs, and every step after it, runs again.
+
+How durable each write is (docs/supervisor.md, "How durable the record is"):
+every update is in place before the run goes on, so a killed aicp (SIGKILL,
+a crash, the OOM killer) always leaves the state as of its last update.
+Flushing to the disk itself (fsync), which only a power loss or a kernel
+crash needs, is done before the rename for the writes that matter: the
+record's creation, its end, and every write of a run that has paid for
+something (a paid request's id, before the run goes on, so that a resumed run
+polls it rather than paying again; a step that cost money). A free run's
+per-step updates are flushed by a background thread instead
+(:class:`aicp._run.atomic.LazyFile`), off the per-step path.
 """
 
 from __future__ import annotations
@@ -36,7 +47,8 @@ import orjson
 
 from aicp._chain.model import Chain, Step
 from aicp._errors import ChainError, MissingInputError, OutputError, UsageError
-from aicp._redact import Redactor
+from aicp._redact import Redactor, secret_param_values
+from aicp._run.atomic import LazyFile, write_atomic
 from aicp._run.writable import reason
 from aicp._chain.steptypes import path_like
 from aicp._run.results import StepResult
@@ -98,27 +110,6 @@ def file_hash(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a reader sees the old or the new file, never a mix.
-
-    The data is on disk (fsync) before the rename makes it visible; a power
-    loss right after may lose this update, never half of it.
-    """
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:  # a full disk, a signal: leave no half-written temp file behind
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _dump(value: Any) -> bytes:
@@ -259,6 +250,14 @@ class RunRecord:
         self.manifest = manifest
         self.redactor = redactor or Redactor.from_environment()
         self._lock_fd: int | None = None
+        self._lazy = LazyFile(root / MANIFEST)
+        # Once a run has paid for something, every write is flushed before it is renamed into place.
+        self._paid = bool(manifest.get("requests")) or any(
+            (entry.get("cost") or 0) > 0 for entry in manifest.get("steps", {}).values())
+        # Each step's entry as last written, masked: an entry is never changed once recorded, so
+        # it is masked again only after the redactor learns a new secret (see _masked()).
+        self._masked: dict[str, tuple[ManifestEntry, dict[str, Any]]] = {}
+        self._masked_known = -1
 
     @property
     def run_id(self) -> str:
@@ -284,7 +283,7 @@ class RunRecord:
         try:
             write_chain(root, chain, redactor)
             record.lock()
-            record._save()
+            record._save(durable=True)
         except OSError:  # a full disk: no half-made record that would look like a run
             record.unlock()
             if not existed:
@@ -352,20 +351,49 @@ class RunRecord:
             raise RunRecordError(f"run record {path} belongs to run {manifest.get('run_id')}, not {root.name}")
         return manifest
 
-    def _save(self, final: bool = False) -> None:
-        """Write the manifest. The ``final`` write (how the run ended) may use the reserve: on a
-        full disk the reserve is given back and the write tried again."""
+    def _save(self, final: bool = False, durable: bool = False) -> None:
+        """Write the manifest: in place before this returns; flushed to the disk before it is
+        renamed into place if ``durable`` or ``final`` or the run has paid for something, else
+        soon after, in the background. The ``final`` write (how the run ended) may use the
+        reserve: on a full disk the reserve is given back and the write tried again."""
         self.manifest["updated"] = time.time()
-        body = self.redactor.scrub(self.manifest)
+        body = self._masked_manifest()
         body["digest"] = canonical_hash(body)
         data = _dump(body)
+        write = write_atomic if durable or final or self._paid else self._lazy_write
         try:
-            write_atomic(self.root / MANIFEST, data)
+            write(self.root / MANIFEST, data)
         except OSError as exc:
             if not (final and exc.errno in (errno.ENOSPC, errno.EDQUOT) and self.release_reserve()):
                 raise
-            write_atomic(self.root / MANIFEST, data)
+            write(self.root / MANIFEST, data)
         self._top_up_reserve(len(data))
+
+    def _lazy_write(self, _path: Path, data: bytes) -> None:
+        self._lazy.write(data)
+
+    def _masked_manifest(self) -> dict[str, Any]:
+        """The manifest as written: ``redactor.scrub(self.manifest)``, without masking every step's
+        entry again at every step (that grew with the run: quadratic in its steps)."""
+        steps: dict[str, ManifestEntry] = self.manifest["steps"]
+        for key, entry in steps.items():  # learn first, as scrub() does: a secret masks everywhere
+            cached = self._masked.get(key)
+            if cached is None or cached[0] is not entry:
+                self.redactor.learn(secret_param_values(entry))
+        rest = {k: v for k, v in self.manifest.items() if k != "steps"}
+        masked_rest = self.redactor.scrub(rest)
+        if self.redactor.known != self._masked_known:  # a new secret: every entry is masked again
+            self._masked.clear()
+            self._masked_known = self.redactor.known
+        masked_steps = {}
+        for key, entry in steps.items():
+            cached = self._masked.get(key)
+            if cached is None or cached[0] is not entry:
+                cached = self._masked[key] = (entry, self.redactor.mask(entry))
+            masked_steps[key] = cached[1]
+        for gone in self._masked.keys() - steps.keys():
+            del self._masked[gone]
+        return {k: (masked_steps if k == "steps" else masked_rest[k]) for k in self.manifest}
 
     # -------------------------------------------------------------- space for the last word
 
@@ -427,6 +455,8 @@ class RunRecord:
             if self.redactor.scrub(entry["output"]) != entry["output"]:
                 entry["masked"] = True  # stored masked: a resumed run runs the step again
             entry["cost"] = result.get("cost", 0.0)
+            if isinstance(entry["cost"], (int, float)) and entry["cost"] > 0:
+                self._paid = True
             # a file the output names counts too, declared in ``outputs`` or not (``return str(path)``)
             declared = list(result.get("outputs") or [])
             paths = declared + [p for p in _paths_in(result.get("output")) if p not in declared]
@@ -451,7 +481,8 @@ class RunRecord:
                 and (r.get("provider"), r.get("endpoint"), r.get("index")) != (entry["provider"], entry["endpoint"],
                                                                              entry["index"])]
         self.manifest["requests"][key] = kept + [entry]
-        self._save()
+        self._paid = True
+        self._save()  # on the disk before the run goes on: a resumed run must poll it
 
     def pending_requests(self, key: str, definition: str, step_input: str) -> list[dict[str, Any]]:
         """The requests an interrupted run of this step submitted, if the step is still the same."""
@@ -526,6 +557,7 @@ class RunRecord:
         return removed
 
     def unlock(self) -> None:
+        self._lazy.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None

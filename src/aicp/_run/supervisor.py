@@ -211,12 +211,15 @@ class Supervisor:
                         kill_grace=chain.kill_grace)
         base = {"step": index, **({"member": member} if member is not None else {})}
         spec = self._spec(index, step, member, step_input, latest)
+        # Another worker will be wanted after this one (a later step, the group's other members):
+        # the launcher starts it while this one runs.
+        ahead = member is not None or index < len(chain.steps) - 1
         attempt = 0
         while True:
             attempt += 1
             events = self._worker_events(step, base, attempt, retries + 1)
             events.remote = lambda request: self.journal.submitted(_key(index, member), step, step_input, request)
-            outcome = run_worker(spec, limits, cancel, events, self.env, self.launcher)
+            outcome = run_worker(spec, limits, cancel, events, self.env, self.launcher, ahead)
             if outcome.ok:
                 return self._complete(step, base, attempt, outcome)
             retryable = outcome.reason != "cancelled" and not cancel.is_set()

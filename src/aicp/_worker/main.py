@@ -4,7 +4,7 @@ Started by the supervisor as ``python -I -S -X utf8 -c <boot> CTRL_FD RESULT_FD`
 in a session of its own. Its contract with the supervisor:
 
 * It reads the step's spec (one JSON line) from ``CTRL_FD``, then keeps that
-  pipe open as a *lifeline*: when it reads EOF, the supervisor is gone, and the
+  pipe open as a *lifeline*: when it closes (POLLHUP), the supervisor is gone, and the
   worker kills its own process tree and exits.
 * It reports progress, log events and finally the result (or the error) as JSON
   lines on ``RESULT_FD``. Whatever the step prints goes to stdout/stderr, which
@@ -24,7 +24,7 @@ import json
 import os
 import signal
 import sys
-import threading
+import _thread
 
 TYPE_CHECKING = False  # importing typing would add ~10 ms to every step
 if TYPE_CHECKING:
@@ -85,14 +85,19 @@ def _kill_own_tree(token: str | None) -> NoReturn:
 
 
 def _watch_lifeline(fd: int, token: str | None) -> None:
+    """Wait until the supervisor's end of the control pipe closes, then end the tree. It only polls,
+    never reads: it starts before the spec arrives on that pipe (off the step's path when the
+    worker is started ahead), and the spec is the main thread's to read."""
+    import select
+
+    watch = select.poll()
+    watch.register(fd, 0)  # no event asked for: poll() returns on POLLHUP (or an error) alone
     while True:
         try:
-            if not os.read(fd, 4096):
+            if watch.poll():
                 break
         except InterruptedError:
             continue
-        except OSError:
-            break
     _kill_own_tree(token)
 
 
@@ -160,9 +165,10 @@ def main() -> NoReturn:
     os.set_inheritable(result_fd, False)
     signal.signal(signal.SIGTERM, _on_sigterm)
     _line_buffered()
-    spec = _read_spec(ctrl_fd)
     token = os.environ.get("AICP_WORKER_TOKEN")  # read now: the step may change os.environ
-    threading.Thread(target=_watch_lifeline, args=(ctrl_fd, token), daemon=True).start()
+    # A bare thread: threading.Thread's start() handshake costs each step about 0.3 ms of CPU.
+    _thread.start_new_thread(_watch_lifeline, (ctrl_fd, token))
+    spec = _read_spec(ctrl_fd)
     sys.path[:0] = spec.get("path", [])
     try:
         status = run(spec, Channel(result_fd))

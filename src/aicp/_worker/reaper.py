@@ -185,6 +185,19 @@ def kill(folder: str) -> None:
     signal_members(folder, signal.SIGKILL)
 
 
+def kill_until_empty(folder: str, wait: float = _KILL_WAIT) -> bool:
+    """Kill everything in the folder until it is empty, at most ``wait`` seconds; whether it is."""
+    deadline = time.monotonic() + wait
+    pause = 0.001
+    while not is_empty(folder):
+        if time.monotonic() >= deadline:
+            return False
+        kill(folder)  # (again and again: on v1, a member may fork between our read and its death)
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+    return True
+
+
 def kill_and_remove(folder: str, wait: float = _KILL_WAIT) -> bool:
     """Kill everything in the folder, wait (at most ``wait`` s) until it is empty, remove it and its sub-folders.
 
@@ -193,13 +206,7 @@ def kill_and_remove(folder: str, wait: float = _KILL_WAIT) -> bool:
     """
     if not os.path.isdir(folder):
         return True
-    deadline = time.monotonic() + wait
-    kill(folder)
-    pause = 0.001
-    while not is_empty(folder) and time.monotonic() < deadline:
-        time.sleep(pause)
-        pause = min(pause * 2, 0.05)
-        kill(folder)  # (v1: a member may have forked between our read and its death)
+    kill_until_empty(folder, wait)
     for here, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
         remove_folder(here)
     return not os.path.isdir(folder)

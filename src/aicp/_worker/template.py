@@ -55,12 +55,24 @@ def _fork_worker(sock: socket.socket, wake: tuple[int, int], fds: array.array[in
         os.dup2(err_w, 2)
         for fd in (null, out_w, err_w, sock.fileno(), *wake):
             os.close(fd)
-        os.environ.clear()
-        os.environ.update(env)
+        _take_environment(env)
         sys.argv = ["aicp-worker", str(ctrl_r), str(res_w)]
         aicp._worker.main.main()
     finally:
         os._exit(EXIT_NOT_STARTED)
+
+
+_OWN_ENVIRONMENT = dict(os.environ)  # the template's, which a child starts with
+
+
+def _take_environment(env: dict[str, str]) -> None:
+    """Make the child's environment ``env``, changing only what differs from the template's: each
+    change costs a putenv() (the worker's usually differs by its token alone)."""
+    for key in _OWN_ENVIRONMENT.keys() - env.keys():
+        del os.environ[key]
+    for key, value in env.items():
+        if _OWN_ENVIRONMENT.get(key) != value:
+            os.environ[key] = value
 
 
 def _report_exits(sock: socket.socket, workers: set[int]) -> None:
