@@ -57,7 +57,7 @@ def _fork_worker(sock: socket.socket, wake: tuple[int, int], fds: array.array[in
             os.close(fd)
         _take_environment(env)
         sys.argv = ["aicp-worker", str(ctrl_r), str(res_w)]
-        aicp._worker.main.main()
+        aicp._worker.main.main(lifeline=False)  # we are its lifeline (see _last_rites)
     finally:
         os._exit(EXIT_NOT_STARTED)
 
