@@ -178,7 +178,8 @@ def main() -> None:
             cpu_rates[variant].append(result["cpu_rate"])
             size[variant] = result["bytes"]
     print(f"events: {args.events:,} per run, {args.rounds} alternating rounds, fd 2 a pipe drained by a reader "
-          f"thread, {'no secrets' if args.no_secrets else f'{len(SECRETS)} secret env vars'}")
+          f"thread, {'no secrets' if args.no_secrets else f'{len(SECRETS)} secret env vars'}; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     for variant, label in (("ours", "aicp EventLog(stream=True)"), ("print", "print(json.dumps(...), flush=True)")):
         runs = ", ".join(f"{x:,.0f}" for x in rates[variant])
         print(f"  {label:<36} median {statistics.median(rates[variant]):>8,.0f}/s, best {max(rates[variant]):>8,.0f}/s"

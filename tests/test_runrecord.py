@@ -354,11 +354,10 @@ def test_sigkill_of_aicp_mid_step_then_resume(here: Here, mode: str) -> None:
                     reason="strace is not installed (apt-get install strace): it kills aicp inside a write")
 def test_sigkill_mid_manifest_write_then_resume_removes_the_temp_files(here: Here) -> None:
     here.write("torn", [step("a", cost=0.5), step("b", cost=0.25)])
-    # strace sends aicp SIGKILL as it enters its third rename(): chain.json, the first manifest, then
-    # the manifest that records step 0, whose temp file is written but not yet renamed. (Not -f: the
-    # manifest is written by aicp's main thread; a worker's atomic output is renamed too.)
-    proc = subprocess.run(["strace", "-qq", "-o", os.devnull, "-e", "trace=rename,renameat,renameat2",
-                           "-e", "inject=rename,renameat,renameat2:signal=SIGKILL:when=3",
+    # strace sends aicp SIGKILL as it enters its third fsync(): chain.json, the first manifest, then
+    # the manifest that records step 0, whose temp file is written but not yet renamed
+    proc = subprocess.run(["strace", "-f", "-qq", "-o", os.devnull, "-e", "trace=fsync",
+                           "-e", "inject=fsync:signal=SIGKILL:when=3",
                            *aicp_argv("run-chain", "-c", str(here.chain), "--stream")],
                           cwd=here.dir, env=child_env(), stdin=subprocess.DEVNULL, capture_output=True,
                           text=True, timeout=60)

@@ -76,7 +76,7 @@ class StreamWriter:
         return self._sink
 
     def write(self, data: bytes, relay: bool = False) -> None:
-        sink = self.sink()
+        sink = self._sink if getattr(sys, self.name) is self._stream else self.sink()
         if sink is not None:
             sink.put(data, relay)
             return
@@ -136,9 +136,19 @@ class _External:
         self._writer.close()
 
 
+_NEWLINE = orjson.OPT_APPEND_NEWLINE
+_ANY_KEYS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+
+
 def _render(_logger: Any, _method: str, event_dict: dict[str, Any]) -> bytes:
-    return orjson.dumps(event_dict, default=str,
-                        option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
+    """The JSON line. A key that is not exactly a ``str`` (``1``, an enum) is rendered as text
+    (``OPT_NON_STR_KEYS``); that option slows every event, and without it orjson refuses such a
+    key, so it is only used on a second try (the same bytes: it changes how keys are read, not
+    how anything is written)."""
+    try:
+        return orjson.dumps(event_dict, default=str, option=_NEWLINE)
+    except TypeError:  # orjson.JSONEncodeError: a key that is not a str (or a value it cannot render)
+        return orjson.dumps(event_dict, default=str, option=_ANY_KEYS)
 
 
 def _redact_render(redactor: Redactor) -> Callable[[Any, str, dict[str, Any]], bytes]:
@@ -156,20 +166,32 @@ def _redact_render(redactor: Redactor) -> Callable[[Any, str, dict[str, Any]], b
     return processor
 
 
-class _Seconds:
-    """The ``YYYY-MM-DDTHH:MM:SS`` of the last second seen: most events share it with the one before."""
+class _Stamps:
+    """The last second's ``YYYY-MM-DDTHH:MM:SS`` and the last millisecond's whole text, each one
+    tuple (set in one store, so another thread never sees a text with the wrong number): events
+    come in bursts that share them."""
 
-    second = -1
-    text = ""
+    second: tuple[int, str] = (-1, "")
+    milli: tuple[int, str] = (-1, "")
+
+
+_MILLIS = tuple(f".{millis:03d}Z" for millis in range(1000))  # the tail of every `time`, made once
 
 
 def rfc3339(timestamp: float) -> str:
     """``2026-12-02T06:03:23.123Z``: UTC, milliseconds, the same instant as ``timestamp`` (truncated)."""
-    seconds, millis = divmod(int(timestamp * 1000), 1000)
-    if _Seconds.second != seconds:
-        _Seconds.text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        _Seconds.second = seconds
-    return f"{_Seconds.text}.{millis:03d}Z"
+    millis = int(timestamp * 1000)
+    last, text = _Stamps.milli
+    if last == millis:
+        return text
+    seconds = millis // 1000
+    second, head = _Stamps.second
+    if second != seconds:
+        head = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _Stamps.second = (seconds, head)
+    text = head + _MILLIS[millis - seconds * 1000]
+    _Stamps.milli = (millis, text)
+    return text
 
 
 # Where an event came from: aicp itself, or a step (relayed from its output, its ctx.log, its ctx.progress).
@@ -178,8 +200,29 @@ _STEP_SOURCES = {"stdout": "step.stdout", "stderr": "step.stderr", "log": "step.
 
 def source_of(event: str, fields: dict[str, Any]) -> str:
     if event == "step_log":
-        return _STEP_SOURCES.get(str(fields.get("stream")), "step.stdout")
+        stream = fields.get("stream")
+        return _STEP_SOURCES.get(stream if type(stream) is str else str(stream), "step.stdout")
     return "step.progress" if event == "step_progress" else "aicp"
+
+
+def round_millis(seconds: float) -> float:
+    """``round(seconds, 3)``: the same float, without round()'s trip through a decimal string.
+
+    ``n = seconds * 1000`` is off from the exact product by at most half a unit in its last
+    place (under 2**-23 below 10**6 s), so unless its fraction is within 10**-4 of one half the
+    nearest integer to the exact product is that of ``n``; ``k / 1000`` (two integers exact as
+    floats) is then the float nearest to the decimal ``k / 1000``, which is what round() returns.
+    Near a half, below zero (``-0.0`` too), NaN or above 10**6 s: round() itself.
+    """
+    if 0.0 < seconds < 1e6:
+        scaled = seconds * 1000.0
+        whole = int(scaled)
+        rest = scaled - whole  # exact
+        if rest < 0.4999:
+            return whole / 1000
+        if rest > 0.5001:
+            return (whole + 1) / 1000
+    return round(seconds, 3)
 
 
 class _Envelope:
@@ -190,35 +233,31 @@ class _Envelope:
     """
 
     def __init__(self, run_id: str, started: float, context: dict[str, Any]) -> None:
-        self.run_id = run_id
         self.started = started
-        self.context = context
+        # Every line's head in its order, made once with the run's constants (run_id, context)
+        self._head: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "event": None, "timestamp": None,
+                                      "elapsed_seconds": None, "level": None, "run_id": run_id, **context,
+                                      "time": None, "source": None, "message": None}
 
     def __call__(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
         event = event_dict.pop("event")
         level = event_dict.pop("level")
         now = _wall()
-        if event == "step_log":  # most of a busy stream: its source and message without a lookup table
-            source = _STEP_SOURCES.get(event_dict.get("stream"), "step.stdout")  # type: ignore[arg-type]
+        if event == "step_log":  # most of a busy stream: its message without a lookup table
             line = event_dict.get("line", "")
             message = line if type(line) is str else str(line)
-        else:
-            source = source_of(event, event_dict)
-            # warning and step_progress carry a message of their own (step_progress: maybe null)
+        else:  # warning and step_progress carry a message of their own (step_progress: maybe null)
             message = event_dict.pop("message") if "message" in event_dict else message_of(event, event_dict)
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "event": event,
-            "timestamp": now,
-            "elapsed_seconds": round(_monotonic() - self.started, 3),
-            "level": level,
-            "run_id": self.run_id,
-            **self.context,
-            "time": rfc3339(now),
-            "source": source,
-            "message": message,
-            **event_dict,
-        }
+        out = self._head.copy()
+        out["event"] = event
+        out["timestamp"] = now
+        out["elapsed_seconds"] = round_millis(_monotonic() - self.started)
+        out["level"] = level
+        out["time"] = rfc3339(now)
+        out["source"] = source_of(event, event_dict)
+        out["message"] = message
+        out.update(event_dict)
+        return out
 
 
 _wall, _monotonic = time.time, time.monotonic
@@ -378,15 +417,26 @@ class EventLog:
         processors themselves. The last processor renders bytes for every writer, or
         (:class:`_Shaped`) a line per group of writers, as the arguments of a logger call.
         """
-        event_dict: Any = {**fields, "event": event}
+        return EventLog._routes(chain, EventLog._process(chain, {**fields, "event": event}, method))
+
+    @staticmethod
+    def _process(chain: _Chain, event_dict: Any, method: str) -> Any:
+        """The last processor's result for an event dict of our own (``event`` last, as
+        :meth:`_render` makes it): a line, or :class:`_Shaped`'s routes; None if dropped."""
         try:
             for processor in chain.processors:
                 event_dict = processor(None, method, event_dict)
         except structlog.DropEvent:
+            return None
+        return event_dict
+
+    @staticmethod
+    def _routes(chain: _Chain, result: Any) -> list[Route]:
+        if result is None:
             return []
-        if isinstance(event_dict, bytes):
-            return [(chain.writers, event_dict)]
-        routes: list[Route] = event_dict[0][0]
+        if isinstance(result, bytes):
+            return [(chain.writers, result)]
+        routes: list[Route] = result[0][0]
         return routes
 
     @staticmethod
@@ -400,7 +450,15 @@ class EventLog:
         if event == "pipeline_start":
             self._started_run = self._announce_end
             fields.setdefault("aicp_version", __version__)
-        self._write(self._render(self._lifecycle, event, fields, level_of(event, fields)))
+        method = level_of(event, fields)
+        fields["event"] = event  # our own dict (the keyword arguments): no copy
+        chain = self._lifecycle
+        result = self._process(chain, fields, method)
+        if type(result) is bytes:  # the usual case: one line for every writer
+            for writer in chain.writers:
+                writer.write(result)
+        else:
+            self._write(self._routes(chain, result))
 
     def step_output(self, base: dict[str, Any], stream: str, lines: list[str], truncated: bool = False) -> None:
         """``step_log`` events for lines a step wrote on ``stream``, in order: the bytes

@@ -149,8 +149,9 @@ class Redactor:
     def appears_in(self, rendered: bytes) -> bool:
         """Whether a secret value appears in this JSON (raw, or JSON-escaped: JSON escapes
         character by character, so a secret inside a longer string is still found)."""
+        find = rendered.find  # not ``in``: bytes.__contains__ tries the needle as an int first (an exception per call)
         for form in self._forms:
-            if form in rendered:
+            if find(form) != -1:
                 return True
         return False
 

@@ -116,7 +116,7 @@ class Sink:
                 return False
             if not self._queued and len(data) <= PIPE_BUF and self._room_now():
                 try:  # nothing queued and room for it: written at once, without the thread
-                    self._write_all(memoryview(data))
+                    self._write_all(data)
                     return True
                 except OSError as exc:
                     self.broken, failed = True, exc
@@ -240,7 +240,7 @@ class Sink:
 
     def _write(self, data: bytes) -> None:
         if self._whole or len(data) <= PIPE_BUF:
-            self._write_all(memoryview(data))
+            self._write_all(data)
             return
         view, pos, end_all = memoryview(data), 0, len(data)
         while pos < end_all:
@@ -272,19 +272,24 @@ class Sink:
                 return self._capacity
         return PIPE_BUF
 
-    def _write_all(self, view: memoryview) -> None:
-        """Write all of ``view``; if that fails half way (a disk that filled), a regular file is
-        cut back to where this write began, so that it never ends in half an event."""
-        size = len(view)
+    def _write_all(self, data: bytes | memoryview) -> None:
+        """Write all of ``data`` (one write(2) unless the kernel takes less); if that fails half
+        way (a disk that filled), a regular file is cut back to where this write began, so that
+        it never ends in half an event."""
+        size, done = len(data), 0
         try:
-            while view:
-                written = os.write(self.fd, view)
-                self._progress += written
-                view = view[written:]
+            done = os.write(self.fd, data)
+            self._progress += done
+            if done < size:
+                view = memoryview(data)
+                while done < size:
+                    written = os.write(self.fd, view[done:])
+                    self._progress += written
+                    done += written
         except OSError:
-            if self._whole and len(view) < size:
+            if self._whole and done:
                 try:
-                    os.ftruncate(self.fd, os.lseek(self.fd, 0, os.SEEK_CUR) - (size - len(view)))
+                    os.ftruncate(self.fd, os.lseek(self.fd, 0, os.SEEK_CUR) - done)
                 except OSError:
                     pass
             raise

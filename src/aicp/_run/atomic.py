@@ -5,9 +5,8 @@ is rewritten whole: a temp file beside it, then a rename onto it. What differs
 is when the data reaches the disk itself, which only a power loss or a kernel
 crash can tell:
 
-* :func:`write_atomic`: the temp file is flushed (fsync) before the rename,
-  and the folder after it. Old or new, whatever happens, and the new one is
-  on the disk when it returns.
+* :func:`write_atomic`: the temp file is flushed (fsync) before the rename.
+  Old or new, whatever happens.
 * :class:`LazyFile`: as fast as the kernel allows, for a run's per-step
   updates. The new file is in place for every process when ``write``
   returns (a killed aicp leaves it, complete), and a background thread
@@ -78,8 +77,8 @@ def temp_path(path: Path) -> Path:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that a reader sees the old or the new file, never a mix,
-    whatever happens: the data is on the disk before the rename makes it visible, and the rename
-    is before this returns."""
+    whatever happens: the data is on the disk before the rename makes it visible (a power loss
+    right after may lose this update, never half of it)."""
     tmp = temp_path(path)
     try:
         with open(tmp, "wb") as f:
@@ -87,7 +86,6 @@ def write_atomic(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        fsync_path(path.parent)
     except BaseException:
         _discard(tmp)  # a full disk, a signal: leave no half-written temp file behind
         raise

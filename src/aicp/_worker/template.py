@@ -3,16 +3,19 @@
 Runs as its own process (see :mod:`aicp._process.launch`), in its own session. It
 never runs step code: each request (the worker's environment, with its four
 pipe ends attached) becomes a child that starts its own session, takes the
-pipes as fds 0-2 and the private channels, and enters :func:`aicp._worker.main.main`
-exactly as a freshly started interpreter would. The template collects its
+pipes as fds 0-2 and the private channels (its environment changed only where it
+differs from the template's), and enters :func:`aicp._worker.main.main` as a
+freshly started interpreter would, but without a lifeline thread of its own: the
+template is its lifeline (below). The template collects its
 children's exit status and resource usage and reports them, and exits when
 the supervisor's end of the socket closes.
 
 It is also the run's last-resort reaper: a child subreaper (orphans a step
 leaves come to it, not to init), told the run's cgroup folders in its argv.
 When the socket closes, which happens however aicp ends (kill -9 included),
-it kills those cgroups and every process left under it, removes the folders,
-and only then exits (see :mod:`aicp._worker.reaper`).
+it kills those cgroups and every process left under it (its workers and
+whatever they started), removes the folders, and only then exits (see
+:mod:`aicp._worker.reaper`).
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def _fork_worker(sock: socket.socket, wake: tuple[int, int], fds: array.array[in
             os.close(fd)
         _take_environment(env)
         sys.argv = ["aicp-worker", str(ctrl_r), str(res_w)]
-        aicp._worker.main.main()
+        aicp._worker.main.main(lifeline=False)  # we are its lifeline (see _last_rites)
     finally:
         os._exit(EXIT_NOT_STARTED)
 
