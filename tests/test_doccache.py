@@ -162,7 +162,7 @@ def test_the_oldest_entries_go_beyond_the_bound(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(doccache, "MAX_ENTRIES", 3)
     texts = [f"name: n{i}\nsteps: []\n" for i in range(5)]
     for i, text in enumerate(texts):
-        doccache.save(text, {"name": f"n{i}", "steps": []})
+        doccache.save(text, {"name": f"n{i}", "steps": []}, {(): (1, 1)})
         for entry in _entries(tmp_path):  # distinct ages whatever the file system's clock resolution
             os.utime(entry, ns=(entry.stat().st_mtime_ns - 10**9,) * 2)
     assert len(_entries(tmp_path)) == 3

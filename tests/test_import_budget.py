@@ -159,9 +159,9 @@ def test_validate_loads_none_of_what_it_does_not_need(tmp_path: Path, name: str)
     assert not _among(first, tuple(m for m in NOT_FOR_VALIDATE if m.startswith("aicp")) + ("dataclasses", "orjson"))
     assert "mod" not in first  # the user's module is not run
     again = _loaded(tmp_path, *args)
-    # an unknown key's warning looks for a near miss (difflib) and says where it is (composing the text);
+    # an unknown key's warning looks for a near miss (difflib), its position is kept with the data;
     # a python step's module is parsed (ast) to find its function, never run
-    allowed = {"with_a_warning": ("difflib", *YAML), "python": ("ast",)}.get(name, ())
+    allowed = {"with_a_warning": ("difflib",), "python": ("ast",)}.get(name, ())
     assert not _among(again, tuple(m for m in NOT_FOR_VALIDATE + SHUTIL + YAML if m not in allowed))
     assert "aicp._chain.doccache" in again
 
@@ -178,7 +178,26 @@ def test_a_json_chain_never_loads_yaml(tmp_path: Path) -> None:
 def test_an_invalid_chain_loads_what_its_errors_need(tmp_path: Path) -> None:
     # the did-you-mean and the positions are paid for by the chain that needs them, and only then
     (tmp_path / "chain.yaml").write_text("prompt: hi\nsteps:\n  - {type: text_to_imag, model: title_card}\n")
-    for _ in range(2):
+    for parsed in (True, False):  # then read with its positions from the parsed-document cache
         loaded = _loaded(tmp_path, "validate", "--config", "chain.yaml", expect=2)
-        assert "difflib" in loaded and "yaml" in loaded
+        assert "difflib" in loaded and ("yaml" in loaded) is parsed
         assert not _among(loaded, tuple(m for m in NOT_FOR_VALIDATE if m != "difflib"))
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_main_gives_a_host_its_garbage_collector_back_as_it_was(enabled: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    # validate and the other short commands run with the collector off (cli._end_collection)
+    import gc
+
+    from aicp.cli import main
+
+    was = gc.isenabled()
+    try:
+        (gc.enable if enabled else gc.disable)()
+        for argv in (["list-steps"], ["validate", "--config", "/nonexistent.yaml"], ["--bogus"]):
+            with pytest.raises(SystemExit):
+                main(argv)
+            assert gc.isenabled() is enabled, argv
+    finally:
+        (gc.enable if was else gc.disable)()
+    capsys.readouterr()

@@ -336,6 +336,10 @@ def main(argv: "Sequence[str] | None" = None) -> "NoReturn":
         _interrupt.release(process_ends=argv is None)
         _flush_stdout()
         raise SystemExit(0)
+    import gc  # a built-in module, but not loaded by a bare start: after the --version path
+
+    collecting = gc.isenabled()
+    gc.disable()  # until the command is known: see _end_collection
     invocation, signalled = _invocation(args_list)
     try:
         from aicp._errors import AicpError, ExitCode  # loaded with the invocation: a lookup
@@ -343,7 +347,7 @@ def main(argv: "Sequence[str] | None" = None) -> "NoReturn":
         if signalled is not None:
             raise signalled
         try:
-            code = _parse_and_run(args_list, invocation)
+            code = _parse_and_run(args_list, invocation, collecting)
             _interrupt.hold()
         except AicpError as exc:
             code = _failed(invocation, exc.message, exc.exit_code, reported=exc.reported,
@@ -357,7 +361,27 @@ def main(argv: "Sequence[str] | None" = None) -> "NoReturn":
         code = _failed(invocation, exc.message, exc.exit_code)
     _interrupt.release(process_ends=argv is None)
     _flush_stdout()
+    _end_collection(collecting, process_ends=argv is None)
     raise SystemExit(int(code))
+
+
+# The commands that run steps or follow a stream: long-lived, they keep the garbage collector on.
+SUPERVISING = ("run-chain", "run-batch", "worker", "batch", "view")
+
+
+def _end_collection(collecting: bool, process_ends: bool) -> None:
+    """The other commands read, check and print, and run with the garbage collector off: what they
+    make (the catalogue, the plan: thousands of objects) lives until they end, so collecting while
+    it is made is wasted work (~1.5 ms of a validate that takes ~25). When the process ends now, what
+    is left is frozen, so that the interpreter's last collection does not walk it all once more
+    (~3 ms): the memory goes back with the process, and every output was flushed before this. A
+    host that called ``main(argv)`` gets its collector back as it was."""
+    import gc
+
+    if process_ends and not gc.isenabled():
+        gc.freeze()
+    if collecting:
+        gc.enable()
 
 
 def _invocation(args_list: "list[str]") -> "tuple[Invocation, _interrupt.Signalled | None]":
@@ -373,12 +397,16 @@ def _invocation(args_list: "list[str]") -> "tuple[Invocation, _interrupt.Signall
             signalled = exc
 
 
-def _parse_and_run(args_list: "list[str]", invocation: "Invocation") -> int:
+def _parse_and_run(args_list: "list[str]", invocation: "Invocation", collecting: bool) -> int:
     from aicp._errors import ExitCode
 
     parser = build_parser(named=set(args_list))
     args = parser.parse_args(args_list)
     invocation.update(args)
+    if collecting and args.command in SUPERVISING:
+        import gc
+
+        gc.enable()
     if not args.command:
         parser.print_help(sys.stderr)
         return ExitCode.INVALID

@@ -22,8 +22,9 @@ PyYAML this process would import must be that one).
 A document that is not a mapping, or holds a date, a timestamp or an integer
 too long to read (which marshal does not carry) is parsed every time, as is
 every document that does not parse (its error needs the parser's position).
-Positions are not kept: a warning or an error that needs one composes the
-text then (:class:`~aicp._chain.parse.Positions`). At most :data:`MAX_ENTRIES`
+The positions of the values are kept with them (computed once, when the text
+is parsed), so that a warning or an error about a kept document needs no
+parser either. At most :data:`MAX_ENTRIES`
 entries of at most :data:`MAX_TEXT` characters are kept, the oldest removed.
 """
 
@@ -39,6 +40,8 @@ from aicp._version import __version__
 TYPE_CHECKING = False  # typing costs ~5 ms at start-up: for the type checker only
 if TYPE_CHECKING:
     from typing import Any
+
+    Marks = dict[tuple[Any, ...], tuple[int, int]]
 
 MAX_ENTRIES = 256
 MAX_TEXT = 256 * 1024
@@ -77,8 +80,9 @@ def _pyyaml_file() -> str | None:
     return spec.origin if spec is not None else None
 
 
-def load(text: str) -> dict[str, Any] | None:
-    """The data ``text`` parsed to when it was last parsed here, if an entry says so; else None."""
+def load(text: str) -> tuple[dict[str, Any], Marks] | None:
+    """The data ``text`` parsed to when it was last parsed here, and the positions of its values
+    (:func:`aicp._chain.yamlload.marks`), if an entry says so; else None."""
     if len(text) > MAX_TEXT:
         return None
     entry = read_entry(_entry(text))
@@ -89,12 +93,13 @@ def load(text: str) -> dict[str, Any] | None:
             return None
     except (OSError, ValueError, KeyError):
         return None
-    data = entry.get("data")
-    return data if isinstance(data, dict) else None
+    data, marks = entry.get("data"), entry.get("marks")
+    return (data, marks) if isinstance(data, dict) and isinstance(marks, dict) else None
 
 
-def save(text: str, data: Any) -> None:
-    """Keep ``data``, what the YAML ``text`` parsed to (with the PyYAML imported), if marshal carries it."""
+def save(text: str, data: Any, marks: Marks) -> None:
+    """Keep ``data``, what the YAML ``text`` parsed to (with the PyYAML imported), and the positions
+    of its values, if marshal carries them."""
     reader = _reader()
     if len(text) > MAX_TEXT or not isinstance(data, dict) or reader is None:
         return
@@ -102,7 +107,7 @@ def save(text: str, data: Any) -> None:
         yaml = _state(_pyyaml_file() or "")
     except (OSError, ValueError):
         return
-    if write_entry(_entry(text), {"reader": reader, "yaml": yaml, "text": text, "data": data}):
+    if write_entry(_entry(text), {"reader": reader, "yaml": yaml, "text": text, "data": data, "marks": marks}):
         _prune()
 
 

@@ -3,8 +3,8 @@
 YAML is read by :mod:`aicp._chain.yamlload` (libyaml's parser, a composer of
 ours that enforces the document's limits, PyYAML's safe constructor), imported
 only when a YAML text is parsed or composed: a text that parsed before is
-taken from the parsed-document cache (:mod:`aicp._chain.doccache`), without
-PyYAML, and composed again only if a warning or an error needs a position.
+taken from the parsed-document cache (:mod:`aicp._chain.doccache`) with the
+positions of its values, without PyYAML.
 
 JSON is parsed by the standard library; when an error needs a position, the
 same text is composed as YAML (JSON is YAML's flow style) to find it. A valid
@@ -147,7 +147,8 @@ def _parse_yaml(text: str, label: str, keep: bool) -> tuple[Any, Positions]:
     """The data (from the parsed-document cache when this text parsed before) and its positions."""
     cached = doccache.load(text)
     if cached is not None:
-        return cached, Positions(lambda: _composed_marks(text))
+        data, marks = cached
+        return data, Positions(lambda: marks)
     from aicp._chain import yamlload
 
     try:
@@ -155,7 +156,7 @@ def _parse_yaml(text: str, label: str, keep: bool) -> tuple[Any, Positions]:
     except yamlload.DocumentError as exc:
         raise _document_error(label, exc) from None
     if keep:
-        doccache.save(text, data)
+        doccache.save(text, data, yamlload.marks(root) if root is not None else {})
     return data, Positions(lambda: yamlload.marks(root) if root is not None else None)
 
 

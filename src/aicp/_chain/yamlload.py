@@ -4,8 +4,8 @@ Separate from :mod:`aicp._chain.parse` because importing PyYAML costs more
 than the rest of ``aicp validate`` together (its package loads every module and
 compiles its scanner's and resolver's patterns: ~13 ms of wall time), so only
 a YAML document that is parsed, or one whose positions an error needs, pays it.
-A JSON chain never does, nor a YAML chain found in the parsed-document cache
-(:mod:`aicp._chain.doccache`) whose warnings and errors need no position.
+A valid JSON chain never does, nor a YAML chain found in the parsed-document
+cache (:mod:`aicp._chain.doccache`, which keeps the positions too).
 
 YAML goes through libyaml's parser (PyYAML's C extension; the pure-Python
 parser where it is missing) and one small composer of ours, then PyYAML's safe
