@@ -16,12 +16,18 @@ if TYPE_CHECKING:
 
 def load_target(target: str) -> Any:
     """Import ``module`` and return ``attribute`` (dotted paths allowed) from it."""
-    import importlib
+    import sys
 
     module_name, sep, attr = target.partition(":")
     if not sep or not module_name or not attr:
         raise ValueError(f"expected 'module:attribute', got {target!r}")
-    obj: Any = importlib.import_module(module_name)
+    if module_name.startswith("."):  # relative: import_module says what is wrong with it
+        import importlib
+
+        obj: Any = importlib.import_module(module_name)
+    else:  # what import_module does for an absolute name, without loading importlib's package
+        __import__(module_name)
+        obj = sys.modules[module_name]
     for part in attr.split("."):
         obj = getattr(obj, part)
     return obj

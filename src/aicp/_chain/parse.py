@@ -36,10 +36,11 @@ if TYPE_CHECKING:
     Path = tuple[Any, ...]
     Marks = dict[Path, tuple[int, int]]
 
-_BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
+# patterns compiled on first use (re keeps them), not at import: most chains need neither
+_BAD_CHARS = "[\x00\ud800-\udfff]"
 # JSON escapes of lone surrogates, which YAML refuses: replaced by an escape of the same length
 # when the text is composed as YAML only to find positions
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE_ESCAPE = r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}"
 
 
 # --------------------------------------------------------------------------- positions
@@ -140,7 +141,7 @@ def parse(text: str, label: str, keep: bool = False) -> Document:
 def _as_yaml(json_text: str) -> str:
     """JSON text that YAML's parser takes, every character where it was: tabs are JSON's
     whitespace (not YAML's), and lone-surrogate escapes YAML refuses become ``\\u0020``."""
-    return _SURROGATE_ESCAPE.sub(r"\\u0020", json_text.replace("\t", " "))
+    return re.sub(_SURROGATE_ESCAPE, r"\\u0020", json_text.replace("\t", " "))
 
 
 def _parse_yaml(text: str, label: str, keep: bool) -> tuple[Any, Positions]:
@@ -256,7 +257,7 @@ class _Limit:
 
 def _problem(value: Any) -> str | None:
     if isinstance(value, str):
-        bad = _BAD_CHARS.search(value) if not value.isascii() or "\x00" in value else None
+        bad = re.search(_BAD_CHARS, value) if not value.isascii() or "\x00" in value else None
         if bad is None:
             return None
         if bad.group() == "\x00":
