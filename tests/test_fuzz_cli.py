@@ -36,9 +36,13 @@ pytestmark = pytest.mark.slow
 
 FUZZ_EXAMPLES = int(os.environ.get("AICP_FUZZ_EXAMPLES", "520"))  # fewer only while developing
 RESULT_EVENTS = {"pipeline_complete"}
-# fuzzmod:fail raises on purpose, and a failed step's own traceback is part of the report (the
-# step_error `traceback` field, the live view's failures section); only aicp's own is a bug
-STEP_TRACEBACK = re.compile(r"Traceback \(most recent call last\):(?:(?!Traceback).)*?RuntimeError: on purpose", re.S)
+# fuzzmod:fail raises on purpose, fuzzmod:nope names no function, and a failed step's own traceback
+# is part of the report (the step_error `traceback` field, the live view's failures section): one
+# whose first frame is the worker calling the step (raw, or JSON-escaped in an event); only aicp's
+# own is a bug
+STEP_TRACEBACK = re.compile(r"Traceback \(most recent call last\):(?:(?!Traceback).)*?RuntimeError: on purpose"
+                            r'|Traceback \(most recent call last\):(?:\\n|\n)  File \\?"[^"\n]*?/aicp/_worker/main\.py'
+                            r'\\?", line \d+, in run\b', re.S)
 
 # --------------------------------------------------------------------------- hostile values
 

@@ -1,4 +1,4 @@
-"""The worker path keeps the import promises its comments make.
+"""The worker path and the CLI's start-up keep the import promises their comments make.
 
 A worker's start-up is the per-step overhead of the whole tool, so the code a
 worker imports (``_worker/``, ``_context``, ``_targets`` and the built-in
@@ -7,10 +7,16 @@ worker imports (``_worker/``, ``_context``, ``_targets`` and the built-in
 The warm template, on the other hand, promises to pre-import structlog so a
 forked step's first log line is free: that must work under an editable
 install too, where structlog does not sit next to the aicp package.
+
+``aicp --version`` loads nothing but the CLI module, and ``aicp validate``
+none of what it does not need (typing, dataclasses, PyYAML for a chain read
+before, subprocess, the run's machinery): each is milliseconds of a start-up
+that ``scripts/bench_startup.py`` holds at 1.3x and 3x a bare interpreter's.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -69,3 +75,110 @@ def test_a_step_sees_what_each_launcher_promised(tmp_path: Path) -> None:
         seen[launcher] = run.result["outputs"]["step_1_python"]["metadata"]
     assert seen["spawn"] == {"typing": False, "structlog": False}
     assert seen["fork"]["structlog"] is True
+
+
+# --------------------------------------------------------------------------- the CLI's start-up
+
+# What an invocation loaded, written when it exits (-X importtime also lists failed attempts). Run
+# as bin/aicp runs it: the interpreter, then aicp.cli.
+LOADED = """
+import atexit, sys
+def dump():
+    with open(sys.argv[1], "w") as out:
+        out.write("\\n".join(sorted(sys.modules)))
+atexit.register(dump)
+if sys.argv[2:]:
+    from aicp.cli import main
+    main(sys.argv[2:])
+"""
+
+# Never loaded by `aicp validate` (scripts/bench_startup.py: validate <= 3x a bare start): typing and
+# dataclasses (with inspect, ast, dis) alone are about a bare start each; the worker's and the run's
+# machinery, the providers' clients, Pillow and ffmpeg have nothing to do in a validation.
+NOT_FOR_VALIDATE = ("typing", "dataclasses", "inspect", "ast", "dis", "tokenize", "subprocess", "tempfile",
+                    "difflib", "textwrap", "orjson", "uuid", "platform", "structlog", "PIL", "imageio_ffmpeg",
+                    "aicp._run", "aicp._process", "aicp._worker.main", "aicp._worker.template", "aicp._events", "aicp._batch", "aicp._view",
+                    "aicp.providers.fal_queue", "aicp.providers._http", "httpx")
+# Loaded only when PyYAML parses or composes: not for a YAML chain that parsed before (the
+# parsed-document cache), nor ever for a JSON chain that is valid.
+YAML = ("yaml", "_yaml", "aicp._chain.yamlload")
+# What shutil brings (argparse imports it to ask the terminal's width; aicp tells it)
+SHUTIL = ("shutil", "bz2", "lzma")
+
+
+def _quiet_env(tmp_path: Path) -> dict[str, str]:
+    """The test's environment with a cache of its own and no secret-looking variable (masking
+    a secret loads orjson)."""
+    env = child_env(XDG_CACHE_HOME=str(tmp_path / "cache"), COLUMNS="80")
+    return {k: v for k, v in env.items() if not k.upper().endswith(("_KEY", "_TOKEN", "_SECRET", "_PASSWORD"))}
+
+
+def _loaded(where: Path, *args: str, expect: int = 0) -> set[str]:
+    out = where / "modules.txt"
+    done = subprocess.run([sys.executable, "-c", LOADED, str(out), *args], cwd=where, env=_quiet_env(where),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == expect, done.stderr[-2000:]
+    return set(out.read_text().split())
+
+
+def _among(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if m in names or m.startswith(tuple(n + "." for n in names)))
+
+
+def test_version_loads_nothing_but_the_cli(tmp_path: Path) -> None:
+    extra = _loaded(tmp_path, "--version") - _loaded(tmp_path)
+    assert extra <= {"aicp", "aicp.cli", "aicp._version", "aicp._interrupt"}, sorted(extra)
+
+
+VALIDATED = {
+    "readme_example": (Path(__file__).resolve().parents[1] / "examples" / "prompt_to_video.yaml").read_text(),
+    "command": "name: c\nprompt: hi\nsteps:\n  - {type: command, params: {argv: [echo, '{input}']}}\n"
+               "  - {type: command, params: {run: 'wc -c', output: out.txt}}\n",
+    "python": "name: p\nprompt: hi\nsteps:\n  - {type: python, params: {function: 'mod:fn'}}\n",
+    "media": "prompt: hi\nsteps:\n  - {type: text_to_image, model: title_card}\n"
+             "  - {type: image_to_video, model: ken_burns, params: {duration: 2}}\n"
+             "  - {type: upscale_video, model: lanczos}\n  - {type: generate_subtitles, params: {format: srt}}\n"
+             "  - {type: add_audio, params: {audio: voice.wav, policy: loop}}\n",
+    "group_and_images": "prompt: hi\nsteps:\n  - {type: text_to_image, model: title_card}\n"
+                        "  - {type: split_image, params: {rows: 1, cols: 2}}\n"
+                        "  - type: parallel_group\n    params:\n      parallel_steps:\n"
+                        "        - {type: upscale_image, model: lanczos}\n        - {type: upscale_image, model: lanczos}\n",
+    "remote_models": "prompt: hi\nsteps:\n  - {type: text_to_image, model: flux_dev, params: {aspect_ratio: '16:9'}}\n"
+                     "  - {type: image_to_video, model: auto, params: {criteria: speed}}\n",
+    "with_a_warning": "prompt: hi\nauthor: me\nsteps:\n  - {type: command, params: {run: 'echo {input}'}}\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(VALIDATED))
+def test_validate_loads_none_of_what_it_does_not_need(tmp_path: Path, name: str) -> None:
+    (tmp_path / "chain.yaml").write_text(VALIDATED[name])
+    (tmp_path / "voice.wav").write_bytes(b"RIFF")  # named by a param: validate checks it exists
+    (tmp_path / "mod.py").write_text("def fn(ctx):\n    return ctx.input\n")  # read, never run (ast)
+    args = ("validate", "--offline", "--config", "chain.yaml")
+    first = _loaded(tmp_path, *args)  # parses (PyYAML), fills the caches (burn_in: asks ffmpeg for its filters)
+    assert not _among(first, tuple(m for m in NOT_FOR_VALIDATE if m.startswith("aicp")) + ("dataclasses", "orjson"))
+    assert "mod" not in first  # the user's module is not run
+    again = _loaded(tmp_path, *args)
+    # an unknown key's warning looks for a near miss (difflib) and says where it is (composing the text);
+    # a python step's module is parsed (ast) to find its function, never run
+    allowed = {"with_a_warning": ("difflib", *YAML), "python": ("ast",)}.get(name, ())
+    assert not _among(again, tuple(m for m in NOT_FOR_VALIDATE + SHUTIL + YAML if m not in allowed))
+    assert "aicp._chain.doccache" in again
+
+
+def test_a_json_chain_never_loads_yaml(tmp_path: Path) -> None:
+    (tmp_path / "chain.json").write_text(json.dumps(
+        {"name": "j", "prompt": "hi", "steps": [{"type": "text_to_image", "model": "title_card"},
+                                                {"type": "command", "params": {"argv": ["echo", "{input}"]}}]}))
+    for _ in range(2):
+        loaded = _loaded(tmp_path, "validate", "--config", "chain.json")
+        assert not _among(loaded, NOT_FOR_VALIDATE + SHUTIL + YAML)
+
+
+def test_an_invalid_chain_loads_what_its_errors_need(tmp_path: Path) -> None:
+    # the did-you-mean and the positions are paid for by the chain that needs them, and only then
+    (tmp_path / "chain.yaml").write_text("prompt: hi\nsteps:\n  - {type: text_to_imag, model: title_card}\n")
+    for _ in range(2):
+        loaded = _loaded(tmp_path, "validate", "--config", "chain.yaml", expect=2)
+        assert "difflib" in loaded and "yaml" in loaded
+        assert not _among(loaded, tuple(m for m in NOT_FOR_VALIDATE if m != "difflib"))

@@ -16,10 +16,13 @@ string found under a secret-looking key while masking (a step returning
 
 from __future__ import annotations
 
-import json
 import os
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Mapping
+
+TYPE_CHECKING = False  # typing costs ~5 ms at start-up: for the type checker only
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable
 
 MASK = "***"
 SECRET_ENV_SUFFIXES = ("_KEY", "_TOKEN", "_SECRET", "_PASSWORD")
@@ -45,6 +48,8 @@ def _secret_name(key: Any) -> bool:
 def _text_forms(value: str) -> set[str]:
     """The ways ``value`` can appear in text we write: as is, JSON-escaped, repr-escaped, and
     each line of a multi-line value in those forms too."""
+    import json  # here: most runs learn no secret, and validate's start-up would pay for it
+
     parts = {value} | {line.strip() for line in value.splitlines() if len(line.strip()) >= _MIN_LENGTH}
     forms = set()
     for part in parts:
@@ -77,11 +82,10 @@ def secret_param_values(value: Any) -> list[str]:
 class Redactor:
     """A structlog processor (a plain callable) that masks known secret values."""
 
-    def __init__(self, secrets: Iterable[str]) -> None:
-        import orjson  # not at the top: the CLI's error path imports this module
+    _dumps: Callable[..., bytes]  # orjson's, loaded on first use (__getattr__)
+    _non_str_keys: int
 
-        self._dumps = orjson.dumps
-        self._non_str_keys = orjson.OPT_NON_STR_KEYS
+    def __init__(self, secrets: Iterable[str]) -> None:
         self._values: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
         # The fast path (clean()) looks for each form in the event rendered as JSON, where it
@@ -89,6 +93,17 @@ class Redactor:
         # a longer string is still found; UTF-8 bytes match exactly where the characters do).
         self._forms: tuple[bytes, ...] = ()
         self.learn(secrets)
+
+    def __getattr__(self, name: str) -> Any:
+        """orjson, imported the first time an event is rendered or a secret learnt: not at the top, nor
+        in ``__init__``, as the CLI's error path and ``validate`` mask text only (orjson loads ``uuid``
+        and ``platform``). Once set, the attributes are found without calling this."""
+        if name not in ("_dumps", "_non_str_keys"):
+            raise AttributeError(name)
+        import orjson
+
+        self._dumps, self._non_str_keys = orjson.dumps, orjson.OPT_NON_STR_KEYS
+        return getattr(self, name)
 
     def learn(self, secrets: Iterable[Any]) -> None:
         """Mask these values too, from now on."""

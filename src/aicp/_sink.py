@@ -27,7 +27,7 @@ pieces are at most ``PIPE_BUF`` (4096) bytes, which the kernel writes
 atomically, so a reader that stalls for good is left whole lines only. A
 single line longer than that is a write of its own. Terminals and sockets get
 ``PIPE_BUF`` pieces; regular files (``--log-file``, ``events.jsonl``, opened
-``O_APPEND``) each batch in one write.
+``O_APPEND``) each batch in one write, as does ``/dev/null``.
 
 At exit :meth:`Sink.flush` waits while the output makes progress, and gives up
 after :data:`FLUSH_STALL` seconds without any: a stalled reader delays aicp's
@@ -44,11 +44,14 @@ import select
 import stat
 import sys
 import termios
-import threading
 import time
-from typing import Any, Callable
+from _thread import allocate_lock
 
-from aicp._threads import signals_to_the_main_thread
+
+TYPE_CHECKING = False  # typing costs ~5 ms at start-up: for the type checker only
+if TYPE_CHECKING:
+    import threading
+    from typing import Any, Callable
 
 PIPE_BUF = getattr(select, "PIPE_BUF", 4096)
 SOFT_LIMIT = 1 << 20
@@ -75,15 +78,19 @@ class Sink:
         self.name = name
         self._owned = owned
         try:
-            mode = os.fstat(fd).st_mode
+            st: os.stat_result | None = os.fstat(fd)
         except OSError:
-            mode = 0
-        self._whole = stat.S_ISREG(mode)
+            st = None
+        mode = st.st_mode if st is not None else 0
+        # a regular file, or the null device (`>/dev/null`, which never blocks: no writer thread)
+        self._whole = stat.S_ISREG(mode) or (stat.S_ISCHR(mode) and st is not None and _is_null_device(st))
         self._capacity = _pipe_capacity(fd) if stat.S_ISFIFO(mode) else 0
         self._poll = select.poll()
         self._poll.register(fd, select.POLLOUT)
-        self._lock = threading.Lock()  # guards the queue and the counters
-        self._wake = threading.Lock()  # held while the writer has nothing to do; released once per wake-up
+        # threading's Lock is _thread's: threading itself (and signal, for the writer) is imported
+        # when a writer thread is first needed, which a short command that never blocks never does
+        self._lock = allocate_lock()  # guards the queue and the counters
+        self._wake = allocate_lock()  # held while the writer has nothing to do; released once per wake-up
         self._wake.acquire()
         self._signalled = False  # a wake-up is pending (so _wake is never released twice)
         self._queue: list[bytes] = []
@@ -151,6 +158,8 @@ class Sink:
         self._signalled = True
         self._wake.release()
         if self._thread is None:
+            import threading
+
             self._thread = threading.Thread(target=self._run, name=f"aicp-out-{self.name}", daemon=True)
             self._thread.start()
 
@@ -196,6 +205,8 @@ class Sink:
     # ------------------------------------------------------------------ the writer thread
 
     def _run(self) -> None:
+        from aicp._threads import signals_to_the_main_thread
+
         signals_to_the_main_thread()
         while True:
             self._wake.acquire()
@@ -284,6 +295,14 @@ class Sink:
             raise
 
 
+def _is_null_device(st: os.stat_result) -> bool:
+    try:
+        null = os.stat(os.devnull)
+    except OSError:
+        return False
+    return (st.st_rdev, st.st_dev, st.st_ino) == (null.st_rdev, null.st_dev, null.st_ino)
+
+
 def _pipe_capacity(fd: int) -> int:
     """A pipe's size in bytes (F_GETPIPE_SZ), 0 if unknown."""
     try:
@@ -293,7 +312,7 @@ def _pipe_capacity(fd: int) -> int:
 
 
 _STDIO: dict[int, Sink] = {}
-_STDIO_LOCK = threading.Lock()
+_STDIO_LOCK = allocate_lock()
 
 
 def stdio_sink(name: str) -> Sink | None:

@@ -61,9 +61,9 @@ def with_tracing(chain: Chain, run_id: str,
     what to call when the run is over, however it ended."""
     tracer, warning = tracer_for(run_id)
     if warning is not None:
-        import dataclasses
+        from aicp._record import replace
 
-        chain = dataclasses.replace(chain, warnings=(*chain.warnings, warning))
+        chain = replace(chain, warnings=(*chain.warnings, warning))
     if tracer is None:
         return chain, observer, lambda: None
     if observer is None:

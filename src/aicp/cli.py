@@ -10,7 +10,7 @@ import sys
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing cost 'aicp --version' ~3 ms
 if TYPE_CHECKING:
-    from typing import Any, Callable, NoReturn, Sequence
+    from typing import Any, Callable, Collection, NoReturn, Sequence
 
 from aicp import _interrupt
 from aicp._version import __version__
@@ -52,9 +52,11 @@ def _global_flags(parser: "Any", suppress: bool) -> None:
                        help="relative output folders (the chain's output_dir, --output-dir) "
                             "resolve against DIR instead of the current directory")
     for name, variable in XDG_FLAGS.items():
+        kept = ("only what it can rebuild, in aicp/ (parsed chains, ffmpeg's filters)" if name == "cache"
+                else "nothing")
         group.add_argument(f"--{name}-dir", metavar="DIR", default=none,
                            help=f"set {variable} for the run and its steps (the AI Content Pipeline "
-                                "tool's flag; aicp itself keeps nothing there)")
+                                f"tool's flag; aicp itself keeps {kept} there)")
 
 
 def _usd(text: str) -> float:
@@ -70,7 +72,28 @@ def _usd(text: str) -> float:
     return value
 
 
-def build_parser() -> "Any":
+def _columns() -> int:
+    """The terminal's width as ``shutil.get_terminal_size()`` gives it: $COLUMNS when it is a positive
+    number, else the width of the terminal on stdout, else 80."""
+    import os
+
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+def build_parser(named: "Collection[str] | None" = None) -> "Any":
+    """The parser of the command line. ``named``: the words on the command line; only the commands
+    among them get their arguments declared (declaring all of them is most of the parser's cost,
+    which ``aicp validate`` would pay on every call). Every command is still a choice with its help
+    line, so ``aicp --help`` and a mistyped command read the same. None: every command."""
     import argparse
 
     from aicp._errors import EXIT_CODE_HELP, UsageError
@@ -80,7 +103,15 @@ def build_parser() -> "Any":
         def error(self, message: str) -> "NoReturn":
             raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
 
-    formatter = argparse.RawDescriptionHelpFormatter
+    class Formatter(argparse.RawDescriptionHelpFormatter):
+        """argparse's, told the terminal's width: argparse would import shutil to ask (with bz2 and lzma,
+        ~2 ms on every command line, as each declared argument makes a formatter)."""
+
+        def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                     width: "int | None" = None) -> None:
+            super().__init__(prog, indent_increment, max_help_position, _columns() - 2 if width is None else width)
+
+    formatter = Formatter
     parser = Parser(prog="aicp", description=DESCRIPTION,
                     epilog=f"{EXAMPLES}\n\n{EXIT_CODE_HELP}", formatter_class=formatter)
     parser.add_argument("--version", action="version", version=f"aicp {__version__}")
@@ -88,6 +119,9 @@ def build_parser() -> "Any":
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, help_text: str, description: str = "") -> "Any":
+        if named is not None and name not in named:
+            sub.add_parser(name, help=help_text, add_help=False)  # listed, never parsed
+            return None
         p = sub.add_parser(name, help=help_text, description=description or help_text,
                            epilog=EXIT_CODE_HELP, formatter_class=formatter)
         _global_flags(p, suppress=True)
@@ -97,36 +131,37 @@ def build_parser() -> "Any":
                   "Run a chain: each step in its own supervised worker process.\n"
                   "With --stream, lifecycle events go to stderr as JSON lines and the final\n"
                   "result is one JSON line on stdout (also when the chain is invalid).")
-    run.add_argument("--config", "-c", required=True, metavar="FILE",
-                     help="the chain file (YAML or JSON); '-' reads it from stdin")
-    run.add_argument("--input-text", metavar="TEXT", help="the chain's input text (instead of its prompt)")
-    run.add_argument("--prompt-file", metavar="FILE", help="read the input text from FILE (--input-text wins)")
-    run.add_argument("--input", metavar="FILE",
-                     help="an input file (image, video, audio or text); '-' reads text from stdin "
-                          "(wins over --input-text and --prompt-file, as in the old tool)")
-    run.add_argument("--stream", action="store_true",
-                     help="JSON events on stderr, the final result as one JSON line on stdout")
-    run.add_argument("--log-file", metavar="PATH", help="also append every JSON event to PATH (any mode)")
-    run.add_argument("--log-format", choices=("json", "ecs", "otel"), default=None,
-                     help="the shape of the events on stderr and in --log-file: json (the v1 stream, the "
-                          "default), ecs (Elastic Common Schema) or otel (OpenTelemetry log records); "
-                          "default: $AICP_LOG_FORMAT, else json. stdout and the run record stay v1")
-    run.add_argument("--output-dir", metavar="DIR", help="write outputs here instead of the chain's output_dir")
-    run.add_argument("--no-confirm", "--yes", "-y", dest="no_confirm", action="store_true",
-                     help="never ask before a run with a cost estimate above zero")
-    run.add_argument("--max-cost", metavar="USD", type=_usd,
-                     help="budget: a step whose estimate would take the run past it does not start "
-                          "(exit 5, reason budget); overrides the chain's max_cost")
-    run.add_argument("--save-json", metavar="FILE", help=argparse.SUPPRESS)  # deprecated in the old tool
-    run.add_argument("--resume", nargs="?", const="latest", metavar="RUN_ID",
-                     help="continue an earlier run of this chain (default: the latest): steps whose "
-                          "definition, input and recorded outputs are unchanged are reused")
-    run.add_argument("--run-id", metavar="ID",
-                     help="name the run: create it with this id, or resume it if a run of this id exists "
-                          "(letters, digits, '.', '_', '-')")
-    run.add_argument("--set", action="append", metavar="KEY=VALUE",
-                     help="override a top-level chain key for this run (VALUE is YAML: --set timeout=30); "
-                          "repeatable")
+    if run is not None:  # named on the command line: its arguments are declared
+        run.add_argument("--config", "-c", required=True, metavar="FILE",
+                         help="the chain file (YAML or JSON); '-' reads it from stdin")
+        run.add_argument("--input-text", metavar="TEXT", help="the chain's input text (instead of its prompt)")
+        run.add_argument("--prompt-file", metavar="FILE", help="read the input text from FILE (--input-text wins)")
+        run.add_argument("--input", metavar="FILE",
+                         help="an input file (image, video, audio or text); '-' reads text from stdin "
+                              "(wins over --input-text and --prompt-file, as in the old tool)")
+        run.add_argument("--stream", action="store_true",
+                         help="JSON events on stderr, the final result as one JSON line on stdout")
+        run.add_argument("--log-file", metavar="PATH", help="also append every JSON event to PATH (any mode)")
+        run.add_argument("--log-format", choices=("json", "ecs", "otel"), default=None,
+                         help="the shape of the events on stderr and in --log-file: json (the v1 stream, the "
+                              "default), ecs (Elastic Common Schema) or otel (OpenTelemetry log records); "
+                              "default: $AICP_LOG_FORMAT, else json. stdout and the run record stay v1")
+        run.add_argument("--output-dir", metavar="DIR", help="write outputs here instead of the chain's output_dir")
+        run.add_argument("--no-confirm", "--yes", "-y", dest="no_confirm", action="store_true",
+                         help="never ask before a run with a cost estimate above zero")
+        run.add_argument("--max-cost", metavar="USD", type=_usd,
+                         help="budget: a step whose estimate would take the run past it does not start "
+                              "(exit 5, reason budget); overrides the chain's max_cost")
+        run.add_argument("--save-json", metavar="FILE", help=argparse.SUPPRESS)  # deprecated in the old tool
+        run.add_argument("--resume", nargs="?", const="latest", metavar="RUN_ID",
+                         help="continue an earlier run of this chain (default: the latest): steps whose "
+                              "definition, input and recorded outputs are unchanged are reused")
+        run.add_argument("--run-id", metavar="ID",
+                         help="name the run: create it with this id, or resume it if a run of this id exists "
+                              "(letters, digits, '.', '_', '-')")
+        run.add_argument("--set", action="append", metavar="KEY=VALUE",
+                         help="override a top-level chain key for this run (VALUE is YAML: --set timeout=30); "
+                              "repeatable")
 
     batch = command("run-batch", "run a chain over every row of a CSV or JSONL file",
                     "Run one chain over many inputs: a CSV (a 'prompt' column, or --column NAME; an optional\n"
@@ -135,90 +170,98 @@ def build_parser() -> "Any":
                     "runs. Each job is one 'aicp run-chain' with its own run record, under\n"
                     "output_dir/batches/BATCH_ID/; running the same command again continues the batch.\n"
                     "Exit 0 when every job succeeded, 5 when any failed (all are listed).")
-    batch.add_argument("--config", "-c", required=True, metavar="FILE", help="the chain file")
-    batch.add_argument("--inputs", "-i", required=True, metavar="FILE", help="the rows: a .csv or .jsonl file")
-    batch.add_argument("--column", metavar="NAME", help="the input column (CSV) or key (JSONL); default 'prompt'")
-    batch.add_argument("--engine", choices=["local", "celery"], default="local",
-                       help="local: N subprocesses on this machine (default); celery: queue the jobs for "
-                            "'aicp worker' processes through Redis (--broker)")
-    batch.add_argument("--jobs", "-j", type=int, metavar="N", help="jobs at a time (local engine; default: the CPU count)")
-    batch.add_argument("--broker", metavar="URL", default=os.environ.get("AICP_BROKER_URL"),
-                       help="the Redis URL of the fleet (celery engine; default $AICP_BROKER_URL)")
-    batch.add_argument("--queue", metavar="NAME", default="aicp", help="the queue the jobs go to (celery engine)")
-    batch.add_argument("--batch-id", metavar="ID", help="name the batch (default: from the chain and inputs files)")
-    batch.add_argument("--resume", action="store_true", help="continue the batch (it must exist)")
-    batch.add_argument("--max-cost", type=float, metavar="USD",
-                       help="never start a job whose estimate would take the batch's spend past USD")
-    batch.add_argument("--stream", action="store_true",
-                       help="the merged JSON events on stderr, the batch_complete result as one line on stdout")
-    batch.add_argument("--log-file", metavar="PATH", help="also append every JSON event to PATH")
-    batch.add_argument("--output-dir", metavar="DIR", help="the batch folder's parent (default: the chain's output_dir)")
-    batch.add_argument("--no-confirm", "--yes", "-y", dest="no_confirm", action="store_true",
-                       help="never ask before a batch with a cost estimate above zero")
+    if batch is not None:
+        batch.add_argument("--config", "-c", required=True, metavar="FILE", help="the chain file")
+        batch.add_argument("--inputs", "-i", required=True, metavar="FILE", help="the rows: a .csv or .jsonl file")
+        batch.add_argument("--column", metavar="NAME", help="the input column (CSV) or key (JSONL); default 'prompt'")
+        batch.add_argument("--engine", choices=["local", "celery"], default="local",
+                           help="local: N subprocesses on this machine (default); celery: queue the jobs for "
+                                "'aicp worker' processes through Redis (--broker)")
+        batch.add_argument("--jobs", "-j", type=int, metavar="N", help="jobs at a time (local engine; default: the CPU count)")
+        batch.add_argument("--broker", metavar="URL", default=os.environ.get("AICP_BROKER_URL"),
+                           help="the Redis URL of the fleet (celery engine; default $AICP_BROKER_URL)")
+        batch.add_argument("--queue", metavar="NAME", default="aicp", help="the queue the jobs go to (celery engine)")
+        batch.add_argument("--batch-id", metavar="ID", help="name the batch (default: from the chain and inputs files)")
+        batch.add_argument("--resume", action="store_true", help="continue the batch (it must exist)")
+        batch.add_argument("--max-cost", type=float, metavar="USD",
+                           help="never start a job whose estimate would take the batch's spend past USD")
+        batch.add_argument("--stream", action="store_true",
+                           help="the merged JSON events on stderr, the batch_complete result as one line on stdout")
+        batch.add_argument("--log-file", metavar="PATH", help="also append every JSON event to PATH")
+        batch.add_argument("--output-dir", metavar="DIR", help="the batch folder's parent (default: the chain's output_dir)")
+        batch.add_argument("--no-confirm", "--yes", "-y", dest="no_confirm", action="store_true",
+                           help="never ask before a batch with a cost estimate above zero")
 
     worker = command("worker", "run batch jobs from a Redis queue (the fleet; needs aicp[celery])",
                      "A fleet worker: takes jobs that 'run-batch --engine celery' queued in Redis and runs\n"
                      "each as an 'aicp run-chain' subprocess. Outputs and run records must be on storage\n"
                      "that every worker shares at the same path. Stop it with SIGTERM (warm shutdown).")
-    worker.add_argument("--broker", metavar="URL", default=os.environ.get("AICP_BROKER_URL"),
-                        help="the Redis URL: redis://HOST:PORT/DB (default $AICP_BROKER_URL)")
-    worker.add_argument("--queues", "-Q", action="append", metavar="NAMES",
-                        help="the queues to take jobs from, comma-separated (default: aicp)")
-    worker.add_argument("--concurrency", type=int, metavar="N", help="jobs at a time (default: the CPU count)")
-    worker.add_argument("--visibility-timeout", type=float, default=7200.0, metavar="SECONDS",
-                        help="how long an unacknowledged job waits before Redis redelivers it; keep it at "
-                             "least twice your longest job (default 7200)")
+    if worker is not None:
+        worker.add_argument("--broker", metavar="URL", default=os.environ.get("AICP_BROKER_URL"),
+                            help="the Redis URL: redis://HOST:PORT/DB (default $AICP_BROKER_URL)")
+        worker.add_argument("--queues", "-Q", action="append", metavar="NAMES",
+                            help="the queues to take jobs from, comma-separated (default: aicp)")
+        worker.add_argument("--concurrency", type=int, metavar="N", help="jobs at a time (default: the CPU count)")
+        worker.add_argument("--visibility-timeout", type=float, default=7200.0, metavar="SECONDS",
+                            help="how long an unacknowledged job waits before Redis redelivers it; keep it at "
+                                 "least twice your longest job (default 7200)")
 
     fleet_batch = command("batch", "look at or cancel a batch on the fleet (needs aicp[celery])")
-    batch_sub = fleet_batch.add_subparsers(dest="batch_command", metavar="ACTION", required=True)
-    for action, text in (("status", "each job's status, attempts, cost and error"),
-                         ("events", "the batch's events as JSON lines"),
-                         ("cancel", "stop the batch: queued jobs do not start, running ones stop (resumable)")):
-        p = batch_sub.add_parser(action, help=text, description=text)
-        _global_flags(p, suppress=True)
-        p.add_argument("batch_id", metavar="BATCH_ID")
-        p.add_argument("--broker", metavar="URL", default=os.environ.get("AICP_BROKER_URL"),
-                       help="the Redis URL (default $AICP_BROKER_URL)")
-        if action == "events":
-            p.add_argument("--follow", "-f", action="store_true", help="keep printing until every job has ended")
+    if fleet_batch is not None:
+        batch_sub = fleet_batch.add_subparsers(dest="batch_command", metavar="ACTION", required=True)
+        for action, text in (("status", "each job's status, attempts, cost and error"),
+                             ("events", "the batch's events as JSON lines"),
+                             ("cancel", "stop the batch: queued jobs do not start, running ones stop (resumable)")):
+            p = batch_sub.add_parser(action, help=text, description=text)
+            _global_flags(p, suppress=True)
+            p.add_argument("batch_id", metavar="BATCH_ID")
+            p.add_argument("--broker", metavar="URL", default=os.environ.get("AICP_BROKER_URL"),
+                           help="the Redis URL (default $AICP_BROKER_URL)")
+            if action == "events":
+                p.add_argument("--follow", "-f", action="store_true", help="keep printing until every job has ended")
 
     validate = command("validate", "validate a chain and print its plan",
                        "Validate a chain without running it: every mistake at once, each as\n"
                        "FILE:LINE:COL: PATH: MESSAGE (sorted, at most 50 shown), then whether it\n"
                        "will run here (files it names, executors, credentials). Valid: print the\n"
                        "normalised plan (steps, types, models, timeouts, estimated cost).")
-    validate.add_argument("--config", "-c", required=True, metavar="FILE",
-                          help="the chain file (YAML or JSON); '-' reads it from stdin")
-    validate.add_argument("--offline", action="store_true",
-                          help="do not check credentials (for CI of chain repositories)")
+    if validate is not None:
+        validate.add_argument("--config", "-c", required=True, metavar="FILE",
+                              help="the chain file (YAML or JSON); '-' reads it from stdin")
+        validate.add_argument("--offline", action="store_true",
+                              help="do not check credentials (for CI of chain repositories)")
 
     steps = command("list-steps", "list the step types, what each takes and produces, and its executors")
-    steps.add_argument("--params", action="store_true",
-                       help="also every executor's params: type, range or choices, default, required; "
-                            "the old tool's params accepted and not used are marked")
+    if steps is not None:
+        steps.add_argument("--params", action="store_true",
+                           help="also every executor's params: type, range or choices, default, required; "
+                                "the old tool's params accepted and not used are marked")
 
     models = command("list-models", "list every model: its step type, provider, endpoint and price",
                      "List every model: its step type, provider, endpoint and price (USD per request).\n"
                      "fal models need FAL_KEY; AICP_FAL_QUEUE_URL replaces https://queue.fal.run\n"
                      "(a proxy, a test server) and AICP_FAL_REST_URL fal's storage host.")
-    models.add_argument("--type", metavar="TYPE", help="only the models of this step type")
-    models.add_argument("--params", action="store_true", help="also each model's params (as list-steps --params)")
+    if models is not None:
+        models.add_argument("--type", metavar="TYPE", help="only the models of this step type")
+        models.add_argument("--params", action="store_true", help="also each model's params (as list-steps --params)")
 
     estimate = command("estimate-cost", "estimate what a chain will cost, step by step (no network)")
-    estimate.add_argument("--config", "-c", required=True, metavar="FILE",
-                          help="the chain file (YAML or JSON); '-' reads it from stdin")
+    if estimate is not None:
+        estimate.add_argument("--config", "-c", required=True, metavar="FILE",
+                              help="the chain file (YAML or JSON); '-' reads it from stdin")
 
     runs = command("runs", "list or show the recorded runs (output_dir/runs/)")
-    runs_sub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
-    for action, text in (("list", "list the recorded runs, newest first"), ("show", "show one run's record")):
-        p = runs_sub.add_parser(action, help=text, description=text)
-        _global_flags(p, suppress=True)
-        if action == "show":
-            p.add_argument("run_id", metavar="RUN_ID", help="a run id, or 'latest'")
-        where = p.add_mutually_exclusive_group()
-        where.add_argument("--config", "-c", metavar="FILE", help="the runs of this chain (its output_dir)")
-        where.add_argument("--output-dir", metavar="DIR", default="output",
-                           help="the output_dir whose runs/ to read (default: output)")
+    if runs is not None:
+        runs_sub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
+        for action, text in (("list", "list the recorded runs, newest first"), ("show", "show one run's record")):
+            p = runs_sub.add_parser(action, help=text, description=text)
+            _global_flags(p, suppress=True)
+            if action == "show":
+                p.add_argument("run_id", metavar="RUN_ID", help="a run id, or 'latest'")
+            where = p.add_mutually_exclusive_group()
+            where.add_argument("--config", "-c", metavar="FILE", help="the runs of this chain (its output_dir)")
+            where.add_argument("--output-dir", metavar="DIR", default="output",
+                               help="the output_dir whose runs/ to read (default: output)")
 
     view = command("view", "show a recorded or live events JSONL as the live view (or plain lines)",
                    "Show an events JSONL (a run's --stream stderr, its --log-file, or its record\n"
@@ -227,10 +270,11 @@ def build_parser() -> "Any":
                    "says how it ended.\n\n"
                    "  aicp run-chain --config chain.yaml --stream 2>&1 >/dev/null | aicp view\n"
                    "  aicp view output/runs/<run_id>/events.jsonl")
-    view.add_argument("file", metavar="FILE", nargs="?", default="-",
-                      help="the events JSONL; '-' (the default) reads stdin, as the events arrive")
-    view.add_argument("--follow", "-f", action="store_true",
-                      help="keep reading FILE as a run writes it, until the run ends")
+    if view is not None:
+        view.add_argument("file", metavar="FILE", nargs="?", default="-",
+                          help="the events JSONL; '-' (the default) reads stdin, as the events arrive")
+        view.add_argument("--follow", "-f", action="store_true",
+                          help="keep reading FILE as a run writes it, until the run ends")
 
     schema = command("schema", "print a JSON Schema (draft 2020-12): of the event stream, or of chain files",
                      "Print a JSON Schema (draft 2020-12).\n"
@@ -239,7 +283,8 @@ def build_parser() -> "Any":
                      "          save it and point your editor's YAML language server at it:\n"
                      "          aicp schema chain > chain.schema.json, then start a chain file with\n"
                      "          # yaml-language-server: $schema=chain.schema.json")
-    schema.add_argument("what", choices=["events", "chain"], help="which schema")
+    if schema is not None:
+        schema.add_argument("what", choices=["events", "chain"], help="which schema")
     return parser
 
 
@@ -331,7 +376,7 @@ def _invocation(args_list: "list[str]") -> "tuple[Invocation, _interrupt.Signall
 def _parse_and_run(args_list: "list[str]", invocation: "Invocation") -> int:
     from aicp._errors import ExitCode
 
-    parser = build_parser()
+    parser = build_parser(named=set(args_list))
     args = parser.parse_args(args_list)
     invocation.update(args)
     if not args.command:

@@ -11,7 +11,7 @@ checks that they agree).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from aicp._record import record
 
 # -- files and documents
 MAX_FILE_BYTES = 1 << 20        # a chain file, a --prompt-file, a text --input, stdin: 1 MiB
@@ -19,6 +19,19 @@ MAX_DEPTH = 64                  # nesting of mappings and lists in a chain docum
 MAX_VALUES = 100_000            # values in a chain document, every alias counted as what it expands to
 MAX_INT = 2**64 - 1             # integers anywhere in a chain (what the JSON event stream carries)
 MIN_INT = -(2**63)
+MAX_DIGITS = 40                 # an integer literal longer than this is out of range whatever it says
+TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels (the limit)"
+
+
+class HugeInt:
+    """An integer literal of more than :data:`MAX_DIGITS` digits, kept as its digits: converting it
+    could only give a value out of range, and Python refuses > 4300 digits (slowly)."""
+
+    def __init__(self, digits: str) -> None:
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"{self.digits[:20]}...({len(self.digits)} digits)"
 
 
 def number_text(value: float) -> str:
@@ -26,7 +39,8 @@ def number_text(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-class Range(NamedTuple):
+@record
+class Range:
     """The accepted values of one numeric field (``low`` excluded when ``low_open``)."""
 
     low: float

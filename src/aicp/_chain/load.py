@@ -14,12 +14,15 @@ The format is the one of the AI Content Pipeline tool (``name``, ``prompt``,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from aicp._chain.model import Chain, Step
 from aicp._chain.parse import Document, Positions, parse
 from aicp._chain.source import read_text
 from aicp._chain.validate import Validator
+
+TYPE_CHECKING = False  # typing costs ~5 ms at start-up: for the type checker only
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Chain", "Step", "load_chain"]
 
@@ -27,7 +30,7 @@ __all__ = ["Chain", "Step", "load_chain"]
 def load_chain(source: str | Path | dict[str, Any], *, base_dir: Path | None = None,
                label: str | None = None, output_dir: str | Path | None = None,
                overrides: dict[str, Any] | None = None, here: str = "no",
-               work_dir: str | Path | None = None) -> Chain:
+               work_dir: str | Path | None = None, keep_parsed: bool = False) -> Chain:
     """Load and validate a chain from a file path (``-`` for stdin), a YAML/JSON text, or a dict.
 
     Relative paths in the chain resolve against the chain file's folder (the
@@ -37,16 +40,17 @@ def load_chain(source: str | Path | dict[str, Any], *, base_dir: Path | None = N
     directory; ``--base-dir``). ``here`` also checks that it will run on this machine (see
     :class:`~aicp._chain.validate.Validator`). Raises :class:`ChainError` (exit 2) with every message
     positioned, or :class:`MissingInputError` (exit 3) when the file cannot be read.
-    The text is parsed once (:mod:`aicp._chain.parse`).
+    The text is parsed once (:mod:`aicp._chain.parse`), or read from the parsed-document cache;
+    ``keep_parsed`` (``validate``, ``estimate-cost``) keeps a YAML text parsed now in that cache.
     """
     if isinstance(source, dict):
         document = Document(source, Positions(lambda: None), label or "<chain>")
     elif isinstance(source, Path) or ("\n" not in source and not source.lstrip().startswith("{")):
         text, label = read_text(str(source), "chain file")
         base_dir = base_dir or (Path.cwd() if str(source) == "-" else Path(source).resolve().parent)
-        document = parse(text, label)
+        document = parse(text, label, keep_parsed)
     else:
-        document = parse(source, label or "<chain>")
+        document = parse(source, label or "<chain>", keep_parsed)
     data = document.data
     if overrides and isinstance(data, dict):
         data = {**data, **overrides}

@@ -95,7 +95,8 @@ def position_of(text: str, index: int) -> tuple[int, int]:
 def decode(data: bytes, label: str, what: str) -> str:
     """UTF-8 (a byte-order mark is dropped); else the position of the first byte that is not."""
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8")  # and the mark dropped: "utf-8-sig" would load a codec module to do it
+        return text[1:] if text.startswith("\ufeff") else text
     except UnicodeDecodeError as exc:
         before = data[:exc.start].decode("utf-8-sig", "replace")
         line, column = position_of(before, len(before))

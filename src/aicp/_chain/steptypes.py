@@ -11,16 +11,19 @@ Kinds of data that flow between steps: ``text``, ``image``, ``images`` (a list),
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import Any, Collection, Mapping
 
 from aicp._chain.params import Param
+from aicp._record import field, record, replace
+
+TYPE_CHECKING = False  # typing costs ~5 ms at start-up: for the type checker only
+if TYPE_CHECKING:
+    from typing import Any, Collection, Mapping
 
 KINDS = ("text", "image", "images", "video", "videos", "audio", "any")
 
 
-@dataclass(frozen=True)
+@record
 class Executor:
     """One implementation of a step type.
 
@@ -50,7 +53,7 @@ class Executor:
         return {p.name: p for p in self.params}
 
 
-@dataclass(frozen=True)
+@record
 class StepType:
     name: str
     consumes: str
@@ -214,16 +217,16 @@ PROVIDER_EXECUTORS = {
 
 def _add_remote_models() -> None:
     """Every row of the model catalogue becomes an executor of its step type."""
-    from dataclasses import replace
-
     from aicp.providers.models import MODELS
 
+    remote: dict[str, dict[str | None, Executor]] = {}
     for m in MODELS.values():
         target, check = PROVIDER_EXECUTORS[m.provider]
-        executor = Executor(target=target, summary=m.summary, check=check, cost=m.price, provider=m.provider,
-                            consumes=m.consumes, needs=tuple(m.takes.items()), params=m.declared)
-        step_type = STEP_TYPES[m.step_type]
-        STEP_TYPES[m.step_type] = replace(step_type, executors={**step_type.executors, m.key: executor})
+        remote.setdefault(m.step_type, {})[m.key] = Executor(
+            target=target, summary=m.summary, check=check, cost=m.price, provider=m.provider, consumes=m.consumes,
+            needs=tuple(m.takes.items()), params=m.declared)
+    for name, executors in remote.items():  # one new record per step type, local executors first
+        STEP_TYPES[name] = replace(STEP_TYPES[name], executors={**STEP_TYPES[name].executors, **executors})
 
 
 _add_remote_models()

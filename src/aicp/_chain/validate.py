@@ -17,11 +17,9 @@ are known and accepted.
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Protocol
 
 from aicp._chain.limits import FIELDS, field_problem
 from aicp._chain.params import Param, by_name, count, non_negative, positive, text
@@ -32,6 +30,15 @@ from aicp._errors import ChainError, MissingInputError, Problem
 from aicp._redact import Redactor, secret_param_values
 from aicp._targets import load_target, target_problem
 from aicp.providers.models import resolve
+
+TYPE_CHECKING = False  # typing costs ~5 ms at start-up: for the type checker only
+if TYPE_CHECKING:
+    from typing import Any, Iterator, Mapping, Protocol
+
+    class Positions(Protocol):
+        """Where each value of the document is (see :mod:`aicp._chain.parse`; it refused duplicate keys)."""
+
+        def of(self, path: tuple[Any, ...]) -> tuple[int, int] | None: ...
 
 INPUT_TYPES = ("text", "image", "video", "auto")
 MERGE_STRATEGIES = ("collect_all", "first_success")
@@ -85,15 +92,11 @@ GROUP_PARAMS: dict[str, Param] = by_name([
 _TYPO_CUTOFF = 0.8
 
 
-class Positions(Protocol):
-    """Where each value of the document is (see :mod:`aicp._chain.parse`; it refused duplicate keys)."""
-
-    def of(self, path: tuple[Any, ...]) -> tuple[int, int] | None: ...
-
-
 def did_you_mean(value: Any, choices: Any, cutoff: float = 0.6) -> str:
     if not isinstance(value, str):
         return ""
+    import difflib  # here: a valid chain never needs it
+
     close = difflib.get_close_matches(value, [c for c in choices if isinstance(c, str)], n=1, cutoff=cutoff)
     return f" (did you mean '{close[0]}'?)" if close else ""
 

@@ -10,9 +10,12 @@ resolve against it); here it is only checked.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from aicp._errors import MissingInputError
+
+TYPE_CHECKING = False  # typing costs ~5 ms at start-up: for the type checker only
+if TYPE_CHECKING:
+    from typing import Any
 
 XDG_FLAGS = {"config": "XDG_CONFIG_HOME", "cache": "XDG_CACHE_HOME", "state": "XDG_STATE_HOME"}
 

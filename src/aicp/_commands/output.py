@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import errno
-import json
 import sys
-from typing import Any
 
 from aicp._sink import stdio_sink
 from aicp._version import SCHEMA_VERSION  # not from _events: that would load structlog (~30 ms)
+
+TYPE_CHECKING = False  # typing costs ~5 ms at start-up: for the type checker only
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def write_to(name: str, text: str) -> None:
@@ -55,6 +57,8 @@ def print_envelope(command: str, data: Any, error: dict[str, Any] | None = None)
 
     A command that failed has ``data: null`` and ``error: {message, exit_code}``.
     """
+    import json  # only --json needs it
+
     envelope: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "command": command, "data": data}
     if error is not None:
         envelope["error"] = error

@@ -16,7 +16,7 @@ credential) still ends the event stream and the log file with one
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,6 +28,7 @@ from aicp._chain.steptypes import path_like
 from aicp._errors import AicpError, UsageError, printable
 from aicp._events import EventLog, Observer
 from aicp._process.cancel import Cancel
+from aicp._record import replace
 from aicp._redact import Redactor
 from aicp._run.record import Journal, RunRecord, open_record
 from aicp._run.results import ChainResult

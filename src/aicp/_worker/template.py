@@ -26,6 +26,7 @@ import os
 import select
 import signal
 import socket
+import subprocess  # noqa: F401  # a command step's: command_step imports it only when it runs
 import sys
 
 import aicp._worker.main  # the point of the template: these imports are paid once per run

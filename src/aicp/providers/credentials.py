@@ -10,13 +10,16 @@ rule that the check applies and the key a request sends are the same one.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
 
 from aicp._errors import CredentialsError, ExitCode
+from aicp._record import record
+
+TYPE_CHECKING = False  # typing costs ~5 ms at start-up: for the type checker only
+if TYPE_CHECKING:
+    from typing import Any, Iterator, Mapping
 
 
-@dataclass(frozen=True)
+@record
 class ProviderKey:
     """``variable`` holds the key; each of ``alternatives`` is a set of variables that together stand for it
     (joined with ``:``, as fal-client joins ``FAL_KEY_ID`` and ``FAL_KEY_SECRET``)."""

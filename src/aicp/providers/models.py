@@ -24,15 +24,18 @@ there); ``gemini`` (Google's ``generateContent``) serves ``image_understanding``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Mapping
 
 from aicp._chain.params import Param, ignored
+from aicp._record import field, record
+
+TYPE_CHECKING = False  # typing costs ~5 ms at start-up: for the type checker only
+if TYPE_CHECKING:
+    from typing import Any, Mapping
 
 PROVIDERS = ("fal", "gemini", "openrouter", "replicate")
 
 
-@dataclass(frozen=True)
+@record
 class TypeIO:
     """How a step type talks to a provider unless a model says otherwise.
 
@@ -153,7 +156,7 @@ GPT_IMAGE_SIZES = {"1:1": "1024x1024", "3:2": "1536x1024", "4:3": "1536x1024", "
                    "2:3": "1024x1536", "3:4": "1024x1536", "9:16": "1024x1536"}
 
 
-@dataclass(frozen=True)
+@record
 class Model:
     """One remote model.
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 from aicp._context import StepFailed
@@ -21,6 +20,7 @@ from aicp.steps.shell_template import ENV_NAMES, TemplateError, shell_template, 
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: the worker template pre-imports this module
 if TYPE_CHECKING:
+    import subprocess
     from typing import Any
 
     from aicp._context import StepContext
@@ -71,6 +71,8 @@ def run(ctx: StepContext) -> dict[str, Any]:
     env.update({k: str(v) for k, v in (params.get("env") or {}).items()})
     env.update({ENV_NAMES[k]: v for k, v in values.items()})  # what the rewritten placeholders expand
     cwd = ctx.chain_dir / params["cwd"] if params.get("cwd") else None
+    import subprocess  # here, not at the top: validate imports this module for check(); the template pre-imports it
+
     try:
         proc = subprocess.Popen(args, shell=shell, cwd=cwd, env=env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)

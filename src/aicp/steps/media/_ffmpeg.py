@@ -10,13 +10,16 @@ from __future__ import annotations
 import functools
 import os
 import re
-import subprocess
 import sys
-import threading
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+
+from aicp._cache import entry_path, read_entry, write_entry
+from aicp._record import record
+
+TYPE_CHECKING = False  # typing costs ~5 ms at start-up: for the type checker only
+if TYPE_CHECKING:
+    from typing import Any, Sequence
 
 # What every H.264 output of these steps shares: widely playable (yuv420p),
 # streamable from the start (faststart).
@@ -65,6 +68,9 @@ def run_ffmpeg(args: Sequence[str | float | os.PathLike[str]], ctx: Any = None,
     """
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
            "-progress", "pipe:1", "-nostats", *map(str, args)]
+    import subprocess  # in the functions that start ffmpeg: validating a chain starts nothing
+    import threading
+
     tail: deque[str] = deque(maxlen=15)
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, cwd=cwd)
@@ -90,7 +96,7 @@ def run_ffmpeg(args: Sequence[str | float | os.PathLike[str]], ctx: Any = None,
         ctx.progress(1.0, message)
 
 
-@dataclass(frozen=True)
+@record
 class MediaInfo:
     """What ``ffmpeg -i`` says about a file: enough to choose between copy and re-encode."""
 
@@ -128,10 +134,11 @@ def _split_top(text: str) -> list[str]:
     return parts
 
 
-_DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
-_STREAM = re.compile(r"Stream #\d+:\d+\S*: (Video|Audio): (.*)")
-_SIZE = re.compile(r"^(\d+)x(\d+)")
-_FPS = re.compile(r"^([\d.]+)(k?) (fps|tbr)$")
+# compiled on first use (re keeps them), not at import: the CLI imports this module to validate
+_DURATION = r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)"
+_STREAM = r"Stream #\d+:\d+\S*: (Video|Audio): (.*)"
+_SIZE = r"^(\d+)x(\d+)"
+_FPS = r"^([\d.]+)(k?) (fps|tbr)$"
 
 
 def _video_stream(fields: list[str]) -> dict[str, Any]:
@@ -140,7 +147,7 @@ def _video_stream(fields: list[str]) -> dict[str, Any]:
     if len(fields) > 1:
         info["pix_fmt"] = fields[1].split("(")[0].strip()
     for f in fields[1:]:
-        size, rate = _SIZE.match(f), _FPS.match(f)
+        size, rate = re.match(_SIZE, f), re.match(_FPS, f)
         if size and not info.get("width"):
             info["width"], info["height"] = int(size[1]), int(size[2])
         # tbr (the stream's base rate) beats fps (an average that gaps and
@@ -170,17 +177,19 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"media file not found: {path}")
+    import subprocess
+
     proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
                           stdin=subprocess.DEVNULL, capture_output=True)
     text = proc.stderr.decode(errors="replace")
-    if "Error opening input" in text or not _STREAM.search(text):
+    if "Error opening input" in text or not re.search(_STREAM, text):
         reason = text.strip().splitlines()[-1] if text.strip() else "unreadable"
         raise ValueError(f"not a readable media file: {path} ({reason})")
     info: dict[str, Any] = {}
-    m = _DURATION.search(text)
+    m = re.search(_DURATION, text)
     if m:
         info["duration"] = int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
-    for kind, desc in _STREAM.findall(text):
+    for kind, desc in re.findall(_STREAM, text):
         if kind == "Video" and "video_codec" not in info:
             info.update(_video_stream(_split_top(desc)))
         elif kind == "Audio" and "audio_codec" not in info:
@@ -223,11 +232,6 @@ def has_filter(name: str) -> bool:
     return name in _filters()
 
 
-def _filters_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base, "aicp", "ffmpeg-filters.json")
-
-
 def _binary_state(path: str) -> list[int]:
     st = os.stat(path)
     return [st.st_size, st.st_mtime_ns]
@@ -238,26 +242,19 @@ def _filters() -> frozenset[str]:
     """The filters of the ffmpeg binary, remembered across runs per binary (its path, size and
     mtime) in ``$XDG_CACHE_HOME/aicp``: listing them starts ffmpeg, tens of milliseconds that
     ``aicp validate`` would pay on every call. A cache that cannot be read or written is skipped."""
-    import json
-
-    cache = _filters_cache()
+    cache = entry_path("ffmpeg-filters")
     where = [os.environ.get("AICP_FFMPEG"), os.environ.get("IMAGEIO_FFMPEG_EXE"), sys.prefix]
+    saved = read_entry(cache)
     try:
-        saved = json.loads(cache.read_text())
         if saved["where"] == where and _binary_state(saved["exe"]) == saved["state"]:
             return frozenset(saved["filters"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
+    import subprocess
+
     exe = ffmpeg_exe()
     out = subprocess.run([exe, "-hide_banner", "-filters"], stdin=subprocess.DEVNULL, capture_output=True,
                          text=True).stdout
     filters = frozenset(parts[1] for parts in map(str.split, out.splitlines()) if len(parts) > 1)
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps({"where": where, "exe": exe, "state": _binary_state(exe),
-                                         "filters": sorted(filters)}))
-        os.replace(temporary, cache)
-    except OSError:
-        pass
+    write_entry(cache, {"where": where, "exe": exe, "state": _binary_state(exe), "filters": sorted(filters)})
     return filters

@@ -17,17 +17,15 @@ libass; Pillow's bundled font is used, so no system fonts are needed).
 from __future__ import annotations
 
 import re
-import tempfile
-from contextlib import ExitStack
-import textwrap
 from pathlib import Path
-from typing import Any
-
-from aicp._context import AtomicOutput
 
 from ._ffmpeg import H264_ARGS, MediaInfo, audio_args, has_filter, probe, probe_video, run_ffmpeg
 from ._io import input_paths, resolve_path, result
 from ._params import Problem, check_choice, check_number, check_paths, raise_problems
+
+TYPE_CHECKING = False  # typing costs ~5 ms at start-up: for the type checker only
+if TYPE_CHECKING:
+    from typing import Any
 
 Cue = tuple[float, float, str]
 DEFAULT_WPM = 160
@@ -56,10 +54,12 @@ def check(params: dict[str, Any], model: str | None = None) -> list[Problem]:
 
 def chunks(text: str) -> list[str]:
     """Cue texts: sentences, split further so each fits in two lines."""
+    from textwrap import wrap  # here, as everything that only runs in the worker: check() runs in validate
+
     sentences = re.split(r"(?<=[.!?…])\s+", " ".join(text.split()))
     out: list[str] = []
     for sentence in filter(None, sentences):
-        lines = textwrap.wrap(sentence, _LINE, break_long_words=True)
+        lines = wrap(sentence, _LINE, break_long_words=True)
         out += ["\n".join(lines[i:i + _LINES]) for i in range(0, len(lines), _LINES)]
     return out
 
@@ -127,6 +127,8 @@ def _burn(ctx: Any, video: MediaInfo, srt: str, tmp: Path) -> None:
     from PIL import ImageFont
 
     size = int(ctx.params.get("font_size") or 18)
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="aicp-subs-") as scratch:
         (Path(scratch) / "fonts").mkdir()
         font = ImageFont.load_default(size=size)
@@ -152,6 +154,10 @@ def _fit(ctx: Any, video: MediaInfo | None, rate: float | None) -> float | None:
 
 
 def run(ctx: Any) -> dict[str, Any]:
+    from contextlib import ExitStack
+
+    from aicp._context import AtomicOutput
+
     raise_problems(check(ctx.params, ctx.model))
     video = probe_video(input_paths(ctx, what="input video")[0]) if ctx.input else None
     if ctx.params.get("burn_in") and video is None:
