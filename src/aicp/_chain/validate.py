@@ -240,8 +240,6 @@ class Validator:
         """The files the chain and its steps' params name exist and are readable; the credentials its
         steps need are set. ``"params"`` (run-chain, whose input may come from the command line)
         checks only the params' files."""
-        from aicp.providers.credentials import missing_credentials
-
         for key in ("input_image", "input_video") if self.check_here != "params" else ():
             value = getattr(chain, key)
             if value is not None:
@@ -252,7 +250,11 @@ class Validator:
                 param = declared.get(name)
                 if param is not None and param.names_file(value):
                     self.file(value, step.path + ("params", name), f"params.{name}")
-        if self.check_here == "yes":
+        # a chain of local steps needs no key (nor the module that knows them)
+        remote = any(s.executor and s.executor.provider != "local" for s in _leaves(chain.steps))
+        if self.check_here == "yes" and remote:
+            from aicp.providers.credentials import missing_credentials
+
             for steps, message in missing_credentials(chain):
                 self.report(steps[0].path + ("model",), message)
 
