@@ -182,3 +182,30 @@ def _run_folders(pid: int) -> list[str]:
             run = path[: path.index("/", path.index("/aicp-") + 1)]
             folders += [point + run for point in _cgroup_mounts() if os.path.isdir(point + run)]
     return folders
+
+
+def test_a_killed_template_takes_its_workers_with_it(env):  # noqa: F811
+    """The worker template is its forked workers' lifeline: if it is SIGKILLed, each of them dies at
+    once (the kernel's parent-death signal), the one stuck in C code holding the GIL included, and
+    aicp, seeing its steps end, kills what they started. The run ends with its one result line."""
+    marker = f"{4000 + os.getpid() % 1000}.9"
+    chain = env.chain(SURVIVORS, marker=marker)
+    live = LiveRun(["run-chain", "-c", str(chain), "--stream"], cwd=env.dir,
+                   env=child_env(AICP_WORKER_START="fork"))
+    try:
+        live.wait_ready(count=3)
+        workers = [e["pid"] for e in live.seen if e["event"] == "step_start" and "member" in e]
+        assert len(workers) == 3, live.seen
+        [template] = {psutil.Process(pid).ppid() for pid in workers}
+        assert template != live.pid
+        pids = [(pid, None) for pid in _marked(marker)] + recorded(env.pidfile)
+        pids += [(int(p), None) for p in (env.dir / "command_daemon").read_text().split()]
+        os.kill(template, signal.SIGKILL)
+        assert wait_gone([(pid, None) for pid in workers], within=2) == [], "a worker outlived its template"
+        run = live.finish(timeout=30)
+        left = wait_gone(pids, within=2) + _marked(marker)
+    finally:
+        live.kill()
+    assert left == [], f"still running after the template was killed: {left}"
+    env.check(run)  # exactly one result line, every event valid
+    assert run.returncode == 5 and run.result["success"] is False, run.stderr[-3000:]

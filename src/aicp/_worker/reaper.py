@@ -23,8 +23,22 @@ import signal
 import sys
 import time
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 _KILL_WAIT = 2.0
 _subreaper = False  # whether enable_subreaper() succeeded in this process
+_libc: Any = None  # loaded once, before any fork: a forked child calls prctl without loading it
+
+
+def _prctl(option: int, value: int) -> bool:
+    global _libc
+    if _libc is None:
+        import ctypes
+
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return bool(_libc.prctl(option, value, 0, 0, 0) == 0)
 
 
 def enable_subreaper() -> bool:
@@ -32,12 +46,22 @@ def enable_subreaper() -> bool:
     global _subreaper
     if _subreaper or not sys.platform.startswith("linux"):
         return _subreaper
-    import ctypes
-
-    PR_SET_CHILD_SUBREAPER = 36
-    libc = ctypes.CDLL(None, use_errno=True)
-    _subreaper = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    _subreaper = _prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
     return _subreaper
+
+
+def die_with_parent(parent: int) -> None:
+    """In a child just forked by ``parent``: be SIGKILLed by the kernel when the parent ends.
+
+    The template is its forked workers' lifeline (they run no lifeline thread of their own). If the
+    template itself is killed, this ends each of them at once, even one stuck in C code holding the
+    GIL; what they started is still in the worker's cgroup, which the supervisor (or, if it too is
+    gone, nobody ever again: hence this) kills. Linux only; elsewhere nothing happens."""
+    if not sys.platform.startswith("linux"):
+        return
+    _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent ended before the request took effect
+        os._exit(1)
 
 
 def is_subreaper() -> bool:

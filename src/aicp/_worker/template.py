@@ -6,7 +6,8 @@ pipe ends attached) becomes a child that starts its own session, takes the
 pipes as fds 0-2 and the private channels (its environment changed only where it
 differs from the template's), and enters :func:`aicp._worker.main.main` as a
 freshly started interpreter would, but without a lifeline thread of its own: the
-template is its lifeline (below). The template collects its
+template is its lifeline (below), and the kernel kills it if the template dies
+(``PR_SET_PDEATHSIG``: a killed template cannot leave a worker running unwatched). The template collects its
 children's exit status and resource usage and reports them, and exits when
 the supervisor's end of the socket closes.
 
@@ -30,7 +31,7 @@ import subprocess  # noqa: F401  # a command step's: command_step imports it onl
 import sys
 
 import aicp._worker.main  # the point of the template: these imports are paid once per run
-from aicp._worker.reaper import enable_subreaper, kill_and_remove, kill_descendants, reap_children
+from aicp._worker.reaper import die_with_parent, enable_subreaper, kill_and_remove, kill_descendants, reap_children
 from aicp._worker.protocol import EXIT_NOT_STARTED, TEMPLATE_FDS, exit_reply, pid_reply, read_template_request
 import aicp.steps.command_step  # noqa: F401
 import aicp.steps.python_step  # noqa: F401
@@ -50,6 +51,7 @@ def _fork_worker(sock: socket.socket, wake: tuple[int, int], fds: array.array[in
     if pid:
         return pid
     try:  # the child: become a worker
+        die_with_parent(_TEMPLATE_PID)
         os.setsid()
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -67,6 +69,7 @@ def _fork_worker(sock: socket.socket, wake: tuple[int, int], fds: array.array[in
 
 
 _OWN_ENVIRONMENT = dict(os.environ)  # the template's, which a child starts with
+_TEMPLATE_PID = os.getpid()
 
 
 def _take_environment(env: dict[str, str]) -> None:
