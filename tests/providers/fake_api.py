@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Answer = tuple[int, dict[str, str], Any]
+FAKE_LENGTH = "X-Fake-Length"  # an answer header: the Content-Length to announce instead of the body's
 
 
 class FakeAPI:
@@ -37,11 +38,14 @@ class FakeAPI:
                 status, headers, payload = fake.answer(self.command, self.path.split("?")[0], record)
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
+                declared = headers.pop(FAKE_LENGTH, None)  # a body cut short: more announced than sent
                 for k, v in headers.items():
                     self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Content-Length", str(declared or len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+                if declared:
+                    self.close_connection = True
 
             do_GET = do_POST = do_PUT = do_DELETE = _handle
 

@@ -12,11 +12,11 @@ script completes at once with a result of the kind its name suggests.
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from fake_api import FAKE_LENGTH, Answer, FakeAPI
 
 
 @dataclass
@@ -48,68 +48,17 @@ class Job:
     cancelled: bool = False
 
 
-class FakeFal:
+class FakeFal(FakeAPI):
     def __init__(self, files: dict[str, tuple[bytes, str]]) -> None:
+        super().__init__()
         self.files = dict(files)  # name -> (bytes, content type), served at /files/<name>
         self.scripts: dict[str, Script] = {}
-        self.requests: list[dict[str, Any]] = []
         self.jobs: dict[str, Job] = {}
         self.cancels: list[str] = []
         self.uploads: dict[str, bytes] = {}
         self.multiparts: dict[str, dict[int, bytes]] = {}
         self.valid_keys = {"test-key"}
         self.truncate: set[str] = set()  # file names served with a Content-Length larger than the body
-        self.lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _body(self) -> bytes:
-                length = int(self.headers.get("Content-Length") or 0)
-                return self.rfile.read(length) if length else b""
-
-            def _handle(self, method: str) -> None:
-                body = self._body()
-                record = {"method": method, "path": self.path, "headers": dict(self.headers), "body": body}
-                with fake.lock:
-                    fake.requests.append(record)
-                status, headers, payload = fake.answer(method, self.path, dict(self.headers), body)
-                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-                self.send_response(status)
-                length = headers.pop("X-Fake-Length", None)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(length or len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-                if length:
-                    self.close_connection = True
-
-            def do_GET(self) -> None:
-                self._handle("GET")
-
-            def do_POST(self) -> None:
-                self._handle("POST")
-
-            def do_PUT(self) -> None:
-                self._handle("PUT")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def start(self) -> "FakeFal":
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     # ------------------------------------------------------------------ inspection
 
@@ -124,8 +73,9 @@ class FakeFal:
 
     # ------------------------------------------------------------------ behaviour
 
-    def answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, Any]:
-        plain = path.split("?")[0].lstrip("/")
+    def answer(self, method: str, path: str, record: dict[str, Any]) -> Answer:
+        headers, body = record["headers"], record["body"]
+        plain = path.lstrip("/")
         if method == "GET" and plain.startswith("files/"):
             return self.serve_file(plain[len("files/"):])
         if method == "POST" and plain == "storage/upload/initiate":
@@ -250,7 +200,7 @@ class FakeFal:
         data, content_type = self.files[name]
         headers = {"Content-Type": content_type}
         if name in self.truncate:
-            headers["X-Fake-Length"] = str(len(data) + 1000)
+            headers[FAKE_LENGTH] = str(len(data) + 1000)
         return 200, headers, data
 
     def multipart(self, method: str, plain: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, Any]:
