@@ -29,9 +29,14 @@ import os
 import signal
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Callable, Literal
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import subprocess
 
 from aicp._errors import ExitCode
+from aicp._worker.reaper import signal_on_parent_death
 
 
 # Passed to every job's `aicp run-chain` so that each of its events carries them.
@@ -149,6 +154,26 @@ class JobResult:
         return "failed"
 
 
+def relay_job(proc: subprocess.Popen[bytes], relay: Callable[[bytes], None]) -> JobResult:
+    """Relay a job's events (its stderr lines as they come, then its stdout: the result line, the
+    job's last event) until it ends, and return how it ended. Its stdout is read on a thread
+    meanwhile, so that neither pipe can fill and stall the job."""
+    import threading
+
+    out: list[bytes] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.read() if proc.stdout else b""), daemon=True)
+    reader.start()
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        relay(line)
+    reader.join()
+    returncode = proc.wait()
+    stdout = b"".join(out)
+    for line in stdout.splitlines(keepends=True):
+        relay(line)
+    return JobResult(returncode, parse_result_line(stdout))
+
+
 def parse_result_line(stdout: bytes) -> dict[str, Any] | None:
     """The job's result: the last JSON object line of its stdout (there is exactly one)."""
     for line in reversed(stdout.splitlines()):
@@ -198,14 +223,5 @@ def follow_parent() -> None:
     gone the job stops at once. Elsewhere this does nothing.
     """
     expected = os.environ.get(PARENT_PID_VAR, "")
-    if not expected.isdigit() or not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != int(expected):
+    if expected.isdigit() and not signal_on_parent_death(int(expected), signal.SIGTERM):
         os.kill(os.getpid(), signal.SIGTERM)

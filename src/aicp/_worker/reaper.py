@@ -33,12 +33,16 @@ _libc: Any = None  # loaded once, before any fork: a forked child calls prctl wi
 
 
 def _prctl(option: int, value: int) -> bool:
+    """prctl(2) through the C library; whether it succeeded."""
     global _libc
-    if _libc is None:
-        import ctypes
+    try:
+        if _libc is None:
+            import ctypes
 
-        _libc = ctypes.CDLL(None, use_errno=True)
-    return bool(_libc.prctl(option, value, 0, 0, 0) == 0)
+            _libc = ctypes.CDLL(None, use_errno=True)
+        return bool(_libc.prctl(option, value, 0, 0, 0) == 0)
+    except (OSError, AttributeError):  # no C library to load, or no prctl in it
+        return False
 
 
 def enable_subreaper() -> bool:
@@ -50,18 +54,17 @@ def enable_subreaper() -> bool:
     return _subreaper
 
 
-def die_with_parent(parent: int) -> None:
-    """In a child just forked by ``parent``: be SIGKILLed by the kernel when the parent ends.
+def signal_on_parent_death(parent: int, sig: int) -> bool:
+    """Ask the kernel to send ``sig`` to this process when ``parent``, which started it, ends
+    (``PR_SET_PDEATHSIG``); False when the parent is already gone (the request came too late:
+    the caller acts at once). Linux only; elsewhere, or without prctl, nothing is asked (True).
 
-    The template is its forked workers' lifeline (they run no lifeline thread of their own). If the
-    template itself is killed, this ends each of them at once, even one stuck in C code holding the
-    GIL; what they started is still in the worker's cgroup, which the supervisor (or, if it too is
-    gone, nobody ever again: hence this) kills. Linux only; elsewhere nothing happens."""
-    if not sys.platform.startswith("linux"):
-        return
-    _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent ended before the request took effect
-        os._exit(1)
+    Users: a worker forked by the template (SIGKILL: the template is its lifeline, it runs no
+    lifeline thread, and one stuck in C code holding the GIL could not run one anyway), and a
+    batch's job (SIGTERM: a clean, resumable stop when run-batch dies)."""
+    if not sys.platform.startswith("linux") or not _prctl(1, sig):  # 1: PR_SET_PDEATHSIG
+        return True
+    return os.getppid() == parent
 
 
 def is_subreaper() -> bool:

@@ -31,7 +31,7 @@ import subprocess  # noqa: F401  # a command step's: command_step imports it onl
 import sys
 
 import aicp._worker.main  # the point of the template: these imports are paid once per run
-from aicp._worker.reaper import die_with_parent, enable_subreaper, kill_and_remove, kill_descendants, reap_children
+from aicp._worker.reaper import enable_subreaper, kill_and_remove, kill_descendants, reap_children, signal_on_parent_death
 from aicp._worker.protocol import EXIT_NOT_STARTED, TEMPLATE_FDS, exit_reply, pid_reply, read_template_request
 import aicp.steps.command_step  # noqa: F401
 import aicp.steps.python_step  # noqa: F401
@@ -51,7 +51,8 @@ def _fork_worker(sock: socket.socket, wake: tuple[int, int], fds: array.array[in
     if pid:
         return pid
     try:  # the child: become a worker
-        die_with_parent(_TEMPLATE_PID)
+        if not signal_on_parent_death(_TEMPLATE_PID, signal.SIGKILL):
+            os._exit(EXIT_NOT_STARTED)  # the template died while forking: no one would watch us
         os.setsid()
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
