@@ -43,7 +43,7 @@ from typing import Any
 import redis
 
 from aicp import _interrupt
-from aicp._batch.job import FINAL, MAX_DELIVERIES, Job, JobResult, JobRun, parse_result_line, retry_delay
+from aicp._batch.job import FINAL, MAX_DELIVERIES, Job, JobResult, JobRun, relay_job, retry_delay
 from aicp._batch.runner import BatchRun
 from aicp._errors import ExitCode, ProviderError
 from aicp._events import EventLog
@@ -385,21 +385,10 @@ class FleetJob:
 
         renewer = threading.Thread(target=keep_lease, daemon=True)
         renewer.start()
-        out: list[bytes] = []
-        reader = threading.Thread(target=lambda: out.append(proc.stdout.read() if proc.stdout else b""), daemon=True)
-        reader.start()
-        sink = StreamSink(self.client, self.keys)
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            sink.write(line)
-        reader.join()
-        returncode = proc.wait()
+        result = relay_job(proc, StreamSink(self.client, self.keys).write)
         done.set()
         renewer.join()
-        stdout = b"".join(out)
-        for line in stdout.splitlines(keepends=True):
-            sink.write(line)
-        return JobResult(returncode, parse_result_line(stdout))
+        return result
 
 
 def sweep(client: Client, app: Any) -> int:

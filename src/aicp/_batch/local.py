@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 
-from aicp._batch.job import Job, JobResult, JobRun, parse_result_line
+from aicp._batch.job import Job, JobResult, JobRun, relay_job
 from aicp._batch.runner import BatchRun
 
 
@@ -115,18 +115,7 @@ class LocalEngine:
             self._procs[proc.pid] = proc
         if self.batch.cancel.is_set():  # stopped while it started: it never got the forwarded signal
             os.killpg(proc.pid, signal.SIGTERM)
-        out: list[bytes] = []
-        reader = threading.Thread(target=lambda: out.append(proc.stdout.read() if proc.stdout else b""),
-                                  daemon=True)
-        reader.start()
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            self.batch.relay(run.job, line)
-        reader.join()
-        returncode = proc.wait()
+        result = relay_job(proc, lambda line: self.batch.relay(run.job, line))
         with self._procs_lock:
             self._procs.pop(proc.pid, None)
-        stdout = b"".join(out)
-        for line in stdout.splitlines(keepends=True):  # the job's pipeline_complete: its last event
-            self.batch.relay(run.job, line)
-        return JobResult(returncode, parse_result_line(stdout))
+        return result
