@@ -712,6 +712,8 @@ except ImportError:
 for looped in range(1): pass
 with open(__file__) as opened: pass
 (walrus := 1)
+match [1, 2]:
+    case [captured, *rest]: pass
 def real(ctx): return ctx.input
 class Steps:
     def method(self, ctx): pass
@@ -726,6 +728,8 @@ class Steps:
     ("steps_mod:looped", None),
     ("steps_mod:opened", None),
     ("steps_mod:walrus", None),
+    ("steps_mod:captured", None),  # a match capture binds at the top level too
+    ("steps_mod:rest", None),
     ("steps_mod:_json", None),
     ("os.path:join", None),  # a submodule its package makes when it runs: only a run can tell
     ("json.decoder:JSONDecoder", None),

@@ -92,7 +92,7 @@ def _top_level_names(source: bytes, filename: str) -> set[str] | None:
     """The names a module binds when it runs, read from its syntax tree; None when a star import,
     ``globals()`` or a module-level ``__getattr__`` makes them unknowable without running it.
 
-    When in doubt a name counts as bound (a walrus or a ``global`` anywhere): a name wrongly
+    When in doubt a name counts as bound (a walrus, a match capture or a ``global`` anywhere): a name wrongly
     counted only leaves the miss to the run, a name wrongly missed would refuse a good chain."""
     import ast
 
@@ -101,6 +101,10 @@ def _top_level_names(source: bytes, filename: str) -> set[str] | None:
     for node in ast.walk(tree):
         if isinstance(node, ast.NamedExpr) and isinstance(node.target, ast.Name):
             names.add(node.target.id)
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:  # case [first, *rest]
+            names.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:  # case {**rest}
+            names.add(node.rest)
         elif isinstance(node, ast.Global):
             names.update(node.names)
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("globals", "vars"):

@@ -244,12 +244,9 @@ class Validator:
             value = getattr(chain, key)
             if value is not None:
                 self.file(value, (key,), key)
-        for step in _leaves(chain.steps):
-            declared = step.executor.declared if step.executor else {}
-            for name, value in step.params.items():
-                param = declared.get(name)
-                if param is not None and param.names_file(value):
-                    self.file(value, step.path + ("params", name), f"params.{name}")
+        for step, name, value, param in _declared_params(chain.steps):
+            if param.names_file(value):
+                self.file(value, step.path + ("params", name), f"params.{name}")
         # a chain of local steps needs no key (nor the module that knows them)
         remote = any(s.executor and s.executor.provider != "local" for s in _leaves(chain.steps))
         if self.check_here == "yes" and remote:
@@ -262,15 +259,12 @@ class Validator:
         """The functions the steps' params name (``module:function``), looked for without running
         the user's code. A miss is a warning, not an error: the module may be written, installed
         or generated before the step runs (an earlier step may make it); if it is still missing
-        then, the step fails with the same message."""
+        then, the step fails in one line, no traceback (:func:`aicp.steps.python_step.run`)."""
         search = [str(self.base_dir), *filter(None, sys.path)]  # what the worker's sys.path will be
-        for step in _leaves(tuple(s for s in steps if s.enabled)):
-            declared = step.executor.declared if step.executor else {}
-            for name, value in step.params.items():
-                param = declared.get(name)
-                problem = target_problem(value, search) if param is not None and param.names_target(value) else None
-                if problem:
-                    self.report(step.path + ("params", name), problem, "warning")
+        for step, name, value, param in _declared_params(tuple(s for s in steps if s.enabled)):
+            problem = target_problem(value, search) if param.names_target(value) else None
+            if problem:
+                self.report(step.path + ("params", name), problem, "warning")
 
     def file(self, value: str, path: tuple[Any, ...], what: str) -> None:
         """Report ``value`` unless it names a readable file (relative: to the chain's folder, else the
@@ -494,6 +488,16 @@ def _leaves(steps: tuple[Step, ...]) -> Iterator[Step]:
     """Every enabled step that runs an executor: the steps, and the members of groups."""
     for step in steps:
         yield from (m for m in step.members if m.enabled) if step.is_group else (step,)
+
+
+def _declared_params(steps: tuple[Step, ...]) -> Iterator[tuple[Step, str, Any, Param]]:
+    """Each param of :func:`_leaves` that its executor declares, with the declaration."""
+    for step in _leaves(steps):
+        declared = step.executor.declared if step.executor else {}
+        for name, value in step.params.items():
+            param = declared.get(name)
+            if param is not None:
+                yield step, name, value, param
 
 
 def _consumers(step: Step) -> Iterator[Step]:
