@@ -97,18 +97,9 @@ def _top_level_names(source: bytes, filename: str) -> set[str] | None:
     import ast
 
     tree = ast.parse(source, filename)
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.NamedExpr) and isinstance(node.target, ast.Name):
-            names.add(node.target.id)
-        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:  # case [first, *rest]
-            names.add(node.name)
-        elif isinstance(node, ast.MatchMapping) and node.rest:  # case {**rest}
-            names.add(node.rest)
-        elif isinstance(node, ast.Global):
-            names.update(node.names)
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("globals", "vars"):
-            return None
+    names = _bound_anywhere(tree)
+    if names is None:
+        return None
     pending: list[ast.AST] = list(tree.body)
     while pending:
         node = pending.pop()
@@ -125,6 +116,26 @@ def _top_level_names(source: bytes, filename: str) -> set[str] | None:
         for field in ("body", "orelse", "finalbody", "handlers", "cases"):
             pending.extend(child for child in getattr(node, field, ()) if isinstance(child, ast.AST))
     return None if "__getattr__" in names else names
+
+
+def _bound_anywhere(tree: ast.AST) -> set[str] | None:
+    """Names that may be bound at the top level from anywhere in the module (a walrus, a match
+    capture, a ``global``); None when ``globals()`` or ``vars()`` could bind any name."""
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.NamedExpr) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:  # case [first, *rest]
+            names.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:  # case {**rest}
+            names.add(node.rest)
+        elif isinstance(node, ast.Global):
+            names.update(node.names)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("globals", "vars"):
+            return None
+    return names
 
 
 def _bound_names(node: ast.AST) -> set[str]:
