@@ -250,6 +250,7 @@ class RunRecord:
         self.manifest = manifest
         self.redactor = redactor or Redactor.from_environment()
         self._lock_fd: int | None = None
+        self._reserved = 0  # the reserve's size as this process last made it (0: unknown, or given back)
         self._lazy = LazyFile(root / MANIFEST)
         # Once a run has paid for something, every write is flushed before it is renamed into place.
         self._paid = bool(manifest.get("requests")) or any(
@@ -408,20 +409,29 @@ class RunRecord:
         if self._lock_fd is None:
             return  # only the process running the run keeps a reserve
         wanted = min(RESERVE_MAX, 2 * manifest_size + RESERVE_MIN)
+        if wanted <= self._reserved:
+            return  # (the usual case: no system call on a step's path)
+        # Grown in whole RESERVE_MIN chunks, so a manifest growing by a step's entry at a time
+        # makes the file grow every few dozen steps, not at every one.
+        wanted = min(RESERVE_MAX, -(-wanted // RESERVE_MIN) * RESERVE_MIN)
         try:
             fd = os.open(self._reserve_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError:
             return
         try:
-            if os.fstat(fd).st_size < wanted:
+            size = os.fstat(fd).st_size
+            if size < wanted:
                 os.posix_fallocate(fd, 0, wanted)
+                size = wanted
+            self._reserved = size
         except OSError:
-            pass
+            pass  # (tried again at the next write)
         finally:
             os.close(fd)
 
     def release_reserve(self) -> bool:
         """Give the reserved space back; whether there was any."""
+        self._reserved = 0
         try:
             os.unlink(self._reserve_path)
         except OSError:
