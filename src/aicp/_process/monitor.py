@@ -137,7 +137,8 @@ class _Monitor:
     def run(self) -> Outcome:
         started = time.monotonic()
         try:
-            ready = self.launcher.start(dict(os.environ if self.env is None else self.env), ahead=self.ahead)
+            env = dict(os.environ if self.env is None else self.env)
+            ready = self.launcher.start(env)
         except OSError as exc:
             return Outcome(ok=False, reason="spawn_failed", error=f"cannot start a worker: {exc}",
                            duration_seconds=time.monotonic() - started)
@@ -145,6 +146,8 @@ class _Monitor:
         self.events.started(worker.pid)
         try:
             self._send_spec(ready.ctrl_w)  # (only now does the worker go on to run step code)
+            if self.ahead:
+                self.launcher.start_ahead(env)
             status = self._watch(worker, members, ready.res_r, time.monotonic())  # (the timeout starts now)
         finally:
             os.close(ready.ctrl_w)  # cuts the lifeline: a worker still alive would end itself
