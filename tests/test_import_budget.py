@@ -94,8 +94,10 @@ if sys.argv[2:]:
 
 # Never loaded by `aicp validate` (scripts/bench_startup.py: validate <= 3x a bare start): typing and
 # dataclasses (with inspect, ast, dis) alone are about a bare start each; the worker's and the run's
-# machinery, the providers' clients, Pillow and ffmpeg have nothing to do in a validation.
+# machinery, the providers' clients, Pillow and ffmpeg have nothing to do in a validation; argparse
+# (with gettext and locale) reads only the command lines cli._plain_args leaves to it.
 NOT_FOR_VALIDATE = ("typing", "dataclasses", "inspect", "ast", "dis", "tokenize", "subprocess", "tempfile",
+                    "argparse", "gettext", "locale",
                     "difflib", "textwrap", "orjson", "uuid", "platform", "structlog", "PIL", "imageio_ffmpeg",
                     "aicp._run", "aicp._process", "aicp._worker.main", "aicp._worker.template", "aicp._events", "aicp._batch", "aicp._view",
                     "aicp.providers.fal_queue", "aicp.providers._http", "httpx")
