@@ -89,24 +89,8 @@ def _global_flags(parser: "Any", suppress: bool) -> None:
     _declare(parser.add_argument_group("global options"), _global_options(), suppress)
 
 
-class Arguments:
-    """The parsed command line, as :func:`_plain_args` gives it (argparse's Namespace, without argparse)."""
-
-    def __init__(self, **values: "Any") -> None:
-        self.__dict__.update(values)
-
-
-def _plain_args(args_list: "list[str]") -> "Arguments | None":
-    """The arguments of a plain ``validate`` or ``estimate-cost`` command line, exactly as argparse
-    gives them, without argparse (its import, gettext and locale, and building the parser: ~4 ms of a
-    ~25 ms validate). Plain: the command once, then each option spelled in full, once, a value as the
-    next word (not starting with '-', but '-' itself). Anything else (help, an abbreviation,
-    ``--opt=value``, ``-cFILE``, ``--``, a repeated or unknown option, a missing --config) is None,
-    and argparse reads it, with its help and its errors."""
-    commands = [word for word in args_list if word in READ_ONLY]
-    if len(commands) != 1:
-        return None
-    command = commands[0]
+def _plain_values(args_list: "list[str]", command: str) -> "dict[str, Any] | None":
+    """The options given on a plain command line of ``command`` by name; None if it is not plain."""
     before = {flag: option for option in _global_options() for flag in option[0]}
     after = {**before, **{flag: option for option in READ_ONLY[command] for flag in option[0]}}
     values: "dict[str, Any]" = {}
@@ -127,6 +111,30 @@ def _plain_args(args_list: "list[str]") -> "Arguments | None":
             return None
         values[_dest(option)] = args_list[index]
         index += 1
+    return values
+
+
+class Arguments:
+    """The parsed command line, as :func:`_plain_args` gives it (argparse's Namespace, without argparse)."""
+
+    def __init__(self, **values: "Any") -> None:
+        self.__dict__.update(values)
+
+
+def _plain_args(args_list: "list[str]") -> "Arguments | None":
+    """The arguments of a plain ``validate`` or ``estimate-cost`` command line, exactly as argparse
+    gives them, without argparse (its import, gettext and locale, and building the parser: ~4 ms of a
+    ~25 ms validate). Plain: the command once, each option spelled in full and given once (the
+    command's own after it), a value as the next word (not starting with '-', but '-' itself).
+    Anything else (help, an abbreviation, ``--opt=value``, ``-cFILE``, ``--``, a repeated or unknown
+    option, a missing --config) is None, and argparse reads it, with its help and its errors."""
+    commands = [word for word in args_list if word in READ_ONLY]
+    if len(commands) != 1:
+        return None
+    command = commands[0]
+    values = _plain_values(args_list, command)
+    if values is None:
+        return None
     own = READ_ONLY[command]
     if any(option[1] is not None and _dest(option) not in values for option in own):
         return None
@@ -471,7 +479,7 @@ def _invocation(args_list: "list[str]") -> "tuple[Invocation, _interrupt.Signall
 def _parse_and_run(args_list: "list[str]", invocation: "Invocation", collecting: bool) -> int:
     from aicp._errors import ExitCode
 
-    args = _plain_args(args_list)
+    args: "Any" = _plain_args(args_list)
     if args is None:
         parser = build_parser(named=set(args_list))
         args = parser.parse_args(args_list)

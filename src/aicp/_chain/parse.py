@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import re
 
-from aicp._chain import doccache, plainyaml
+from aicp._chain import doccache
 from aicp._chain.limits import FIELDS, MAX_DEPTH, MAX_DIGITS, MAX_INT, MAX_VALUES, MIN_INT, TOO_DEEP, HugeInt, \
     field_problem
 from aicp._chain.model import path_text
@@ -152,6 +152,8 @@ def _parse_yaml(text: str, label: str, keep: bool) -> tuple[Any, Positions]:
     if cached is not None:
         data, marks = cached
         return data, Positions(lambda: marks)
+    from aicp._chain import plainyaml  # here: a text read from the cache needs no parser
+
     plain = plainyaml.read(text, with_marks=keep)
     if plain is not None:  # the same data and positions as PyYAML's, without importing it
         data, marks = plain

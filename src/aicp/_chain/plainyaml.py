@@ -43,11 +43,8 @@ _MAX_KEY = 1000  # libyaml refuses a simple key longer than 1024 characters
 # paragraph separators (YAML 1.1 line breaks), byte-order marks: the text goes to PyYAML (a class of
 # what is refused: the class of what is taken costs ~5 ms to compile)
 _UNPLAIN = "[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]"
-# a line that starts or ends a document, or a directive
-_MARKER = "^(?:---|\\.\\.\\.|%)"
-# the plain scalars whose type is plain: short decimal integers and floats (more digits than a
-# 64-bit integer holds, exponents, underscores, leading zeros, signs alone: PyYAML reads them)
-_NUMBER = "[-+]?(?:0|[1-9][0-9]{0,17})(\\.[0-9]{1,17})?"
+# what starts a line that starts or ends a document, or a directive
+_MARKERS = ("---", "...", "%")
 _BOOLS = {"yes": True, "Yes": True, "YES": True, "no": False, "No": False, "NO": False,
           "true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False,
           "on": True, "On": True, "ON": True, "off": False, "Off": False, "OFF": False}
@@ -66,7 +63,8 @@ def read(text: str, with_marks: bool = True) -> tuple[dict[str, Any], Marks] | N
     """The data of a plain YAML mapping and the positions of its values (empty without ``with_marks``),
     exactly as :func:`aicp._chain.yamlload.load` and :func:`~aicp._chain.yamlload.marks` give them;
     None when the text is not plainly the part of YAML read here."""
-    if len(text) > MAX_TEXT or not _printable(text) or re.search(_MARKER, text, re.MULTILINE):
+    if len(text) > MAX_TEXT or not _printable(text) or text.startswith(_MARKERS) \
+            or any(f"\n{marker}" in text for marker in _MARKERS):
         return None
     reader = _Reader(text, with_marks)
     try:
@@ -85,12 +83,8 @@ def _printable(text: str) -> bool:
 
 def _scalar(plain: str) -> Any:
     """The value of a plain scalar as PyYAML's resolver and safe constructor make it."""
-    first = plain[0]
-    if first in "-+.0123456789":
-        number = re.fullmatch(_NUMBER, plain)
-        if number is None:
-            raise _Unplain
-        return float(plain) if number.group(1) else int(plain)
+    if plain[0] in "-+.0123456789":
+        return _number(plain)
     if plain in _BOOLS:
         return _BOOLS[plain]
     if plain in _NULLS:
@@ -108,6 +102,20 @@ def _plain_key(text: str) -> str:
     return text
 
 
+def _number(plain: str) -> int | float:
+    """A plain scalar that YAML 1.1 may read as a number: a short decimal integer (no leading zero) or
+    float (digits on both sides of the point); any other form (more digits than a 64-bit integer holds,
+    exponents, underscores, octal, hexadecimal, sexagesimal, signs alone, dates) goes to PyYAML."""
+    whole, point, fraction = (plain[1:] if plain[0] in "+-" else plain).partition(".")
+    if not _digits(whole, 18) or whole[0] == "0" and len(whole) > 1 or point and not _digits(fraction, 17):
+        raise _Unplain
+    return float(plain) if point else int(plain)
+
+
+def _digits(text: str, most: int) -> bool:
+    return 0 < len(text) <= most and text.isascii() and text.isdigit()
+
+
 def _plain_end(line: str, start: int, flow: bool) -> int:
     """Where the plain scalar starting at ``start`` ends (before trailing spaces): a comment, the line's
     end, and in a flow collection the next ``,``, ``]`` or ``}``; raises where it could be read otherwise."""
@@ -118,9 +126,8 @@ def _plain_end(line: str, start: int, flow: bool) -> int:
     if comment >= 0:
         end = comment
     if flow:
-        stop = re.compile("[,\\]}]").search(line, start, end)
-        end = stop.start() if stop else end
-        if re.compile("[\\[{:?#]").search(line, start, end):
+        end = min([end] + [found for found in (line.find(c, start, end) for c in ",]}") if found >= 0])
+        if any(c in "[{:?#" for c in line[start:end]):
             raise _Unplain
     elif ": " in line[start:end] or line[start:end].rstrip(" ").endswith(":"):
         raise _Unplain
@@ -300,7 +307,7 @@ class _Reader:
             else:
                 end = line.find(": ", index)
                 text = _plain_key(line[index:end] if end >= 0 else "")
-                if re.search("[,\\[\\]{}:?#'\"]", text):
+                if any(c in ",[]{}:?#'\"" for c in text):
                     raise _Unplain  # what ends or could end a plain scalar in a flow collection
                 key = _scalar(text)
             if not isinstance(key, str) or key in data or line[end:end + 2] != ": ":
@@ -372,13 +379,15 @@ def _quoted(line: str, start: int) -> tuple[str, int]:
     parts: list[str] = []
     index = start + 1
     while True:
-        stop = re.compile('["\\\\]').search(line, index)
-        if stop is None:
+        end = line.find('"', index)
+        if end < 0:
             raise _Unplain
-        parts.append(line[index:stop.start()])
-        if stop.group() == '"':
-            return "".join(parts), stop.end()
-        char, index = _escape(line, stop.start())
+        escape = line.find("\\", index, end)
+        if escape < 0:
+            parts.append(line[index:end])
+            return "".join(parts), end + 1
+        parts.append(line[index:escape])
+        char, index = _escape(line, escape)
         parts.append(char)
 
 
