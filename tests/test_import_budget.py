@@ -94,8 +94,10 @@ if sys.argv[2:]:
 
 # Never loaded by `aicp validate` (scripts/bench_startup.py: validate <= 3x a bare start): typing and
 # dataclasses (with inspect, ast, dis) alone are about a bare start each; the worker's and the run's
-# machinery, the providers' clients, Pillow and ffmpeg have nothing to do in a validation.
+# machinery, the providers' clients, Pillow and ffmpeg have nothing to do in a validation; argparse
+# (with gettext and locale) reads only the command lines cli._plain_args leaves to it.
 NOT_FOR_VALIDATE = ("typing", "dataclasses", "inspect", "ast", "dis", "tokenize", "subprocess", "tempfile",
+                    "argparse", "gettext", "locale",
                     "difflib", "textwrap", "orjson", "uuid", "platform", "structlog", "PIL", "imageio_ffmpeg",
                     "aicp._run", "aicp._process", "aicp._worker.main", "aicp._worker.template", "aicp._events", "aicp._batch", "aicp._view",
                     "aicp.providers.fal_queue", "aicp.providers._http", "httpx")
@@ -175,12 +177,15 @@ def test_a_json_chain_never_loads_yaml(tmp_path: Path) -> None:
         assert not _among(loaded, NOT_FOR_VALIDATE + SHUTIL + YAML)
 
 
-def test_an_invalid_chain_loads_what_its_errors_need(tmp_path: Path) -> None:
-    # the did-you-mean and the positions are paid for by the chain that needs them, and only then
-    (tmp_path / "chain.yaml").write_text("prompt: hi\nsteps:\n  - {type: text_to_imag, model: title_card}\n")
+@pytest.mark.parametrize("anchor, pyyaml", [("", False), ("&t ", True)])
+def test_an_invalid_chain_loads_what_its_errors_need(tmp_path: Path, anchor: str, pyyaml: bool) -> None:
+    # the did-you-mean and the positions are paid for by the chain that needs them, and only then; the
+    # plain YAML of chain files is read without PyYAML (aicp._chain.plainyaml), an anchor is PyYAML's
+    (tmp_path / "chain.yaml").write_text(f"prompt: hi\nsteps:\n  - {{type: {anchor}text_to_imag, model: title_card}}\n")
     for parsed in (True, False):  # then read with its positions from the parsed-document cache
         loaded = _loaded(tmp_path, "validate", "--config", "chain.yaml", expect=2)
-        assert "difflib" in loaded and ("yaml" in loaded) is parsed
+        assert "difflib" in loaded and ("yaml" in loaded) is (parsed and pyyaml)
+        assert ("aicp._chain.plainyaml" in loaded) is parsed
         assert not _among(loaded, tuple(m for m in NOT_FOR_VALIDATE if m != "difflib"))
 
 

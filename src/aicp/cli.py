@@ -33,30 +33,113 @@ examples:
   aicp runs list --config chain.yaml"""
 
 
-def _global_flags(parser: "Any", suppress: bool) -> None:
-    """--json/--quiet/--debug and the directories, accepted before or after the subcommand."""
-    import argparse
+# An option as this module declares it: (its flags, its metavar, its help). A metavar: it takes a value
+# (None: a flag, store_true); argparse names it after its first flag ("--base-dir": base_dir).
+if TYPE_CHECKING:
+    Option = tuple[tuple[str, ...], "str | None", str]
 
-    default = argparse.SUPPRESS if suppress else False
-    group = parser.add_argument_group("global options")
-    group.add_argument("--json", action="store_true", default=default,
-                       help='print one JSON envelope {"schema_version", "command", "data"} on stdout')
-    group.add_argument("--quiet", "-q", action="store_true", default=default,
-                       help="print nothing but errors and the result")
-    group.add_argument("--debug", action="store_true", default=default,
-                       help="print tracebacks for errors on stderr")
+# The options of the commands that only read a chain and print, each written once: build_parser
+# declares them, and _plain_args reads a plain command line of these commands without argparse.
+# Their value options (--config) are required.
+CHAIN_FILE = (("--config", "-c"), "FILE", "the chain file (YAML or JSON); '-' reads it from stdin")
+READ_ONLY: "dict[str, tuple[Option, ...]]" = {
+    "validate": (CHAIN_FILE, (("--offline",), None, "do not check credentials (for CI of chain repositories)")),
+    "estimate-cost": (CHAIN_FILE,),
+}
+
+
+def _global_options() -> "list[Option]":
+    """--json/--quiet/--debug and the directories, accepted before or after the subcommand."""
     from aicp._commands.dirs import XDG_FLAGS
 
-    none = argparse.SUPPRESS if suppress else None
-    group.add_argument("--base-dir", metavar="DIR", default=none,
-                       help="relative output folders (the chain's output_dir, --output-dir) "
-                            "resolve against DIR instead of the current directory")
+    options: "list[Option]" = [
+        (("--json",), None, 'print one JSON envelope {"schema_version", "command", "data"} on stdout'),
+        (("--quiet", "-q"), None, "print nothing but errors and the result"),
+        (("--debug",), None, "print tracebacks for errors on stderr"),
+        (("--base-dir",), "DIR", "relative output folders (the chain's output_dir, --output-dir) "
+                                 "resolve against DIR instead of the current directory")]
     for name, variable in XDG_FLAGS.items():
         kept = ("only what it can rebuild, in aicp/ (parsed chains, ffmpeg's filters)" if name == "cache"
                 else "nothing")
-        group.add_argument(f"--{name}-dir", metavar="DIR", default=none,
-                           help=f"set {variable} for the run and its steps (the AI Content Pipeline "
-                                f"tool's flag; aicp itself keeps {kept} there)")
+        options.append(((f"--{name}-dir",), "DIR", f"set {variable} for the run and its steps (the AI Content "
+                                                   f"Pipeline tool's flag; aicp itself keeps {kept} there)"))
+    return options
+
+
+def _dest(option: "Option") -> str:
+    return option[0][0].lstrip("-").replace("-", "_")
+
+
+def _declare(parser: "Any", options: "tuple[Option, ...] | list[Option]", suppress: bool = False,
+             required: bool = False) -> None:
+    import argparse
+
+    for flags, metavar, help_text in options:
+        if metavar is None:
+            parser.add_argument(*flags, action="store_true", default=argparse.SUPPRESS if suppress else False,
+                                help=help_text)
+        elif required:
+            parser.add_argument(*flags, required=True, metavar=metavar, help=help_text)
+        else:
+            parser.add_argument(*flags, metavar=metavar, default=argparse.SUPPRESS if suppress else None,
+                                help=help_text)
+
+
+def _global_flags(parser: "Any", suppress: bool) -> None:
+    _declare(parser.add_argument_group("global options"), _global_options(), suppress)
+
+
+def _plain_values(args_list: "list[str]", command: str) -> "dict[str, Any] | None":
+    """The options given on a plain command line of ``command`` by name; None if it is not plain."""
+    before = {flag: option for option in _global_options() for flag in option[0]}
+    after = {**before, **{flag: option for option in READ_ONLY[command] for flag in option[0]}}
+    values: "dict[str, Any]" = {}
+    known, index = before, 0
+    while index < len(args_list):
+        word = args_list[index]
+        index += 1
+        if word == command:
+            known = after
+            continue
+        option = known.get(word)
+        if option is None or _dest(option) in values:
+            return None
+        if option[1] is None:
+            values[_dest(option)] = True
+            continue
+        if index == len(args_list) or (args_list[index].startswith("-") and args_list[index] != "-"):
+            return None
+        values[_dest(option)] = args_list[index]
+        index += 1
+    return values
+
+
+class Arguments:
+    """The parsed command line, as :func:`_plain_args` gives it (argparse's Namespace, without argparse)."""
+
+    def __init__(self, **values: "Any") -> None:
+        self.__dict__.update(values)
+
+
+def _plain_args(args_list: "list[str]") -> "Arguments | None":
+    """The arguments of a plain ``validate`` or ``estimate-cost`` command line, exactly as argparse
+    gives them, without argparse (its import, gettext and locale, and building the parser: ~4 ms of a
+    ~25 ms validate). Plain: the command once, each option spelled in full and given once (the
+    command's own after it), a value as the next word (not starting with '-', but '-' itself).
+    Anything else (help, an abbreviation, ``--opt=value``, ``-cFILE``, ``--``, a repeated or unknown
+    option, a missing --config) is None, and argparse reads it, with its help and its errors."""
+    commands = [word for word in args_list if word in READ_ONLY]
+    if len(commands) != 1:
+        return None
+    command = commands[0]
+    values = _plain_values(args_list, command)
+    if values is None:
+        return None
+    own = READ_ONLY[command]
+    if any(option[1] is not None and _dest(option) not in values for option in own):
+        return None
+    defaults = {_dest(option): None if option[1] else False for option in _global_options() + list(own)}
+    return Arguments(**{**defaults, **values, "command": command})
 
 
 def _usd(text: str) -> float:
@@ -226,10 +309,7 @@ def build_parser(named: "Collection[str] | None" = None) -> "Any":
                        "will run here (files it names, executors, credentials). Valid: print the\n"
                        "normalised plan (steps, types, models, timeouts, estimated cost).")
     if validate is not None:
-        validate.add_argument("--config", "-c", required=True, metavar="FILE",
-                              help="the chain file (YAML or JSON); '-' reads it from stdin")
-        validate.add_argument("--offline", action="store_true",
-                              help="do not check credentials (for CI of chain repositories)")
+        _declare(validate, READ_ONLY["validate"], required=True)
 
     steps = command("list-steps", "list the step types, what each takes and produces, and its executors")
     if steps is not None:
@@ -247,8 +327,7 @@ def build_parser(named: "Collection[str] | None" = None) -> "Any":
 
     estimate = command("estimate-cost", "estimate what a chain will cost, step by step (no network)")
     if estimate is not None:
-        estimate.add_argument("--config", "-c", required=True, metavar="FILE",
-                              help="the chain file (YAML or JSON); '-' reads it from stdin")
+        _declare(estimate, READ_ONLY["estimate-cost"], required=True)
 
     runs = command("runs", "list or show the recorded runs (output_dir/runs/)")
     if runs is not None:
@@ -400,16 +479,19 @@ def _invocation(args_list: "list[str]") -> "tuple[Invocation, _interrupt.Signall
 def _parse_and_run(args_list: "list[str]", invocation: "Invocation", collecting: bool) -> int:
     from aicp._errors import ExitCode
 
-    parser = build_parser(named=set(args_list))
-    args = parser.parse_args(args_list)
+    args: "Any" = _plain_args(args_list)
+    if args is None:
+        parser = build_parser(named=set(args_list))
+        args = parser.parse_args(args_list)
+        if not args.command:
+            invocation.update(args)
+            parser.print_help(sys.stderr)
+            return ExitCode.INVALID
     invocation.update(args)
     if collecting and args.command in SUPERVISING:
         import gc
 
         gc.enable()
-    if not args.command:
-        parser.print_help(sys.stderr)
-        return ExitCode.INVALID
     args.invocation = invocation  # run-chain marks when its result line is out
     if args.command != "run-chain":  # run-chain does it itself: its failures have a result line
         from aicp._commands.dirs import apply_directories

@@ -16,9 +16,10 @@ which must equal the one being read: a hit is the same text, never a
 look-alike. It also holds what read it, and is used only when all of it is
 still the same: aicp's version, the size and modification time of the
 modules that define what a text parses to (:mod:`~aicp._chain.parse`,
-:mod:`~aicp._chain.yamlload`, :mod:`~aicp._chain.limits`), the interpreter
-(version, prefix) and the PyYAML that parsed it (its file, size and modification time: the
-PyYAML this process would import must be that one).
+:mod:`~aicp._chain.yamlload`, :mod:`~aicp._chain.plainyaml`, :mod:`~aicp._chain.limits`), the interpreter
+(version, prefix) and, for a text PyYAML parsed, that PyYAML (its file, size and modification
+time: the PyYAML this process would import must be that one); a text
+:mod:`~aicp._chain.plainyaml` read depends on no PyYAML.
 A document that is not a mapping, or holds a date, a timestamp or an integer
 too long to read (which marshal does not carry) is parsed every time, as is
 every document that does not parse (its error needs the parser's position).
@@ -47,7 +48,7 @@ MAX_ENTRIES = 256
 MAX_TEXT = 256 * 1024
 _FOLDER = "chains"
 # the modules whose code decides what a text parses to (limits: the bounds the composer applies)
-_PARSING = ("parse.py", "yamlload.py", "limits.py")
+_PARSING = ("parse.py", "yamlload.py", "plainyaml.py", "limits.py")
 
 
 def _entry(text: str) -> str:
@@ -89,7 +90,8 @@ def load(text: str) -> tuple[dict[str, Any], Marks] | None:
     if not isinstance(entry, dict) or entry.get("text") != text or entry.get("reader") != _reader():
         return None
     try:
-        if _state(_pyyaml_file() or "") != entry["yaml"]:  # another PyYAML, or upgraded, reinstalled, removed
+        parser = entry["yaml"]  # None: read by plainyaml, which is part of the reader
+        if parser is not None and _state(_pyyaml_file() or "") != parser:  # another PyYAML, or upgraded, removed
             return None
     except (OSError, ValueError, KeyError):
         return None
@@ -97,14 +99,14 @@ def load(text: str) -> tuple[dict[str, Any], Marks] | None:
     return (data, marks) if isinstance(data, dict) and isinstance(marks, dict) else None
 
 
-def save(text: str, data: Any, marks: Marks) -> None:
-    """Keep ``data``, what the YAML ``text`` parsed to (with the PyYAML imported), and the positions
-    of its values, if marshal carries them."""
+def save(text: str, data: Any, marks: Marks, pyyaml: bool = True) -> None:
+    """Keep ``data``, what the YAML ``text`` parsed to, and the positions of its values, if marshal
+    carries them. ``pyyaml``: the PyYAML imported parsed it (else :mod:`aicp._chain.plainyaml`)."""
     reader = _reader()
     if len(text) > MAX_TEXT or not isinstance(data, dict) or reader is None:
         return
     try:
-        yaml = _state(_pyyaml_file() or "")
+        yaml = _state(_pyyaml_file() or "") if pyyaml else None
     except (OSError, ValueError):
         return
     if write_entry(_entry(text), {"reader": reader, "yaml": yaml, "text": text, "data": data, "marks": marks}):
@@ -112,14 +114,18 @@ def save(text: str, data: Any, marks: Marks) -> None:
 
 
 def _prune() -> None:
-    """Remove the oldest entries beyond :data:`MAX_ENTRIES` (a miss pays it, never a hit)."""
+    """Beyond :data:`MAX_ENTRIES` entries, remove the oldest down to three quarters of it, so that the
+    entries' ages are read once in many misses (a miss pays it, never a hit)."""
     folder = cache_path(_FOLDER)
     try:
         with os.scandir(folder) as found:
-            entries = [(e.stat().st_mtime_ns, e.path) for e in found if e.name.endswith(".bin")]
+            names = [e for e in found if e.name.endswith(".bin")]
+        if len(names) <= MAX_ENTRIES:
+            return
+        entries = [(e.stat().st_mtime_ns, e.path) for e in names]
     except OSError:
         return
-    for _, path in sorted(entries)[:max(0, len(entries) - MAX_ENTRIES)]:
+    for _, path in sorted(entries)[:len(entries) - MAX_ENTRIES * 3 // 4]:
         try:
             os.unlink(path)
         except OSError:

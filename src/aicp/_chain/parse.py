@@ -4,7 +4,9 @@ YAML is read by :mod:`aicp._chain.yamlload` (libyaml's parser, a composer of
 ours that enforces the document's limits, PyYAML's safe constructor), imported
 only when a YAML text is parsed or composed: a text that parsed before is
 taken from the parsed-document cache (:mod:`aicp._chain.doccache`) with the
-positions of its values, without PyYAML.
+positions of its values, and a text in the plain YAML chain files are written
+in is read by :mod:`aicp._chain.plainyaml` (the same data and positions),
+both without PyYAML.
 
 JSON is parsed by the standard library; when an error needs a position, the
 same text is composed as YAML (JSON is YAML's flow style) to find it. A valid
@@ -150,6 +152,15 @@ def _parse_yaml(text: str, label: str, keep: bool) -> tuple[Any, Positions]:
     if cached is not None:
         data, marks = cached
         return data, Positions(lambda: marks)
+    from aicp._chain import plainyaml  # here: a text read from the cache needs no parser
+
+    plain = plainyaml.read(text, with_marks=keep)
+    if plain is not None:  # the same data and positions as PyYAML's, without importing it
+        data, marks = plain
+        if keep:
+            doccache.save(text, data, marks, pyyaml=False)
+            return data, Positions(lambda: marks)
+        return data, Positions(lambda: (plainyaml.read(text) or (None, None))[1])
     from aicp._chain import yamlload
 
     try:
