@@ -38,12 +38,12 @@ if TYPE_CHECKING:
     Path = tuple[Any, ...]
     Marks = dict[Path, tuple[int, int]]
 
-MAX_TEXT = 64 * 1024  # beyond it libyaml's C parser is faster than this module, import included
+MAX_TEXT = 64 * 1024  # a bound on the work done here (chains are a few KiB); longer texts go to libyaml
 _MAX_NESTING = 32  # well within the composer's limit (MAX_DEPTH): nothing near it is read here
 _MAX_KEY = 1000  # libyaml refuses a simple key longer than 1024 characters
 
 # every character outside YAML's printable set, and tabs, carriage returns, NEL and the line and
-# paragraph separators (YAML 1.1 line breaks), byte-order marks: the text goes to PyYAML (a class of
+# paragraph separators (YAML 1.1 line breaks), byte-order marks: the text goes to PyYAML (the class of
 # what is refused: the class of what is taken costs ~5 ms to compile)
 _UNPLAIN = "[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]"
 # what starts a line that starts or ends a document, or a directive
