@@ -269,6 +269,74 @@ def test_sink_writes_whole_lines_that_fit_the_pipe(monkeypatch):
     assert all(size <= _sink.PIPE_BUF or size in long_lines for size in sizes)
 
 
+def _recording_writes(monkeypatch: pytest.MonkeyPatch, fd: int) -> list[bytes]:
+    """Every os.write to ``fd`` from now on, as bytes (written through)."""
+    writes: list[bytes] = []
+    real_write = os.write
+
+    def recording(to: int, data: Any) -> int:
+        if to == fd:
+            writes.append(bytes(data))
+        return real_write(to, data)
+
+    monkeypatch.setattr(_sink.os, "write", recording)
+    return writes
+
+
+def test_an_event_after_a_quiet_moment_is_in_the_pipe_when_put_returns(monkeypatch):
+    """The first line after a quiet moment is written by the caller itself: a reader following the
+    run (or a kill -9 right after) sees it at once."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    sink = _sink.Sink(write_end, "test-pipe")
+    writes = _recording_writes(monkeypatch, write_end)
+    for i in range(3):
+        time.sleep(_sink.COALESCE * 3)
+        line = b'{"n": %d}\n' % i
+        assert sink.put(line)
+        assert os.read(read_end, 1 << 16) == line
+    assert writes == [b'{"n": 0}\n', b'{"n": 1}\n', b'{"n": 2}\n']
+    sink.close()
+    os.close(write_end)
+    os.close(read_end)
+
+
+@pytest.mark.parametrize("output", ["pipe", "file"])
+def test_a_burst_shares_writes_and_every_line_arrives_without_a_flush(monkeypatch, tmp_path, output):
+    """Lines that come faster than one a millisecond wait (about that long) to share a write with
+    the next ones: far fewer writes than lines, each of whole lines and at most one piece, all in
+    order, and the burst's last lines arrive on their own (no flush, no later event)."""
+    if output == "pipe":
+        read_end, write_end = os.pipe()
+    else:
+        path = tmp_path / "events.jsonl"
+        write_end = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    sink = _sink.Sink(write_end, "test-output")
+    writes = _recording_writes(monkeypatch, write_end)
+    lines = [b'{"n": %d, "pad": "%s"}\n' % (i, b"p" * (i % 300)) for i in range(5000)]
+    chunks: list[bytes] = []
+    if output == "pipe":
+        reader = threading.Thread(target=_read_all, args=(read_end, chunks), daemon=True)
+        reader.start()
+    for line in lines:
+        assert sink.put(line)
+    expected = b"".join(lines)
+    deadline = time.monotonic() + 10
+    while sum(map(len, writes)) < len(expected) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert b"".join(writes) == expected
+    assert len(writes) < len(lines) / 10, len(writes)
+    assert all(w.endswith(b"\n") and len(w) <= _sink.PIECE for w in writes)
+    sink.close()
+    os.close(write_end)
+    if output == "pipe":
+        reader.join(10)
+        os.close(read_end)
+        assert b"".join(chunks) == expected
+    else:
+        assert (tmp_path / "events.jsonl").read_bytes() == expected
+
+
 def test_a_failing_output_is_given_up_and_reported(tmp_path):
     errors: list[OSError] = []
     sink = _sink.Sink(os.open("/dev/full", os.O_WRONLY), "/dev/full", owned=True)

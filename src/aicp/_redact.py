@@ -32,7 +32,7 @@ _MIN_LENGTH = 4  # shorter values ("1", "yes") would mask ordinary text
 
 _SCALARS = frozenset({int, float, bool, type(None)})
 _SECRET_KEYS: dict[Any, bool] = {}
-_SECRET_KEY_SETS: dict[tuple[Any, ...], bool] = {}
+_PLAIN_KEYS: set[Any] = set()  # keys seen that do not name a secret (at most 4096)
 
 
 def _secret_name(key: Any) -> bool:
@@ -79,10 +79,33 @@ def secret_param_values(value: Any) -> list[str]:
     return found
 
 
+def _finder(forms: tuple[bytes, ...]) -> Callable[[bytes], bool]:
+    """A search for any of ``forms`` in a rendered line, made for their number: every event is
+    searched, most runs know one secret or none, and a loop's machinery costs as much as the search.
+    ``bytes.find``, not ``in``: ``bytes.__contains__`` tries the needle as an int first."""
+    if not forms:
+        return lambda rendered: False
+    if len(forms) == 1:
+        form = forms[0]
+        return lambda rendered: rendered.find(form) != -1
+
+    def appears_in(rendered: bytes) -> bool:
+        find = rendered.find
+        for form in forms:
+            if find(form) != -1:
+                return True
+        return False
+
+    return appears_in
+
+
 class Redactor:
     """A structlog processor (a plain callable) that masks known secret values."""
 
     _dumps: Callable[..., bytes]  # orjson's, loaded on first use (__getattr__)
+    appears_in: Callable[[bytes], bool]
+    """Whether a secret value appears in this JSON (raw, or JSON-escaped: JSON escapes character
+    by character, so a secret inside a longer string is still found); see :func:`_finder`."""
     _non_str_keys: int
 
     def __init__(self, secrets: Iterable[str]) -> None:
@@ -92,6 +115,7 @@ class Redactor:
         # appears JSON-escaped once more (JSON escapes character by character, so a secret inside
         # a longer string is still found; UTF-8 bytes match exactly where the characters do).
         self._forms: tuple[bytes, ...] = ()
+        self.appears_in = _finder(self._forms)
         self.learn(secrets)
 
     def __getattr__(self, name: str) -> Any:
@@ -115,6 +139,7 @@ class Redactor:
         ordered = sorted(texts, key=len, reverse=True)  # the longest first: no half-masked secret
         self._pattern = re.compile("|".join(map(re.escape, ordered)))
         self._forms = tuple({b for t in texts for b in (t.encode(), self._dumps(t)[1:-1])})
+        self.appears_in = _finder(self._forms)
 
     @classmethod
     def from_environment(cls, extra: Iterable[str] = (),
@@ -138,22 +163,13 @@ class Redactor:
             return False
         if line.find(b"{", 1) != -1:  # a nested mapping, or a brace inside a string: walk
             return False
-        keys = tuple(event_dict)
-        known = _SECRET_KEY_SETS.get(keys)
-        if known is None:
-            known = any(_secret_name(k) for k in keys)
-            if len(_SECRET_KEY_SETS) < 1024:
-                _SECRET_KEY_SETS[keys] = known
-        return not known
-
-    def appears_in(self, rendered: bytes) -> bool:
-        """Whether a secret value appears in this JSON (raw, or JSON-escaped: JSON escapes
-        character by character, so a secret inside a longer string is still found)."""
-        find = rendered.find  # not ``in``: bytes.__contains__ tries the needle as an int first (an exception per call)
-        for form in self._forms:
-            if find(form) != -1:
-                return True
-        return False
+        if _PLAIN_KEYS.issuperset(event_dict):
+            return True
+        if any(_secret_name(k) for k in event_dict):
+            return False
+        if len(_PLAIN_KEYS) < 4096:
+            _PLAIN_KEYS.update(event_dict)
+        return True
 
     @property
     def known(self) -> int:
