@@ -7,11 +7,17 @@ The child times its own emit loop (imports and start-up excluded) and reports
 it on stdout; the parent checks that exactly N whole JSON lines arrived.
 
 * ours:  ``aicp._events.EventLog(stream=True).emit(...)``: structlog processors
-  (envelope, secret masking), orjson rendering, queued for stderr's writer
-  thread, which writes whole lines in batches (at most PIPE_BUF bytes on a
-  pipe); ``close()`` (everything written) is inside the timing.
+  (envelope, secret masking), orjson rendering, written at once after a quiet
+  moment, else queued for stderr's writer thread, which writes a burst's whole
+  lines together (see aicp._sink); ``close()`` (everything written) is inside
+  the timing.
 * print: ``print(json.dumps(event, default=str), file=sys.stderr, flush=True)``
-  with the same event dict (envelope included), built the same way per event.
+  of the same event: the same fields in the same order, each made per event the
+  plain way (``time`` with ``strftime``, ``message`` with aicp's own wording
+  function, ``source`` from a table). The target is against this one.
+* envelope: the same ``print`` of the event's own fields behind the six envelope
+  fields only (no ``time``, ``source``, ``message``: shorter lines and less work
+  than ours), as the figures before those fields existed were measured.
 
 The events cycle through what a real run emits most: step_log lines,
 step_progress, step_start and step_complete. By default the child's
@@ -85,7 +91,22 @@ if variant == "ours":
         emit(event, **data)
     log.close()  # everything written: the writer thread's work is inside the timing
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-else:
+elif variant == "print":  # the same fields as ours: the envelope, then time, source, message
+    from aicp._messages import message_of
+    sources = {"step_log": "step.stdout", "step_progress": "step.progress"}
+    run_id, started = "0123456789abcdef", time.monotonic()
+    start, cpu = time.perf_counter(), time.process_time()
+    for i in range(n):
+        event, data = fields(i)
+        now = time.time()
+        message = data.pop("message") if "message" in data else message_of(event, data)
+        event = {"schema_version": "1", "event": event, "timestamp": now,
+                 "elapsed_seconds": round(time.monotonic() - started, 3), "level": "info", "run_id": run_id,
+                 "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z",
+                 "source": sources.get(event, "aicp"), "message": message, **data}
+        print(json.dumps(event, default=str), file=sys.stderr, flush=True)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+else:  # "envelope": the six envelope fields only
     run_id, started = "0123456789abcdef", time.monotonic()
     start, cpu = time.perf_counter(), time.process_time()
     for i in range(n):
@@ -168,11 +189,12 @@ def main() -> None:
     parser.add_argument("--no-secrets", action="store_true", help="no secret-looking variables in the environment")
     args = parser.parse_args()
     env = _env(not args.no_secrets)
-    rates: dict[str, list[float]] = {"ours": [], "print": []}
-    cpu_rates: dict[str, list[float]] = {"ours": [], "print": []}
+    variants = ("ours", "print", "envelope")
+    rates: dict[str, list[float]] = {v: [] for v in variants}
+    cpu_rates: dict[str, list[float]] = {v: [] for v in variants}
     size: dict[str, int] = {}
     for r in range(args.rounds):
-        for variant in (("ours", "print") if r % 2 == 0 else ("print", "ours")):
+        for variant in (variants if r % 2 == 0 else variants[::-1]):
             result = measure(variant, args.events, env)
             rates[variant].append(result["rate"])
             cpu_rates[variant].append(result["cpu_rate"])
@@ -180,16 +202,18 @@ def main() -> None:
     print(f"events: {args.events:,} per run, {args.rounds} alternating rounds, fd 2 a pipe drained by a reader "
           f"thread, {'no secrets' if args.no_secrets else f'{len(SECRETS)} secret env vars'}; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    for variant, label in (("ours", "aicp EventLog(stream=True)"), ("print", "print(json.dumps(...), flush=True)")):
+    for variant, label in (("ours", "aicp EventLog(stream=True)"), ("print", "print(json.dumps(...), flush=True)"),
+                           ("envelope", "the same, envelope fields only")):
         runs = ", ".join(f"{x:,.0f}" for x in rates[variant])
         print(f"  {label:<36} median {statistics.median(rates[variant]):>8,.0f}/s, best {max(rates[variant]):>8,.0f}/s"
               f", CPU-time rate {statistics.median(cpu_rates[variant]):>8,.0f}/s  "
               f"({size[variant] / args.events:.0f} bytes/line; runs: {runs})")
-    med = statistics.median(rates["ours"]) / statistics.median(rates["print"])
-    best = max(rates["ours"]) / max(rates["print"])
-    cpu = statistics.median(cpu_rates["ours"]) / statistics.median(cpu_rates["print"])
-    print(f"ratio ours/print: {med:.2f}x (median wall), {best:.2f}x (best wall), {cpu:.2f}x (median CPU)"
-          "  -- target >= 1.5x")
+    for other, target in (("print", "  -- target >= 1.5x"), ("envelope", "")):
+        med = statistics.median(rates["ours"]) / statistics.median(rates[other])
+        best = max(rates["ours"]) / max(rates[other])
+        cpu = statistics.median(cpu_rates["ours"]) / statistics.median(cpu_rates[other])
+        print(f"ratio ours/{other}: {med:.2f}x (median wall), {best:.2f}x (best wall), {cpu:.2f}x (median CPU)"
+              + target)
 
     n = 2000
     counted = measure("ours", n, env, count_writes=True)

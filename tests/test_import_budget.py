@@ -157,8 +157,9 @@ def test_validate_loads_none_of_what_it_does_not_need(tmp_path: Path, name: str)
     (tmp_path / "voice.wav").write_bytes(b"RIFF")  # named by a param: validate checks it exists
     (tmp_path / "mod.py").write_text("def fn(ctx):\n    return ctx.input\n")  # read, never run (ast)
     args = ("validate", "--offline", "--config", "chain.yaml")
-    first = _loaded(tmp_path, *args)  # parses (PyYAML), fills the caches (burn_in: asks ffmpeg for its filters)
+    first = _loaded(tmp_path, *args)  # parses, fills the caches (burn_in: asks ffmpeg for its filters)
     assert not _among(first, tuple(m for m in NOT_FOR_VALIDATE if m.startswith("aicp")) + ("dataclasses", "orjson"))
+    assert not _among(first, YAML) and "aicp._chain.plainyaml" in first  # plain YAML: read without PyYAML
     assert "mod" not in first  # the user's module is not run
     again = _loaded(tmp_path, *args)
     # an unknown key's warning looks for a near miss (difflib), its position is kept with the data;

@@ -85,13 +85,15 @@ READ = [
     "a:\n    b:\n         c: 1\n    d: 2\n", "  a: 1\n  b: 2\n", "é: {ü: [ä, \"☃\", 😀]}\n",
     "a: \"\\U0001F600 \\x41\"\n", "a: x\n\n\n# end\n", "# start\n\na: 1", "a: 'x: y'\nb: \"# not a comment\"\n",
     "a: -5\nb: [-1.5, -0]\n", "a: [b,\nc]\n", "a: {b: 1,\n\n   c: [d, e]  ,\n  f: g\n  }\n",
-    "a: [\n  b,   # c\n  c\n]\nd: 1\n", "x:\n- [a,\n b]\n- {c: d}\n", "x:\n  a: [b,\n c]\n  d: 1\n",
+    "a: [\n  b,   # c\n  c\n]\nd: 1\n", "a: |\n  x\n\n  y:  z\n\n\nb: 1\n", "a: >\n  x\n  y\n\n  z\nb: 1\n",
+    "a: >-\n  x\n  y", "a: |\n  x", "x:\n  - |\n    # not a comment\n     deeper\n  - >-\n    z\n", "a: |\n  x  \n  \n", "x:\n- [a,\n b]\n- {c: d}\n", "x:\n  a: [b,\n c]\n  d: 1\n",
     "a: b: c\n", "a: [b\n c]\n", "a: [b # c\n]\n", "a: [b,\n", "a: [b,\n# c\n]\n", "a: [#b]\n", "l:\n  - - 1\n",
     "a: - 5\n", "a:\tb\n", "a: x\r\nb: y\r\n", "a: 1\n---\nb: 2\n", "a: &x 1\nb: *x\n",
     "a: !!str 1\n", "a: |\n  x\n", "a: >\n  x\n", "a: 0x1f\n", "a: 0o7\n", "a: 007\n", "a: 1_000\n", "a: 1e3\n",
     "a: 1.0e+3\n", "a: .5\n", "a: 1.\n", "a: .inf\n", "a: .nan\n", "a: 16:9\n", "a: 2024-01-02\n", "<<: {a: 1}\n",
     "a: =\n", "a: 1\na: 2\n", "1: a\n", "yes: a\n", "? a\n: b\n", "a: [b,\n  c]\n", "a: 'b\n  c'\n", "a: b\n  c\n",
-    "a: \"\\x4\"\n", "a: \"\\U0011FFFF\"\n", "a: \"\\u000a\"\n", "a: \"\\0\"\n", "a: \"\\ud800\"\n", "a: \"\\/\"\n", "a: [a: b]\n", "a: {b}\n", "a: [b, ]\n",
+    "a: |\n   # c\n  x\n", "a: |\n    x\n  y\n", "a: >\n  x\n   y\n", "a: |\n\n  x\n", "a: |\n  x\n    \nb: 1\n",
+    "a: |\nb: 1\n", "a: |+\n  x\n", "a: |2\n   x\n", "a: | # c\n  x\n", "a: \"\\x4\"\n", "a: \"\\U0011FFFF\"\n", "a: \"\\u000a\"\n", "a: \"\\0\"\n", "a: \"\\ud800\"\n", "a: \"\\/\"\n", "a: [a: b]\n", "a: {b}\n", "a: [b, ]\n",
     "a: {b: }\n", "a: {b:c}\n", "a: {'b':c}\n", "- a\n- b\n", "a\n", "", "# only a comment\n", "a: 1\n b: 2\n",
     "a:\n  b: 1\n c: 2\n", "a: @x\n", "a: `x`\n", "a: %x\n", "a: x\u00a0y\n", "a: x\u200dy\n", "a: \u2028\n",
     "a: \x85\n", "\ufeffa: 1\n", "a: \"x\" y\n", "a: [x] y\n", "a: [x]# c\n", "a: 'x'#c\n", "a :b\n", "a : b\n",
@@ -168,13 +170,17 @@ def _block(draw: st.DrawFn, words: list[str], indent: int, depth: int) -> list[s
     for _ in range(draw(st.integers(1, 3))):
         pad = " " * indent
         head = "- " if sequence else f"{_scalar(draw, words)}:"
-        kind = draw(st.sampled_from(["inline", "inline", "empty", "nested"] if depth < 3 else ["inline", "empty"]))
+        kind = draw(st.sampled_from(["inline", "inline", "empty", "nested", "block"] if depth < 3
+                                    else ["inline", "empty", "block"]))
         if sequence and kind == "inline" and draw(st.booleans()):  # "- key: value" and the mapping's next keys
             inner = _block(draw, words, indent + 2, depth + 1)
             lines.append(pad + "- " + inner[0].lstrip(" ") if inner[0].strip() else pad + "-")
             lines += inner[1:]
         elif kind == "inline":
             lines.append(pad + head + ("" if sequence else " ") + _inline(draw, words))
+        elif kind == "block":
+            lines.append(pad + head + ("" if sequence else " ") + _block_header(draw))
+            lines += _block_lines(draw, words, indent + draw(st.sampled_from([1, 2, 2, 4])))
         elif kind == "empty":
             lines.append(pad + head.rstrip(" ") + draw(st.sampled_from(["", " ", "  # empty"])))
         else:
@@ -183,6 +189,22 @@ def _block(draw: st.DrawFn, words: list[str], indent: int, depth: int) -> list[s
             lines += _block(draw, words, indent + (0 if indentless else step), depth + 1)
         if draw(st.integers(0, 5)) == 0:
             lines.append(draw(st.sampled_from(["", "   ", "# comment", " " * indent + "# indented", "  #x"])))
+    return lines
+
+
+def _block_header(draw: st.DrawFn) -> str:
+    return draw(st.sampled_from(["|", "|-", ">", ">-", "|", ">", "|+", ">+", "|2", ">1-", "| # c", "|  ", ">-  "]))
+
+
+def _block_lines(draw: st.DrawFn, words: list[str], margin: int) -> list[str]:
+    """The lines of a block scalar: at ``margin`` mostly, some empty, some indented more or less, some of spaces."""
+    lines = []
+    for _ in range(draw(st.integers(1, 5))):
+        shape = draw(st.sampled_from(["line", "line", "line", "empty", "deeper", "spaces", "shallower"]))
+        text = " ".join(draw(st.lists(st.sampled_from(words), min_size=1, max_size=3)))
+        lines.append({"line": " " * margin + text, "empty": "", "deeper": " " * (margin + 2) + text,
+                      "spaces": " " * draw(st.integers(1, margin + 2)),
+                      "shallower": " " * max(0, margin - 1) + text}[shape])
     return lines
 
 

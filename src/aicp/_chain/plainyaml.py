@@ -4,7 +4,7 @@ Importing PyYAML costs a new or edited chain's ``aicp validate`` about 10 ms
 (its package loads every module and compiles its resolver's patterns), more
 than the rest of the command's own work. Chain files use a small part of YAML:
 block mappings and sequences, flow collections, plain and quoted one-line
-scalars, comments. This module reads that part, written from the
+scalars, literal and folded block scalars, comments. This module reads that part, written from the
 YAML 1.1 specification, into the same data (values and types, as PyYAML's safe
 loader resolves them) and the same positions (:func:`aicp._chain.yamlload.marks`:
 where libyaml puts each node's start) as :mod:`aicp._chain.yamlload`.
@@ -12,7 +12,10 @@ where libyaml puts each node's start) as :mod:`aicp._chain.yamlload`.
 It gives up (None) on anything that is not plainly that part, and the text
 is then read by PyYAML as before, so every error and every refusal keeps its
 words and position: anchors, aliases, tags, directives, document markers,
-block scalars, multi-line scalars, complex keys, tabs, carriage returns and
+block scalars other than ``|``, ``|-``, ``>``, ``>-`` (a ``+``, an indentation
+indicator, a comment after the header, an empty first line, lines of spaces
+beyond the indentation, a folded line indented more), other multi-line
+scalars, complex keys, tabs, carriage returns and
 any character YAML does not take as it is; escapes other than ``\\\\ \\"
 \\n \\t \\xXX \\uXXXX \\UXXXXXXXX``, or of a character refused above (a NUL,
 a surrogate); a duplicate key, a key that is not a string; a plain scalar
@@ -35,12 +38,12 @@ if TYPE_CHECKING:
     Path = tuple[Any, ...]
     Marks = dict[Path, tuple[int, int]]
 
-MAX_TEXT = 64 * 1024  # beyond it libyaml's C parser is faster than this module, import included
+MAX_TEXT = 64 * 1024  # a bound on the work done here (chains are a few KiB); longer texts go to libyaml
 _MAX_NESTING = 32  # well within the composer's limit (MAX_DEPTH): nothing near it is read here
 _MAX_KEY = 1000  # libyaml refuses a simple key longer than 1024 characters
 
 # every character outside YAML's printable set, and tabs, carriage returns, NEL and the line and
-# paragraph separators (YAML 1.1 line breaks), byte-order marks: the text goes to PyYAML (a class of
+# paragraph separators (YAML 1.1 line breaks), byte-order marks: the text goes to PyYAML (the class of
 # what is refused: the class of what is taken costs ~5 ms to compile)
 _UNPLAIN = "[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]"
 # what starts a line that starts or ends a document, or a directive
@@ -249,6 +252,9 @@ class _Reader:
         collection may go on over the next lines), or on the next lines (a block collection), or nothing
         (null, at ``after``)."""
         start = _skip_spaces(line, after)
+        if line[start:start + 1] in ("|", ">") and line[start + 1:].rstrip(" ") in ("", "-"):
+            self.mark(path, self.row, start)
+            return self.block_scalar(line[start] == ">", line[start + 1:].strip(" ") == "-", indent)
         if start < len(line) and line[start] != "#":
             value, end = self.inline(start, path, depth + 1)
             rest = self.lines[self.row][end:]
@@ -268,6 +274,36 @@ class _Reader:
                 return self.mapping(column, path, column, depth + 1)
         self.mark(path, empty, after)
         return None
+
+    def block_scalar(self, folded: bool, strip: bool, indent: int) -> str:
+        """The literal (``|``) or folded (``>``) block scalar whose header ends the current line, in a
+        block collection at ``indent``; clipped (``|``, ``>``: one final line break, if the last line
+        has one) or stripped (``|-``, ``>-``: none). Its indentation is its first line's (no empty line
+        before it); a line of spaces beyond it, and in a folded scalar a line indented more (which keeps
+        its line breaks), go to PyYAML."""
+        first = self.row + 1
+        margin = len(self.lines[first]) - len(self.lines[first].lstrip(" ")) if first < len(self.lines) else 0
+        if margin <= indent or not self.lines[first].strip(" "):
+            raise _Unplain
+        pieces: list[str | None] = []  # the lines after the margin, None for an empty line
+        last = row = first
+        for row in range(first, len(self.lines)):
+            line = self.lines[row]
+            spaces = len(line) - len(line.lstrip(" "))
+            if spaces == len(line):
+                if spaces > margin:
+                    raise _Unplain
+                pieces.append(None)
+            elif spaces < margin:
+                break
+            elif folded and spaces > margin:
+                raise _Unplain
+            else:
+                pieces.append(line[margin:])
+                last = row
+        self.row = last + 1
+        text = _fold(pieces[:last - first + 1]) if folded else "\n".join(p or "" for p in pieces[:last - first + 1])
+        return text if strip or last == len(self.lines) - 1 else text + "\n"
 
     # ------------------------------------------------------------------ scalars and flow collections
 
@@ -362,6 +398,19 @@ class _Reader:
         if line[index:index + 1] != close:
             raise _Unplain
         return index
+
+
+def _fold(pieces: list[str | None]) -> str:
+    """The lines of a folded block scalar (None: an empty line) as one text: lines next to each other
+    joined by a space, ``n`` empty lines between two become ``n`` line breaks."""
+    text, empty = "", -1
+    for piece in pieces:
+        if piece is None:
+            empty += 1
+            continue
+        text += ("" if empty < 0 else " " if empty == 0 else "\n" * empty) + piece
+        empty = 0
+    return text
 
 
 def _quoted(line: str, start: int) -> tuple[str, int]:
