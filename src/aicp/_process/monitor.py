@@ -143,9 +143,11 @@ class _Monitor:
             return Outcome(ok=False, reason="spawn_failed", error=f"cannot start a worker: {exc}",
                            duration_seconds=time.monotonic() - started)
         worker, members = ready.worker, ready.members
-        self.events.started(worker.pid)
         try:
             self._send_spec(ready.ctrl_w)  # (only now does the worker go on to run step code)
+            # step_start while the worker takes its spec: it still comes before anything of the
+            # step's, which only this monitor relays, from here on.
+            self.events.started(worker.pid)
             if self.ahead:
                 self.launcher.start_ahead(env)
             status = self._watch(worker, members, ready.res_r, time.monotonic())  # (the timeout starts now)
