@@ -121,3 +121,41 @@ def test_a_worker_started_ahead_that_died_is_replaced(env, monkeypatch):  # noqa
 def _cgroup_mounts() -> list[str]:
     with open("/proc/self/mountinfo") as f:
         return [line.split()[4] for line in f if " - cgroup" in line]
+
+
+ENV_STEPS = """
+import os
+
+def env(ctx):
+    return {"output": {k: os.environ.get(k) for k in ("AICP_T_KEEP", "AICP_T_CHANGE", "AICP_T_GONE", "AICP_T_NEW")}}
+"""
+
+
+def test_each_worker_has_its_steps_environment_not_the_templates(tmp_path, monkeypatch):
+    """A request to the template names only what the worker's environment changes from the one the
+    template started with: a variable set, changed or removed since (here by an observer of the
+    Python API, between two steps) is set, changed or removed in the worker, as a fresh process
+    would have it; the worker started ahead with the old environment is not used."""
+    import aicp
+
+    (tmp_path / "envsteps.py").write_text(ENV_STEPS)
+    chain_file = tmp_path / "env.yaml"
+    chain_file.write_text("name: env\nprompt: go\nsteps:\n"
+                          + '  - {type: python, params: {function: "envsteps:env"}}\n' * 3)
+    monkeypatch.setenv("AICP_T_KEEP", "kept")
+    monkeypatch.setenv("AICP_T_CHANGE", "old")
+    monkeypatch.setenv("AICP_T_GONE", "here")
+    monkeypatch.delenv("AICP_T_NEW", raising=False)
+
+    def observe(event):
+        if event["event"] == "step_complete" and event["step"] == 0:
+            os.environ["AICP_T_CHANGE"] = "new"
+            del os.environ["AICP_T_GONE"]
+            os.environ["AICP_T_NEW"] = "added"
+
+    result = aicp.run_chain(aicp.load_chain(str(chain_file), output_dir=tmp_path / "out"), observer=observe)
+    assert result.success, result.error
+    first, second, third = (r["output"] for r in result.step_results)
+    assert first == {"AICP_T_KEEP": "kept", "AICP_T_CHANGE": "old", "AICP_T_GONE": "here", "AICP_T_NEW": None}
+    assert second == third == {"AICP_T_KEEP": "kept", "AICP_T_CHANGE": "new", "AICP_T_GONE": None,
+                               "AICP_T_NEW": "added"}

@@ -190,10 +190,12 @@ class Template:
             # Our whole import path, not only the package's folder: the template pre-imports
             # structlog, which lives in site-packages, not next to aicp under an editable install.
             path = [_package_root(), *filter(None, sys.path)]
+            # Its environment, exactly: a request names only what a worker's differs by.
+            self._env = dict(os.environ)
             self._proc = subprocess.Popen(interpreter_argv("_worker.template", str(theirs.fileno()), *cgroup_folders,
                                                            path=path),
                                           stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),),
-                                          start_new_session=True)
+                                          start_new_session=True, env=self._env)
         finally:
             theirs.close()
         self._sock = ours
@@ -234,7 +236,9 @@ class Template:
         try:
             with self._lock:
                 fds = array.array("i", [out_w, err_w, ctrl_r, res_w])
-                self._sock.sendmsg([template_request(env)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+                changes: dict[str, str | None] = {k: v for k, v in env.items() if self._env.get(k) != v}
+                changes.update(dict.fromkeys(self._env.keys() - env.keys()))
+                self._sock.sendmsg([template_request(changes)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
                 with self._cond:
                     self._cond.wait_for(lambda: self._replies or not self._alive)
                     if not self._replies:

@@ -10,7 +10,7 @@ Two conversations, both private to aicp:
   or one ``error``. :class:`Channel` is the worker's writer, :func:`read_message`
   the supervisor's reader.
 * **Supervisor <-> worker template.** A request is the worker's environment
-  (marshal) with the worker's four pipe ends attached (SCM_RIGHTS, in
+  (marshal; what differs from the template's own) with the worker's four pipe ends attached (SCM_RIGHTS, in
   :data:`TEMPLATE_FDS` order); the template replies ``P`` + the child's pid
   (or minus an errno), and later ``X`` + (pid, exit code, CPU seconds, peak
   RSS bytes) when the child ends.
@@ -168,13 +168,15 @@ class Channel:
 # ---------------------------------------------------------------- supervisor <-> template
 
 
-def template_request(env: dict[str, str]) -> bytes:
-    return marshal.dumps(env)
+def template_request(changes: dict[str, str | None]) -> bytes:
+    """The worker's environment, as its changes to the template's own: a value to set, or None to
+    remove (usually only the worker's token: the template was started with the supervisor's)."""
+    return marshal.dumps(changes)
 
 
-def read_template_request(data: bytes) -> dict[str, str]:
-    env: dict[str, str] = marshal.loads(data)
-    return env
+def read_template_request(data: bytes) -> dict[str, str | None]:
+    changes: dict[str, str | None] = marshal.loads(data)
+    return changes
 
 
 def pid_reply(pid: int) -> bytes:

@@ -42,7 +42,7 @@ except ImportError:  # pragma: no cover
     pass
 
 
-def _fork_worker(sock: socket.socket, wake: tuple[int, int], fds: array.array[int], env: dict[str, str]) -> int:
+def _fork_worker(sock: socket.socket, wake: tuple[int, int], fds: array.array[int], env: dict[str, str | None]) -> int:
     out_w, err_w, ctrl_r, res_w = fds
     try:
         pid = os.fork()
@@ -69,17 +69,16 @@ def _fork_worker(sock: socket.socket, wake: tuple[int, int], fds: array.array[in
         os._exit(EXIT_NOT_STARTED)
 
 
-_OWN_ENVIRONMENT = dict(os.environ)  # the template's, which a child starts with
 _TEMPLATE_PID = os.getpid()
 
 
-def _take_environment(env: dict[str, str]) -> None:
-    """Make the child's environment ``env``, changing only what differs from the template's: each
-    change costs a putenv() (the worker's usually differs by its token alone)."""
-    for key in _OWN_ENVIRONMENT.keys() - env.keys():
-        del os.environ[key]
-    for key, value in env.items():
-        if _OWN_ENVIRONMENT.get(key) != value:
+def _take_environment(changes: dict[str, str | None]) -> None:
+    """Make the child's environment the worker's: the template's (which it starts with) with
+    ``changes`` (None: removed), each a putenv() (usually the worker's token alone)."""
+    for key, value in changes.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
             os.environ[key] = value
 
 
@@ -110,20 +109,22 @@ def main() -> None:
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     fd_space = socket.CMSG_SPACE(TEMPLATE_FDS * 4)
     sock_fd = sock.fileno()
+    request = bytearray(1 << 20)  # (one buffer for every request, not a megabyte mapped for each)
     try:
         while True:
             ready, _, _ = select.select([sock_fd, wake_r], [], [])
-            if wake_r in ready:
-                while True:
-                    try:
-                        if not os.read(wake_r, 512):
-                            break
-                    except BlockingIOError:
-                        break
+            if wake_r in ready:  # a child ended (SIGCHLD): reap, and report the workers
+                try:
+                    while len(os.read(wake_r, 512)) == 512:
+                        pass
+                except BlockingIOError:
+                    pass
+                _report_exits(sock, workers)
             if sock_fd in ready:
-                data, ancdata, _, _ = sock.recvmsg(1 << 20, fd_space)
-                if not data:
+                size, ancdata, _, _ = sock.recvmsg_into([request], fd_space)
+                if not size:
                     break
+                data = bytes(request[:size])
                 fds = array.array("i")
                 for level, kind, payload in ancdata:
                     if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -135,7 +136,6 @@ def main() -> None:
                 if pid > 0:
                     workers.add(pid)
                 sock.send(pid_reply(pid))
-            _report_exits(sock, workers)
     except OSError:
         pass  # the supervisor is gone
     _last_rites(cgroup_folders)
