@@ -1120,3 +1120,99 @@ def test_the_recorded_chain_has_its_secrets_masked(tmp_path: Path, aicp) -> None
     recorded = (record / "chain.json").read_text()
     assert "sk-live-abcdef123456" not in recorded and "***" in recorded
     assert "sk-live-abcdef123456" not in (record / "events.jsonl").read_text()
+
+
+# --------------------------------------------------------------------------- the manifest's bytes, kept per step
+
+def _whole(body: dict[str, Any]) -> bytes:
+    """What the manifest's bytes must be: orjson over the whole document, digest last."""
+    from aicp._run.manifest_bytes import canonical, indented
+
+    sealed = dict(body)
+    sealed["digest"] = hashlib.sha256(canonical(body)).hexdigest()
+    return indented(sealed)
+
+
+ENTRIES: list[Any] = [
+    {"status": "completed", "output": None, "files": [], "result": {"output": None, "cost": 0.0, "outputs": []}},
+    {"status": "completed", "output": "naïve ✓ \"quoted\"\nnewline", "files": [{"path": "/x y/ü.mp4", "size": 1}]},
+    {"status": "failed", "error": "boom", "nested": {"b": {}, "a": [[], {}], 3: "non-string key"}},
+    {"status": "completed", "output": {"z": 1, "a": [1.5, True, None]}, "cost": 2.25},
+    {},
+]
+
+
+@pytest.mark.parametrize("keys", [
+    ["0", "1", "2", "3", "4"],  # a chain's steps
+    ["2", "10", "1", "3.1", "3.0", "11"],  # keys that sort otherwise than they come (groups' members)
+    ["a", "é", "Z", "ß"],  # (not what a record holds: the order rule, on any text)
+])
+def test_the_manifest_bytes_are_orjsons_for_the_whole_document(keys: list[str]) -> None:
+    """Each step's entry is rendered once and kept: after every change (an entry added, one
+    replaced as a resumed run records a step again, one removed, all re-masked), the file's bytes
+    are exactly what serialising the whole document gives."""
+    from aicp._run.manifest_bytes import ManifestBytes
+
+    rendered = ManifestBytes()
+    body: dict[str, Any] = {"record_version": 1, "run_id": "r", "chain_name": "c", "created": 1.0,
+                            "updated": 2.0, "status": "running", "resumed": 0, "steps": {}}
+    assert rendered.render(body) == _whole(body)  # no step yet
+    for n, key in enumerate(keys):
+        body["steps"][key] = json.loads(json.dumps(ENTRIES[n % len(ENTRIES)], default=str))
+        body["updated"] = 3.0 + n
+        assert rendered.render(body) == _whole(body)
+    body["requests"] = {keys[0]: [{"request_id": "q-1", "index": 0}]}  # a field after "steps" and before
+    assert rendered.render(body) == _whole(body)
+    body["steps"][keys[1]] = {"status": "completed", "output": "again"}  # recorded again: keeps its place
+    assert rendered.render(body) == _whole(body)
+    body["steps"] = {k: dict(v, masked=True) for k, v in body["steps"].items()}  # every entry anew
+    assert rendered.render(body) == _whole(body)
+    del body["steps"][keys[0]]
+    assert rendered.render(body) == _whole(body)
+    json.loads(rendered.render(body))
+
+
+def test_every_manifest_write_of_a_run_reads_back_sealed(tmp_path: Path) -> None:
+    """Through the record itself: after each free step's update (in place at once, the old version
+    kept as the next update's file), the manifest on disk is complete and its digest holds; the
+    run ends with no temp file left."""
+    from aicp._run.record import RunRecord
+
+    chain = _chain(tmp_path, step("a"))
+    record = RunRecord.create(chain, "20260101T000000-777777")
+    for i in range(12):
+        output = "x" * (300 - 20 * i)  # shrinking entries too: a version written over a longer one
+        record.record(str(i), status="completed", definition="d", step_input="i",
+                      result={"output": output, "outputs": [], "cost": 0})
+        loaded = RunRecord.load(chain.output_dir, record.run_id)
+        assert list(loaded.manifest["steps"]) == [str(k) for k in range(i + 1)]
+        assert loaded.manifest["steps"][str(i)]["output"] == output
+        temps = [p.name for p in record.root.iterdir() if ".tmp" in p.name]
+        assert len(temps) <= 1, temps  # at most the previous version, which takes the next update
+    record.finish("succeeded", {})
+    assert not [p.name for p in record.root.iterdir() if ".tmp" in p.name]
+    assert RunRecord.load(chain.output_dir, record.run_id).manifest["status"] == "succeeded"
+
+
+def test_the_reserve_keeps_up_with_the_manifest(tmp_path: Path) -> None:
+    """The reserve is at least twice the manifest plus 64 KiB after every write, grown in 64 KiB
+    steps (not touched at every step), and made again after it was given back."""
+    from aicp._run.record import RESERVE_FILE, RESERVE_MIN, RunRecord
+
+    chain = _chain(tmp_path, step("a"))
+    record = RunRecord.create(chain, "20260101T000000-666666")
+    reserve = record.root / RESERVE_FILE
+    sizes = set()
+    for i in range(40):
+        record.record(str(i), status="completed", definition="d", step_input="i",
+                      result={"output": "y" * 2000, "outputs": [], "cost": 0})
+        size = reserve.stat().st_size
+        assert size >= 2 * (record.root / "manifest.json").stat().st_size + RESERVE_MIN
+        assert size % RESERVE_MIN == 0
+        sizes.add(size)
+    assert 1 < len(sizes) < 40
+    assert record.release_reserve()
+    record.record("40", status="completed", definition="d", step_input="i",
+                  result={"output": "z", "outputs": [], "cost": 0})
+    assert reserve.stat().st_size >= 2 * (record.root / "manifest.json").stat().st_size + RESERVE_MIN
+    record.finish("succeeded", {})

@@ -62,6 +62,7 @@ def test_every_step_gets_a_fresh_worker_and_cgroup_and_the_unused_one_is_stopped
     seen = [e["output"] for e in run.of("step_complete")]
     assert len(seen) == 5
     assert [s["steps_run_here"] for s in seen] == [1] * 5  # never a process that ran another step
+    assert [s["warm_up_left"] for s in seen] == [[]] * 5  # its warm-up before the spec kept nothing
     assert len({s["pid"] for s in seen}) == 5
     assert [s["pid"] for s in seen] == [e["pid"] for e in run.of("step_start")]
     containment = run.events[0]["containment"]

@@ -28,7 +28,7 @@ from aicp._batch.job import FINAL, Job
 from aicp._errors import ChainError, MissingInputError
 from aicp._redact import Redactor
 from aicp._run.atomic import write_atomic
-from aicp._run.record import _dump
+from aicp._run.manifest_bytes import indented
 
 BATCH_FILE = "batch.json"
 EVENTS_FILE = "events.jsonl"
@@ -151,7 +151,7 @@ class BatchRecord:
 
     def save(self) -> None:
         self.data["updated"] = time.time()
-        write_atomic(self.root / BATCH_FILE, _dump(self.redactor.scrub(self.data)))
+        write_atomic(self.root / BATCH_FILE, indented(self.redactor.scrub(self.data)))
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -136,9 +136,13 @@ class WorkerCgroup:
     memory: str | None
     memory_version: int
     retire: Callable[["WorkerCgroup"], None] | None = field(default=None, repr=False)  # see release()
+    # Seen empty once the worker is in: nothing can enter an empty cgroup but through cgroup.procs
+    # (join), so it stays empty and is not read again.
+    _emptied: bool = field(default=False, repr=False)
 
     def join(self, pid: int) -> bool:
         """Move a (not yet running step code) worker in; False if it could not be moved."""
+        self._emptied = False
         try:
             for folder in filter(None, (self.main, self.memory)):
                 write_file(os.path.join(folder, "cgroup.procs"), str(pid))
@@ -150,7 +154,15 @@ class WorkerCgroup:
         return members(self.main)
 
     def is_empty(self) -> bool:
-        return is_empty(self.main)
+        if not self._emptied:
+            self._emptied = is_empty(self.main)
+        return self._emptied
+
+    def empty_out(self) -> bool:
+        """Kill what is left and wait until nothing is (at most two seconds); whether nothing is."""
+        if not self._emptied:
+            self._emptied = kill_until_empty(self.main)
+        return self._emptied
 
     def signal(self, sig: int) -> None:
         if sig == signal.SIGKILL:
@@ -194,7 +206,7 @@ class WorkerCgroup:
         """Kill what is left and wait until nothing is (as :meth:`remove` does, at most two
         seconds); the empty folders are then removed by the run, off the step's
         path (:meth:`RunCgroups.worker`, :meth:`RunCgroups.close`), or here if it cannot."""
-        if self.retire is None or not kill_until_empty(self.main):
+        if self.retire is None or not self.empty_out():
             self.remove()
         else:
             self.retire(self)

@@ -334,7 +334,7 @@ class Launcher:
         self._lock = threading.Lock()
         self._cgroups: RunCgroups | None = None
         self._probed = False
-        # The worker started ahead (see start()), and the thread that starts it.
+        # The worker started ahead (see start_ahead()), and the thread that starts it.
         self._ahead = threading.Condition()
         self._spare: Started | None = None
         self._wanted: dict[str, str] | None = None  # the environment of the next worker to start ahead
@@ -362,12 +362,10 @@ class Launcher:
         with self._lock:
             return cgroups.worker() if cgroups is not None else None
 
-    def start(self, env: dict[str, str], ahead: bool = False) -> Started:
+    def start(self, env: dict[str, str]) -> Started:
         """A worker for the next step, with ``env`` (plus its own token): the one started ahead if
         there is one for this environment (waiting for it if it is being started), else a new one.
-
-        ``ahead``: another worker will be wanted after this one (a later step, a group's
-        member), so start it now, in the background. Raises OSError if no worker can be started.
+        Raises OSError if no worker can be started.
         """
         with self._ahead:
             if self._preparing and not self._awaited:  # (one caller waits; others start their own)
@@ -380,10 +378,7 @@ class Launcher:
         if spare is not None and (spare.env != env or spare.worker.exited()):
             spare.discard()
             spare = None
-        started = spare if spare is not None else self._start_now(env)
-        if ahead:
-            self._start_ahead(env)
-        return started
+        return spare if spare is not None else self._start_now(env)
 
     def _start_now(self, env: dict[str, str]) -> Started:
         ctrl_r, ctrl_w = os.pipe()
@@ -400,7 +395,10 @@ class Launcher:
             raise
         return Started(worker, ctrl_w, res_r, _members(worker, cgroup, token), env)
 
-    def _start_ahead(self, env: dict[str, str]) -> None:
+    def start_ahead(self, env: dict[str, str]) -> None:
+        """Another worker will be wanted (a later step, a group's member): start one with ``env``
+        now, in the background, unless one is there or under way. (Called once the step that
+        runs meanwhile has its spec: its worker comes first for the processors.)"""
         with self._ahead:
             if self._closing or self._spare is not None or self._preparing:
                 return
@@ -411,7 +409,7 @@ class Launcher:
             self._ahead.notify_all()
 
     def _starter(self) -> None:
-        """The background thread: starts each worker wanted ahead (see start())."""
+        """The background thread: starts each worker wanted ahead (see start_ahead())."""
         signals_to_the_main_thread()
         while True:
             with self._ahead:

@@ -98,7 +98,8 @@ class _Clock:
         self.limit_bytes = int(limits.max_memory_mb * 1024 * 1024) if limits.max_memory_mb else None
         self.interval = SAMPLE_INTERVAL if self.limit_bytes else IDLE_SAMPLE_INTERVAL
         self.polling = polling  # no pidfd: the worker's end is only seen by asking
-        self.next_sample = 0.0
+        # Not at once: the worker has run nothing yet (its own peak RSS comes with its exit status).
+        self.next_sample = started + self.interval
         self.kill_at = _NEVER
 
     def sampled(self, now: float) -> None:
@@ -136,7 +137,8 @@ class _Monitor:
     def run(self) -> Outcome:
         started = time.monotonic()
         try:
-            ready = self.launcher.start(dict(os.environ if self.env is None else self.env), ahead=self.ahead)
+            env = dict(os.environ if self.env is None else self.env)
+            ready = self.launcher.start(env)
         except OSError as exc:
             return Outcome(ok=False, reason="spawn_failed", error=f"cannot start a worker: {exc}",
                            duration_seconds=time.monotonic() - started)
@@ -144,6 +146,8 @@ class _Monitor:
         self.events.started(worker.pid)
         try:
             self._send_spec(ready.ctrl_w)  # (only now does the worker go on to run step code)
+            if self.ahead:
+                self.launcher.start_ahead(env)
             status = self._watch(worker, members, ready.res_r, time.monotonic())  # (the timeout starts now)
         finally:
             os.close(ready.ctrl_w)  # cuts the lifeline: a worker still alive would end itself
@@ -165,7 +169,9 @@ class _Monitor:
             pass  # the worker died before reading it; its exit status tells why
 
     def _watch(self, worker: Launched, members: Members, res_r: int, running: float) -> ExitStatus:
-        sel = selectors.DefaultSelector()
+        # poll(2), not epoll: a handful of fds watched for one step; epoll would cost every step an
+        # epoll instance and a system call per fd registered and unregistered.
+        sel = selectors.PollSelector()
         self._relayed = (worker.stdout, worker.stderr)
         splitters = {
             worker.stdout: LineSplitter(MAX_LINE, lambda lines, cut: self.events.output("stdout", lines, cut)),

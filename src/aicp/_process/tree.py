@@ -58,6 +58,7 @@ class CgroupMembers:
     cgroup: WorkerCgroup
     peak_rss: int = 0
     _cpu: float = 0.0
+    _released: bool = False  # the final CPU figure is known (read once, as the folder goes)
 
     def sample(self) -> int:
         rss = self.cgroup.resident_bytes()
@@ -67,8 +68,9 @@ class CgroupMembers:
         return rss
 
     def cpu_seconds(self) -> float:
-        cpu = self.cgroup.cpu_seconds()
-        self._cpu = max(self._cpu, cpu or 0.0)
+        if not self._released:
+            cpu = self.cgroup.cpu_seconds()
+            self._cpu = max(self._cpu, cpu or 0.0)
         return self._cpu
 
     def signal_all(self, sig: int) -> None:
@@ -81,7 +83,9 @@ class CgroupMembers:
         pass  # nothing escapes a cgroup
 
     def release(self) -> None:
-        self.cpu_seconds()  # the final figure, before the folder goes
+        self.cgroup.empty_out()  # (nothing left running: the CPU figure read next is final)
+        self.cpu_seconds()  # read once, before the folder goes
+        self._released = True
         self.cgroup.release()
 
 

@@ -43,12 +43,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Literal, TypedDict, cast
 
-import orjson
-
 from aicp._chain.model import Chain, Step
 from aicp._errors import ChainError, MissingInputError, OutputError, UsageError
 from aicp._redact import Redactor, secret_param_values
 from aicp._run.atomic import LazyFile, write_atomic
+from aicp._run.manifest_bytes import ManifestBytes, canonical, indented
 from aicp._run.writable import reason
 from aicp._chain.steptypes import path_like
 from aicp._run.results import StepResult
@@ -100,8 +99,7 @@ class RunRecordError(ChainError):
 
 
 def canonical_hash(value: Any) -> str:
-    data = orjson.dumps(value, default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
-    return hashlib.sha256(data).hexdigest()
+    return hashlib.sha256(canonical(value)).hexdigest()
 
 
 def file_hash(path: str | Path) -> str:
@@ -110,10 +108,6 @@ def file_hash(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _dump(value: Any) -> bytes:
-    return orjson.dumps(value, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
 
 
 def save_intermediate(chain: Chain, run_id: str | None, step_number: int, outputs: dict[str, Any],
@@ -134,7 +128,7 @@ def save_intermediate(chain: Chain, run_id: str | None, step_number: int, output
         },
         "intermediate_outputs": outputs,
     }
-    write_atomic(path, _dump(Redactor.from_environment(extra=chain.secrets).scrub(report)))
+    write_atomic(path, indented(Redactor.from_environment(extra=chain.secrets).scrub(report)))
     return path
 
 
@@ -225,7 +219,7 @@ def _open_record(chain: Chain, resume: str | None, run_id: str | None) -> tuple[
 
 def write_chain(root: Path, chain: Chain, redactor: Redactor) -> None:
     """Keep the chain as run, with its secrets masked as in the events (output folders get shared)."""
-    write_atomic(root / CHAIN_FILE, _dump(redactor.scrub({"source": chain.source, "chain": chain.raw})))
+    write_atomic(root / CHAIN_FILE, indented(redactor.scrub({"source": chain.source, "chain": chain.raw})))
 
 
 def _running(pid: int) -> bool:
@@ -250,14 +244,18 @@ class RunRecord:
         self.manifest = manifest
         self.redactor = redactor or Redactor.from_environment()
         self._lock_fd: int | None = None
+        self._reserved = 0  # the reserve's size as this process last made it (0: unknown, or given back)
         self._lazy = LazyFile(root / MANIFEST)
         # Once a run has paid for something, every write is flushed before it is renamed into place.
         self._paid = bool(manifest.get("requests")) or any(
             (entry.get("cost") or 0) > 0 for entry in manifest.get("steps", {}).values())
-        # Each step's entry as last written, masked: an entry is never changed once recorded, so
-        # it is masked again only after the redactor learns a new secret (see _masked()).
-        self._masked: dict[str, tuple[ManifestEntry, dict[str, Any]]] = {}
+        # Each step's entry as last written, masked, in the steps' order: an entry is never changed
+        # once recorded, so it is masked again only after the redactor learns a new secret (see
+        # _masked_manifest()); the keys recorded since the last write are masked at the next.
+        self._masked_steps: dict[str, Any] = {}
+        self._unmasked: list[str] = list(manifest.get("steps", {}))
         self._masked_known = -1
+        self._bytes = ManifestBytes()  # each entry's renderings, kept between writes
 
     @property
     def run_id(self) -> str:
@@ -357,9 +355,7 @@ class RunRecord:
         soon after, in the background. The ``final`` write (how the run ended) may use the
         reserve: on a full disk the reserve is given back and the write tried again."""
         self.manifest["updated"] = time.time()
-        body = self._masked_manifest()
-        body["digest"] = canonical_hash(body)
-        data = _dump(body)
+        data = self._bytes.render(self._masked_manifest())  # (sealed with its digest)
         write = write_atomic if durable or final or self._paid else self._lazy_write
         try:
             write(self.root / MANIFEST, data)
@@ -376,24 +372,17 @@ class RunRecord:
         """The manifest as written: ``redactor.scrub(self.manifest)``, without masking every step's
         entry again at every step (that grew with the run: quadratic in its steps)."""
         steps: dict[str, ManifestEntry] = self.manifest["steps"]
-        for key, entry in steps.items():  # learn first, as scrub() does: a secret masks everywhere
-            cached = self._masked.get(key)
-            if cached is None or cached[0] is not entry:
-                self.redactor.learn(secret_param_values(entry))
-        rest = {k: v for k, v in self.manifest.items() if k != "steps"}
-        masked_rest = self.redactor.scrub(rest)
-        if self.redactor.known != self._masked_known:  # a new secret: every entry is masked again
-            self._masked.clear()
+        fresh, self._unmasked = self._unmasked, []
+        for key in fresh:  # learn first, as scrub() does: a secret masks everywhere
+            self.redactor.learn(secret_param_values(steps[key]))
+        masked_rest = self.redactor.scrub({k: v for k, v in self.manifest.items() if k != "steps"})
+        if self.redactor.known != self._masked_known:  # a new secret (or the first write): all again
             self._masked_known = self.redactor.known
-        masked_steps = {}
-        for key, entry in steps.items():
-            cached = self._masked.get(key)
-            if cached is None or cached[0] is not entry:
-                cached = self._masked[key] = (entry, self.redactor.mask(entry))
-            masked_steps[key] = cached[1]
-        for gone in self._masked.keys() - steps.keys():
-            del self._masked[gone]
-        return {k: (masked_steps if k == "steps" else masked_rest[k]) for k in self.manifest}
+            self._masked_steps = {key: self.redactor.mask(entry) for key, entry in steps.items()}
+        else:  # (a key recorded again keeps its place, as in ``steps``; a new one comes last, as there)
+            for key in fresh:
+                self._masked_steps[key] = self.redactor.mask(steps[key])
+        return {k: (self._masked_steps if k == "steps" else masked_rest[k]) for k in self.manifest}
 
     # -------------------------------------------------------------- space for the last word
 
@@ -408,20 +397,29 @@ class RunRecord:
         if self._lock_fd is None:
             return  # only the process running the run keeps a reserve
         wanted = min(RESERVE_MAX, 2 * manifest_size + RESERVE_MIN)
+        if wanted <= self._reserved:
+            return  # (the usual case: no system call on a step's path)
+        # Grown in whole RESERVE_MIN chunks, so a manifest growing by a step's entry at a time
+        # makes the file grow every few dozen steps, not at every one.
+        wanted = min(RESERVE_MAX, -(-wanted // RESERVE_MIN) * RESERVE_MIN)
         try:
             fd = os.open(self._reserve_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError:
             return
         try:
-            if os.fstat(fd).st_size < wanted:
+            size = os.fstat(fd).st_size
+            if size < wanted:
                 os.posix_fallocate(fd, 0, wanted)
+                size = wanted
+            self._reserved = size
         except OSError:
-            pass
+            pass  # (tried again at the next write)
         finally:
             os.close(fd)
 
     def release_reserve(self) -> bool:
         """Give the reserved space back; whether there was any."""
+        self._reserved = 0
         try:
             os.unlink(self._reserve_path)
         except OSError:
@@ -468,6 +466,7 @@ class RunRecord:
         if duration_seconds is not None:
             entry["duration_seconds"] = round(duration_seconds, 3)
         self.manifest["steps"][key] = entry
+        self._unmasked.append(key)
         if status == "completed":
             self.manifest.get("requests", {}).pop(key, None)
         self._save()

@@ -82,8 +82,7 @@ def children(pid: int) -> list[int] | None:
         return []  # gone
     for tid in tasks:
         try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                found.extend(int(child) for child in f.read().split())
+            found.extend(int(child) for child in read_file(f"/proc/{pid}/task/{tid}/children").split())
         except (OSError, ValueError):
             continue  # that thread (or the process) ended while we read
     return found
