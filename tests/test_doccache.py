@@ -169,6 +169,36 @@ def test_the_oldest_entries_go_beyond_the_bound(tmp_path: Path, monkeypatch: pyt
     assert [doccache.load(t) is not None for t in texts] == [False, False, True, True, True]
 
 
+def test_pruning_goes_down_to_three_quarters_of_the_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # beyond the bound the oldest go, down to 3/4 of it: the entries' ages are read once in many misses
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(doccache, "MAX_ENTRIES", 8)
+    counts = []
+    for i in range(12):
+        doccache.save(f"name: n{i}\nsteps: []\n", {"name": f"n{i}", "steps": []}, {(): (1, 1)})
+        for entry in _entries(tmp_path):
+            os.utime(entry, ns=(entry.stat().st_mtime_ns - 10**9,) * 2)
+        counts.append(len(_entries(tmp_path)))
+    assert counts == [1, 2, 3, 4, 5, 6, 7, 8, 6, 7, 8, 6]
+    assert max(counts) <= 8
+
+
+@pytest.mark.parametrize("name, pyyaml", [("valid", False), ("anchors", True)])
+def test_an_entry_depends_on_pyyaml_only_when_pyyaml_parsed_it(tmp_path: Path, name: str, pyyaml: bool) -> None:
+    # plain YAML is read by aicp._chain.plainyaml (part of the reader); an anchor takes PyYAML, whose
+    # file the entry names, so that another PyYAML does not read it back
+    (tmp_path / "chain.yaml").write_text(CHAINS[name])
+    cache = tmp_path / "cache"
+    parsed = _validate(tmp_path, cache)
+    (entry,) = _entries(cache)
+    saved = read_entry(str(entry))
+    assert (saved["yaml"] is not None) is pyyaml
+    if pyyaml:
+        saved.update({"yaml": ["/nowhere/yaml/__init__.py", 1, 1], "data": _other_data()})
+        assert write_entry(str(entry), saved)
+        assert _validate(tmp_path, cache) == parsed
+
+
 def test_a_run_reads_the_cache_and_writes_nothing_there(tmp_path: Path) -> None:
     (tmp_path / "chain.yaml").write_text(CHAINS["valid"].replace("  - {type: python, params: {function: 'mod:fn'}}\n", ""))
     cache = tmp_path / "cache"

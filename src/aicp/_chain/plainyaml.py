@@ -141,7 +141,7 @@ def _plain_end(line: str, start: int, flow: bool) -> int:
 
 
 class _Reader:
-    """One text, read line by line: the block structure, with the flow collections and scalars of one line."""
+    """One text, read line by line: the block structure, and in it scalars, block scalars and flow collections."""
 
     def __init__(self, text: str, with_marks: bool) -> None:
         self.lines = text.split("\n")
@@ -286,7 +286,7 @@ class _Reader:
         if margin <= indent or not self.lines[first].strip(" "):
             raise _Unplain
         pieces: list[str | None] = []  # the lines after the margin, None for an empty line
-        last = row = first
+        last = first
         for row in range(first, len(self.lines)):
             line = self.lines[row]
             spaces = len(line) - len(line.lstrip(" "))
