@@ -8,7 +8,10 @@ Measures, N times each (default 200):
   one's (the full cycle: spawn or fork, spec, run, result, cleanup, events),
   and from ``step_start`` to ``step_complete`` (what the step itself reports);
   once with the default launcher and once with ``AICP_WORKER_START=spawn``
-  (a fresh interpreter per step);
+  (a fresh interpreter per step); with the CPU time per step of the whole process tree (aicp,
+  the template and every worker, which the template reaps and aicp reaps the template), as
+  the difference between a run of N steps and one of 10 (so the run's fixed costs, the
+  template's start first, drop out);
 * bare interpreter: ``python -I -S -c pass`` started with subprocess and waited for;
 * in-process call: the same no-op function called directly, and the in-process
   equivalent of a step (StepContext, load the target, call, JSON-encode the result).
@@ -22,12 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 NOOP = "def noop(ctx):\n    return None\n"
 TARGET = 0.5  # a full step cycle, as a fraction of a bare interpreter start (issue 12)
@@ -45,7 +50,7 @@ def summary(values: list[float]) -> dict[str, float]:
             "mean_ms": statistics.fmean(values) * 1e3, "n": len(values)}
 
 
-def bench_chain(folder: Path, steps: int, method: str) -> dict[str, object]:
+def bench_chain(folder: Path, steps: int, method: str) -> dict[str, Any]:
     import aicp
 
     chain_file = folder / "bench.yaml"
@@ -61,9 +66,11 @@ def bench_chain(folder: Path, steps: int, method: str) -> dict[str, object]:
     previous = os.environ.get("AICP_WORKER_START")
     os.environ["AICP_WORKER_START"] = method
     try:
+        cpu_before = _cpu()
         began = time.perf_counter()
         result = aicp.run_chain(chain, observer=observe)
         total = time.perf_counter() - began
+        cpu = _cpu() - cpu_before
     finally:
         if previous is None:
             os.environ.pop("AICP_WORKER_START", None)
@@ -82,7 +89,13 @@ def bench_chain(folder: Path, steps: int, method: str) -> dict[str, object]:
             inside.append(t - start)
             last_end = t
     return {"cycle": summary(cycle), "start_to_complete": summary(inside),
-            "total_per_step_ms": total / steps * 1e3}
+            "total_per_step_ms": total / steps * 1e3, "cpu_seconds": cpu}
+
+
+def _cpu() -> float:
+    """User + system CPU seconds of this process and of its reaped descendants."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def bench_bare_python(n: int) -> dict[str, float]:
@@ -125,15 +138,20 @@ def bench_in_process(folder: Path, n: int) -> tuple[dict[str, float], dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=200, help="steps / starts / calls per measure (200)")
+    parser.add_argument("--steps", type=int, default=200, help="steps / starts / calls per measure (200, at least 20)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args()
+    if args.steps < 20:
+        parser.error("--steps must be at least 20")
     with tempfile.TemporaryDirectory(prefix="aicp-bench-") as tmp:
         folder = Path(tmp)
         (folder / "noop_step.py").write_text(NOOP)
         bench_chain(folder, 10, "fork")  # warm caches (imports, page cache) before measuring
         fork = bench_chain(folder, args.steps, "fork")
         spawn = bench_chain(folder, args.steps, "spawn")
+        for figures, method in ((fork, "fork"), (spawn, "spawn")):
+            short = bench_chain(folder, 10, method)
+            figures["cpu_per_step_ms"] = (figures["cpu_seconds"] - short["cpu_seconds"]) / (args.steps - 10) * 1e3
         bare = bench_bare_python(args.steps)
         call, in_process_step = bench_in_process(folder, args.steps)
     figures = {
@@ -165,6 +183,7 @@ def main() -> None:
         print(row("  complete -> next complete (full cycle)", f["cycle"]))
         print(row("  step_start -> step_complete", f["start_to_complete"]))
         print(f"  {'  total time / steps':<52} mean   {ms(f['total_per_step_ms'])}")
+        print(f"  {'  CPU time / steps (aicp, template, workers)':<52} mean   {ms(f['cpu_per_step_ms'])}")
     print(row("bare `python -I -S -c pass` start (subprocess.run)", bare))
     print(row("in-process step (ctx, load, call, JSON)", in_process_step))
     print(row("in-process function call", call))
