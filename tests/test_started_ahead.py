@@ -159,3 +159,31 @@ def test_each_worker_has_its_steps_environment_not_the_templates(tmp_path, monke
     assert first == {"AICP_T_KEEP": "kept", "AICP_T_CHANGE": "old", "AICP_T_GONE": "here", "AICP_T_NEW": None}
     assert second == third == {"AICP_T_KEEP": "kept", "AICP_T_CHANGE": "new", "AICP_T_GONE": None,
                                "AICP_T_NEW": "added"}
+
+
+def test_a_worker_cgroup_seen_empty_is_not_read_again_and_waited_for_once(monkeypatch):
+    """Nothing enters an emptied cgroup but through cgroup.procs, so once seen empty it is not read
+    again; and a cgroup that would not empty (a process stuck in the kernel) is waited for once
+    (two seconds), not once more when its worker is released."""
+    from aicp._process import cgroup
+
+    reads, waits = [], []
+    monkeypatch.setattr(cgroup, "is_empty", lambda folder: reads.append(folder) or len(reads) > 1)
+    monkeypatch.setattr(cgroup, "kill_until_empty", lambda folder, wait=2.0: waits.append(folder) or False)
+    monkeypatch.setattr(cgroup, "kill_and_remove", lambda folder, wait=2.0: True)
+    monkeypatch.setattr(cgroup, "write_file", lambda path, text: None)
+    retired = []
+    emptied = cgroup.WorkerCgroup("/nowhere/w1", 2, None, 0, retire=retired.append)
+    assert emptied.join(4242)
+    assert [emptied.is_empty() for _ in range(4)] == [False, True, True, True]
+    assert reads == ["/nowhere/w1"] * 2
+    assert emptied.empty_out() and waits == []
+    emptied.release()
+    assert retired == [emptied]  # (its folder goes later, off the step's path)
+
+    stuck = cgroup.WorkerCgroup("/nowhere/w2", 2, None, 0, retire=retired.append)
+    assert stuck.join(4243)
+    assert not stuck.empty_out()
+    assert not stuck.empty_out()
+    stuck.release()  # removed at once (killed and removed as far as it can be), not retired
+    assert waits == ["/nowhere/w2"] and retired == [emptied]

@@ -139,10 +139,11 @@ class WorkerCgroup:
     # Seen empty once the worker is in: nothing can enter an empty cgroup but through cgroup.procs
     # (join), so it stays empty and is not read again.
     _emptied: bool = field(default=False, repr=False)
+    _gave_up: bool = field(default=False, repr=False)  # empty_out() waited its two seconds in vain
 
     def join(self, pid: int) -> bool:
         """Move a (not yet running step code) worker in; False if it could not be moved."""
-        self._emptied = False
+        self._emptied = self._gave_up = False
         try:
             for folder in filter(None, (self.main, self.memory)):
                 write_file(os.path.join(folder, "cgroup.procs"), str(pid))
@@ -159,9 +160,10 @@ class WorkerCgroup:
         return self._emptied
 
     def empty_out(self) -> bool:
-        """Kill what is left and wait until nothing is (at most two seconds); whether nothing is."""
-        if not self._emptied:
+        """Kill what is left and wait until nothing is (at most two seconds, once); whether nothing is."""
+        if not self._emptied and not self._gave_up:
             self._emptied = kill_until_empty(self.main)
+            self._gave_up = not self._emptied
         return self._emptied
 
     def signal(self, sig: int) -> None:
