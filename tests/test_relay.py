@@ -301,6 +301,40 @@ def test_an_event_after_a_quiet_moment_is_in_the_pipe_when_put_returns(monkeypat
     os.close(read_end)
 
 
+def test_a_burst_is_written_a_pipe_buffer_at_a_time_by_the_caller(monkeypatch):
+    """While a burst's lines keep coming into a pipe with room, the caller itself writes them, as
+    many whole lines as fit PIPE_BUF per write (a write that can neither block nor be split): no
+    burst piles up waiting for the writer thread. The tail follows on its own."""
+    read_end, write_end = os.pipe()  # 64 KiB of room and nobody reading: nothing here may block
+    sink = _sink.Sink(write_end, "test-pipe")
+    writes = _recording_writes(monkeypatch, write_end)
+    by_caller: list[bytes] = []
+    recording = _sink.os.write
+
+    def noting_the_caller(fd: int, data: Any) -> int:
+        if fd == write_end and threading.current_thread() is threading.main_thread():
+            by_caller.append(bytes(data))
+        return recording(fd, data)
+
+    monkeypatch.setattr(_sink.os, "write", noting_the_caller)
+    lines = [b'{"n": %d, "pad": "%s"}\n' % (i, b"q" * 80) for i in range(300)]  # about 30 KiB
+    for line in lines:
+        assert sink.put(line)
+    # the first line at once, then (unless the machine stalled the loop a millisecond at a time)
+    # a pipe buffer at a time, each as full as whole lines make it
+    assert by_caller[0] == lines[0]
+    full = [w for w in by_caller[1:] if len(w) + len(lines[0]) > _sink.PIPE_BUF]
+    assert len(full) >= 4, [len(w) for w in by_caller]
+    assert all(len(w) <= _sink.PIPE_BUF and w.endswith(b"\n") for w in by_caller)
+    deadline = time.monotonic() + 10
+    while sum(map(len, writes)) < sum(map(len, lines)) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert os.read(read_end, 1 << 20) == b"".join(lines)
+    sink.close()
+    os.close(write_end)
+    os.close(read_end)
+
+
 @pytest.mark.parametrize("output", ["pipe", "file"])
 def test_a_burst_shares_writes_and_every_line_arrives_without_a_flush(monkeypatch, tmp_path, output):
     """Lines that come faster than one a millisecond wait (about that long) to share a write with

@@ -11,13 +11,16 @@ seconds, and the write cannot block (a regular file; a pipe with a free page,
 for at most ``PIPE_BUF`` bytes), the caller writes at once: the line is out
 when the event returns, as a reader following the run expects, and survives a
 ``kill -9`` right after. Lines that come sooner after a write are a burst (a
-chatty step, a group's members finishing together): they are queued, and the
-writer thread writes them together, at most :data:`COALESCE` after the last
-write (plus however long it waits for the interpreter's lock while the
-supervisor renders more). One ``write(2)`` per burst instead of one per line
-is what lets the stream outrun ``print``; the price is that a ``kill -9`` in
-the middle of a burst loses the lines of its last millisecond or so, which a
-log shipper's reader would have missed by as little anyway.
+chatty step, a group's members finishing together): they are queued, and as
+soon as the queue holds a pipe buffer's worth (``PIPE_BUF``) the caller
+writes those whole lines in one write, which cannot block; the burst's last
+lines are written by the writer thread once no line came for
+:data:`COALESCE` (plus however long it waits for the interpreter's lock). A
+write per pipe buffer instead of one per line is what lets the stream outrun
+``print``, and a burst never piles up in memory (piled-up lines, freed
+together, made the allocator hand pages back and fault them in again); the
+price is that a ``kill -9`` in the middle of a burst loses at most a pipe
+buffer of lines, or the last millisecond's.
 
 The queue is bounded in bytes, and the bound is enforced where it belongs:
 
@@ -113,6 +116,8 @@ class Sink:
         self._closing = False
         self._stalled_at: int | None = None  # progress when a flush last gave up
         self._quiet_until = 0.0  # (monotonic) before this, a line waits to share the next write (a burst)
+        self._writing = False  # the writer thread has taken the queue and is writing it
+        self._last_put = 0.0  # (monotonic) when a line last came
         self.broken = False
         self.error: OSError | None = None
         self.dropped = 0  # lines dropped and not yet reported
@@ -128,10 +133,11 @@ class Sink:
         with self._lock:
             if self.broken or self._closing:
                 return False
-            if not self._queued and len(data) <= PIPE_BUF and _monotonic() >= self._quiet_until and self._room_now():
+            now = self._last_put = _monotonic()
+            if not self._queued and len(data) <= PIPE_BUF and now >= self._quiet_until and self._room_now():
                 try:  # nothing queued, no write a moment ago, room for it: written at once, without the thread
                     self._write_all(data)
-                    self._quiet_until = _monotonic() + COALESCE
+                    self._quiet_until = now + COALESCE
                     return True
                 except OSError as exc:
                     self.broken, failed = True, exc
@@ -141,13 +147,34 @@ class Sink:
                 self.dropped_total += lines
                 return False
             else:
-                self._queue.append(data)
-                self._queued += len(data)
-                if not self._signalled:
-                    self._wake_writer()
-                return True
+                if self._queue and not self._writing and self._queued + len(data) > PIPE_BUF \
+                        and len(self._queue[0]) <= PIPE_BUF and self._room_now():
+                    try:  # a burst has gathered a pipe buffer's worth: the caller writes it (it cannot block)
+                        self._write_front()
+                        self._quiet_until = now + COALESCE
+                    except OSError as exc:
+                        self.broken, failed = True, exc
+                if failed is None:
+                    self._queue.append(data)
+                    self._queued += len(data)
+                    if not self._signalled:
+                        self._wake_writer()
+                    return True
         self._failed(failed)
         return False
+
+    def _write_front(self) -> None:
+        """(With the lock held, room for PIPE_BUF bytes.) Write the queue's first lines, as many
+        whole ones as make at most PIPE_BUF bytes: a write that cannot block, nor be split."""
+        queue, size, count = self._queue, 0, 0
+        for item in queue:
+            if size + len(item) > PIPE_BUF:
+                break
+            size += len(item)
+            count += 1
+        self._write_all(queue[0] if count == 1 else b"".join(queue[:count]))
+        del queue[:count]
+        self._queued -= size
 
     def _room_now(self) -> bool:
         """Whether a write of at most PIPE_BUF bytes cannot block now: a regular file, or a pipe
@@ -231,11 +258,7 @@ class Sink:
                     if self._closing:
                         return
                     continue
-                wait = self._quiet_until - _monotonic()
-            if wait > 0:  # a burst: what comes in the meantime shares this write
-                _sleep(wait)
-            with self._lock:
-                batch, self._queue = self._queue, []
+            batch = self._take()
             failed = None
             for data in _pieces(batch):
                 try:
@@ -247,6 +270,7 @@ class Sink:
                     self._queued -= len(data)
             report = 0
             with self._lock:
+                self._writing = False
                 self._quiet_until = _monotonic() + COALESCE
                 if failed is not None:
                     self.broken = True
@@ -259,6 +283,20 @@ class Sink:
                 return
             if report and self.on_recover is not None:
                 self.on_recover(self, report)
+
+    def _take(self) -> list[bytes]:
+        """The queue, once it is the writer's to write: at once if it holds more than a piece
+        (the reader is behind, or relayed batches pile up), or the output is closing; else once
+        no line came for :data:`COALESCE` (a burst's tail: while lines keep coming, the caller
+        writes them a pipe buffer at a time, without waiting for this thread)."""
+        while True:
+            with self._lock:
+                wait = self._last_put + COALESCE - _monotonic()
+                if wait <= 0 or self._queued > PIECE or self._closing:
+                    batch, self._queue = self._queue, []
+                    self._writing = True
+                    return batch
+            _sleep(wait)
 
     def _write(self, data: bytes) -> None:
         if self._whole or len(data) <= PIPE_BUF:
