@@ -166,15 +166,11 @@ class Sink:
     def _write_front(self) -> None:
         """(With the lock held, room for PIPE_BUF bytes.) Write the queue's first lines, as many
         whole ones as make at most PIPE_BUF bytes: a write that cannot block, nor be split."""
-        queue, size, count = self._queue, 0, 0
-        for item in queue:
-            if size + len(item) > PIPE_BUF:
-                break
-            size += len(item)
-            count += 1
-        self._write_all(queue[0] if count == 1 else b"".join(queue[:count]))
-        del queue[:count]
-        self._queued -= size
+        end = _run_of(self._queue, 0, PIPE_BUF)
+        data = _joined(self._queue[:end])
+        self._write_all(data)
+        del self._queue[:end]
+        self._queued -= len(data)
 
     def _room_now(self) -> bool:
         """Whether a write of at most PIPE_BUF bytes cannot block now: a regular file, or a pipe
@@ -359,16 +355,26 @@ def _pieces(batch: list[bytes]) -> Iterator[bytes]:
     """The queued lines joined into pieces of about :data:`PIECE` bytes (whole queued items): one
     piece is one write to a file or an empty pipe, and joining a whole burst at once would make
     and free a buffer too big for the allocator to keep, whose pages are faulted in anew each time."""
-    if len(batch) == 1:
-        yield batch[0]
-        return
-    start, size = 0, 0
-    for end, data in enumerate(batch):
-        if size and size + len(data) > PIECE:
-            yield b"".join(batch[start:end])
-            start, size = end, 0
-        size += len(data)
-    yield b"".join(batch[start:])
+    start = 0
+    while start < len(batch):
+        end = _run_of(batch, start, PIECE)
+        yield _joined(batch[start:end])
+        start = end
+
+
+def _run_of(items: list[bytes], start: int, limit: int) -> int:
+    """Where the run of whole items from ``start`` ends that makes at most ``limit`` bytes; one
+    item at least, whatever its size (a line is never cut)."""
+    size, end = len(items[start]), start + 1
+    while end < len(items) and size + len(items[end]) <= limit:
+        size += len(items[end])
+        end += 1
+    return end
+
+
+def _joined(items: list[bytes]) -> bytes:
+    """One write's bytes: the item itself when there is one (no copy)."""
+    return items[0] if len(items) == 1 else b"".join(items)
 
 
 def _is_null_device(st: os.stat_result) -> bool:
